@@ -1,0 +1,139 @@
+// Dotted version vector sets (Preguiça et al., "Dotted Version Vectors"; DESIGN.md,
+// "Versioning"). Pure value types and functions: no I/O, no clock (callers pass times in).
+//
+// A stored object is { vv, siblings }. Each sibling carries the dot (actor, counter) that
+// created it; vv summarises every event the object has seen. The context handed to an
+// application is vv. Actors are storage-node incarnations, never clients.
+#pragma once
+
+#include <boost/container/small_vector.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dynkv {
+
+struct Actor {
+  uint64_t node = 0;   // node id
+  uint64_t epoch = 0;  // minted when the node's data directory was created
+
+  bool operator==(const Actor& o) const { return node == o.node && epoch == o.epoch; }
+  bool operator!=(const Actor& o) const { return !(*this == o); }
+  bool operator<(const Actor& o) const {
+    return node != o.node ? node < o.node : epoch < o.epoch;
+  }
+};
+
+struct Dot {
+  Actor actor;
+  uint64_t counter = 0;
+
+  bool operator==(const Dot& o) const { return actor == o.actor && counter == o.counter; }
+  bool operator!=(const Dot& o) const { return !(*this == o); }
+  bool operator<(const Dot& o) const {
+    return actor != o.actor ? actor < o.actor : counter < o.counter;
+  }
+};
+
+struct VvEntry {
+  Actor actor;
+  uint64_t counter = 0;
+  int64_t timestamp = 0;  // microseconds; the latest event of this actor that we know of
+
+  bool operator==(const VvEntry& o) const {
+    return actor == o.actor && counter == o.counter && timestamp == o.timestamp;
+  }
+  bool operator!=(const VvEntry& o) const { return !(*this == o); }
+};
+
+class VersionVector {
+  // actor -> (counter, timestamp), kept sorted by actor so equality and serialization are
+  // deterministic. Few entries (only storage nodes are actors), hence a small_vector.
+ public:
+  static constexpr size_t MAX_ENTRIES = 10;
+
+  VersionVector() = default;
+
+  uint64_t counter(const Actor& actor) const;
+  // 0 when the actor is absent.
+
+  bool covers(const Dot& dot) const { return counter(dot.actor) >= dot.counter; }
+
+  bool descends(const VersionVector& other) const;
+  // True when every event of `other` is in this one (pointwise >=).
+
+  void merge(const VersionVector& other);
+  // Pointwise max of counters; the timestamp goes with the larger counter (max on ties).
+
+  void set(const Actor& actor, uint64_t counter, int64_t timestamp);
+  // Sets the entry outright, inserting it in order.
+
+  void truncate(size_t maxEntries, const std::vector<Actor>& keep);
+  // Drops the entries with the oldest timestamps until at most maxEntries remain, never
+  // dropping an actor listed in `keep` (the actors of live siblings' dots). Dropping an entry
+  // can only make later writes look concurrent (a sibling), never lose one.
+
+  const boost::container::small_vector<VvEntry, 4>& entries() const { return entries_; }
+  bool empty() const { return entries_.empty(); }
+  size_t size() const { return entries_.size(); }
+
+  bool operator==(const VersionVector& o) const { return entries_ == o.entries_; }
+  bool operator!=(const VersionVector& o) const { return !(*this == o); }
+
+ private:
+  boost::container::small_vector<VvEntry, 4> entries_;  // sorted by actor, unique
+};
+
+enum class NamespaceKind : uint8_t {
+  VECTOR_CLOCK = 0,     // DVV sets; writes go through a coordinator replica
+  LAST_WRITE_WINS = 1,  // one version per key, the highest (timestamp, value) wins
+};
+
+struct Sibling {
+  Dot dot;                           // zero dot in last-write-wins objects
+  int64_t timestamp = 0;             // coordinator's (or LWW writer's) wall clock, microseconds
+  std::optional<std::string> value;  // nullopt: a tombstone
+
+  bool isTombstone() const { return !value.has_value(); }
+  bool operator==(const Sibling& o) const {
+    return dot == o.dot && timestamp == o.timestamp && value == o.value;
+  }
+  bool operator!=(const Sibling& o) const { return !(*this == o); }
+};
+
+struct Object {
+  // Canonical form: siblings sorted by dot (LWW: exactly one sibling), so two objects holding
+  // the same versions compare equal and serialize to the same bytes.
+  NamespaceKind kind = NamespaceKind::VECTOR_CLOCK;
+  VersionVector vv;
+  std::vector<Sibling> siblings;
+
+  bool empty() const { return siblings.empty(); }
+  bool allTombstones() const;
+  bool operator==(const Object& o) const {
+    return kind == o.kind && vv == o.vv && siblings == o.siblings;
+  }
+  bool operator!=(const Object& o) const { return !(*this == o); }
+};
+
+Object coordinatePut(const Object& local, const Actor& self, const VersionVector& context,
+                     std::optional<std::string> value, int64_t nowMicros);
+// The coordinator replica's update (DESIGN.md): drop siblings whose dot `context` covers,
+// mint dot (self, max(vv[self], context[self]) + 1), set vv = merge(vv, context) with
+// vv[self] = the new counter (timestamp nowMicros), add the new sibling, then truncate vv to
+// MAX_ENTRIES keeping the actors of surviving siblings. `local` must be VECTOR_CLOCK (or
+// empty). nullopt value writes a tombstone.
+
+Object sync(const Object& a, const Object& b);
+// Merge of two replicas' objects. VECTOR_CLOCK: keep each sibling that the other side also
+// has or whose dot the other side's vv does not cover; vv = merge. LAST_WRITE_WINS: keep the
+// sibling with the greatest (timestamp, tombstone < value, value bytes). Commutative,
+// associative, idempotent; an empty object is the identity. Both sides must be of the same
+// kind unless one is empty (KJ_REQUIRE).
+
+Object lastWriteWinsObject(std::optional<std::string> value, int64_t timestampMicros);
+// A last-write-wins object holding one version, as the client coordinating an LWW write
+// builds it.
+
+}  // namespace dynkv
