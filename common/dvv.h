@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <dynkv/namespace-kind.h>
+
 namespace dynkv {
 
 struct Actor {
@@ -85,10 +87,6 @@ class VersionVector {
   boost::container::small_vector<VvEntry, 4> entries_;  // sorted by actor, unique
 };
 
-enum class NamespaceKind : uint8_t {
-  VECTOR_CLOCK = 0,     // DVV sets; writes go through a coordinator replica
-  LAST_WRITE_WINS = 1,  // one version per key, the highest (timestamp, value) wins
-};
 
 struct Sibling {
   Dot dot;                           // zero dot in last-write-wins objects

@@ -1,5 +1,12 @@
 #include "hash.h"
 
+// xxhash.h includes the C headers inside extern "C"; pull in their C++ forms first.
+#include <cassert>
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 

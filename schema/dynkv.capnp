@@ -100,3 +100,12 @@ interface Node {
   ping @4 (mapVersion :UInt64) -> (mapVersion :UInt64);
   # No storage work: the transport floor.
 }
+
+# ---- Client-side only ----
+
+struct ReadContext {
+  # What dynkv::Context's opaque bytes hold.
+  vv @0 :List(VvEntry);   # the merged version vector of the read
+  fastest @1 :UInt64;     # id of the replica that answered the read first: the next put's
+                          # coordinator, as in the paper (§6.4)
+}

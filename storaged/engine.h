@@ -36,12 +36,15 @@ using Bytes = kj::ArrayPtr<const kj::byte>;
 class ReadTransaction {
  public:
   virtual kj::Maybe<Bytes> get(Table table, Bytes key) = 0;
-  // The stored value, valid until the transaction ends; null if absent.
+  // The stored value, valid until the transaction ends (in a write transaction: until its
+  // next put() or remove() too, as LMDB may move pages); null if absent.
 
   virtual void scan(Table table, Bytes begin, Bytes end,
                     kj::FunctionParam<bool(Bytes key, Bytes value)> visit) = 0;
   // Visits keys in [begin, end) in byte order (an empty `end` means "to the end of the
-  // table"), stopping early when `visit` returns false.
+  // table"), stopping early when `visit` returns false. What `visit` is handed stays valid as
+  // get()'s results do. In a write transaction `visit` may put() and remove(); the scan then
+  // goes on after the key just visited and sees those changes.
 
  protected:
   ~ReadTransaction() = default;
@@ -51,7 +54,8 @@ class WriteTransaction : public ReadTransaction {
  public:
   virtual void put(Table table, Bytes key, Bytes value) = 0;
   virtual void remove(Table table, Bytes key) = 0;
-  // Removing an absent key is not an error.
+  // Removing an absent key is not an error. Keys may be of any length but must not be empty
+  // (put() rejects an empty key; an empty key is never found).
 
  protected:
   ~WriteTransaction() = default;

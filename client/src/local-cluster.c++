@@ -1,0 +1,240 @@
+#include "local-cluster.h"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <netinet/in.h>
+#include <sstream>
+#include <stdexcept>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+namespace dynkv {
+
+namespace {
+
+void makeDirs(const std::string& path) {
+  std::string partial;
+  std::stringstream in(path);
+  std::string part;
+  if (!path.empty() && path[0] == '/') partial = "/";
+  while (std::getline(in, part, '/')) {
+    if (part.empty()) continue;
+    partial += part + "/";
+    if (mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
+      throw std::runtime_error("cannot create " + partial + ": " + strerror(errno));
+    }
+  }
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+bool canConnect(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+bool alive(pid_t pid) {
+  if (pid <= 0) return false;
+  int status;
+  pid_t reaped = waitpid(pid, &status, WNOHANG);
+  if (reaped == pid) return false;  // our child, and it has exited
+  if (reaped == 0) return true;     // our child, still running (perhaps not yet exec'd)
+  if (::kill(pid, 0) != 0) return false;
+  // A recycled pid belongs to some other program: check that it is a storaged.
+  auto cmdline = readFile("/proc/" + std::to_string(pid) + "/cmdline");
+  if (cmdline.find("storaged") == std::string::npos) return false;
+  auto stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+  auto close = stat.rfind(')');
+  return close == std::string::npos || stat.size() < close + 3 || stat[close + 2] != 'Z';
+}
+
+}  // namespace
+
+LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(options)) {
+  if (options_.dir.empty()) throw std::runtime_error("a local cluster needs a directory (--dir)");
+  if (options_.storaged.empty()) options_.storaged = findStoraged();
+  auto conf = options_.dir + "/cluster.conf";
+  std::ifstream in(conf);
+  if (in) {
+    std::string line;
+    std::vector<std::string> extra;
+    while (std::getline(in, line)) {
+      auto eq = line.find('=');
+      if (eq == std::string::npos) continue;
+      auto name = line.substr(0, eq), value = line.substr(eq + 1);
+      if (name == "nodes") options_.nodes = uint32_t(std::stoul(value));
+      if (name == "base-port") options_.basePort = uint16_t(std::stoul(value));
+      if (name == "arg") extra.push_back(value);
+    }
+    options_.extraArgs = extra;
+  } else {
+    if (options_.nodes < 1 || options_.nodes > 64) {
+      throw std::runtime_error("a local cluster has 1 to 64 nodes");
+    }
+    makeDirs(options_.dir);
+    std::ofstream out(conf);
+    out << "nodes=" << options_.nodes << "\nbase-port=" << options_.basePort << "\n";
+    for (auto& a : options_.extraArgs) out << "arg=" << a << "\n";
+    if (!out) throw std::runtime_error("cannot write " + conf);
+  }
+}
+
+std::string LocalCluster::findStoraged() {
+  if (const char* env = getenv("DYNKV_STORAGED")) return env;
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n > 0) {
+    self[n] = '\0';
+    std::string dir(self);
+    dir.resize(dir.rfind('/'));
+    for (auto candidate : {dir + "/storaged", dir + "/../storaged/storaged"}) {
+      if (access(candidate.c_str(), X_OK) == 0) return candidate;
+    }
+  }
+  return "storaged";
+}
+
+std::vector<std::string> LocalCluster::seeds() const {
+  std::vector<std::string> out;
+  for (uint32_t i = 0; i < options_.nodes; i++) {
+    out.push_back("127.0.0.1:" + std::to_string(options_.basePort + i));
+  }
+  return out;
+}
+
+std::string LocalCluster::seedList() const {
+  std::string out;
+  for (auto& s : seeds()) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
+
+std::string LocalCluster::nodeDir(size_t node) const {
+  return options_.dir + "/node" + std::to_string(node + 1);
+}
+
+pid_t LocalCluster::pid(size_t node) const {
+  auto text = readFile(nodeDir(node) + "/pid");
+  if (text.empty()) return 0;
+  pid_t pid = pid_t(std::stol(text));
+  return alive(pid) ? pid : 0;
+}
+
+bool LocalCluster::running(size_t node) const { return pid(node) != 0; }
+
+void LocalCluster::start(size_t node) {
+  auto dir = nodeDir(node);
+  makeDirs(dir + "/data");
+  std::vector<std::string> args = {options_.storaged,
+                                   "--data-dir", dir + "/data",
+                                   "--listen", seeds()[node],
+                                   "--seeds", seedList()};
+  args.insert(args.end(), options_.extraArgs.begin(), options_.extraArgs.end());
+  auto log = dir + "/storaged.log";
+
+  pid_t child = fork();
+  if (child < 0) throw std::runtime_error(std::string("fork failed: ") + strerror(errno));
+  if (child == 0) {
+    // In the child: its own session so it outlives the terminal that ran `dynkv local up`.
+    setsid();
+    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    if (devnull >= 0) dup2(devnull, 0);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execvp(argv[0], argv.data());
+    fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  std::ofstream(dir + "/pid") << child << "\n";
+}
+
+void LocalCluster::waitListening(size_t node, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  uint16_t port = uint16_t(options_.basePort + node);
+  while (!canConnect(port)) {
+    if (!running(node)) {
+      throw std::runtime_error("node " + std::to_string(node + 1) + " (" + seeds()[node] +
+                               ") exited; its log ends:\n" + logTail(node));
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw std::runtime_error("node " + std::to_string(node + 1) + " (" + seeds()[node] +
+                               ") is not listening after " + std::to_string(timeout.count()) +
+                               " ms; its log ends:\n" + logTail(node));
+    }
+    // Polling a port has no event to wait on; 20 ms keeps start-up snappy and cheap.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+size_t LocalCluster::up(std::chrono::milliseconds timeout) {
+  size_t started = 0;
+  for (size_t i = 0; i < options_.nodes; i++) {
+    if (running(i)) continue;
+    start(i);
+    started++;
+  }
+  for (size_t i = 0; i < options_.nodes; i++) waitListening(i, timeout);
+  return started;
+}
+
+void LocalCluster::kill(size_t node, int signal) {
+  pid_t p = pid(node);
+  if (p == 0) return;
+  ::kill(p, signal);
+  if (signal == SIGKILL || signal == SIGTERM) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (alive(p) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+}
+
+void LocalCluster::down(std::chrono::milliseconds timeout) {
+  std::vector<pid_t> pids;
+  for (size_t i = 0; i < options_.nodes; i++) {
+    pid_t p = pid(i);
+    if (p != 0) {
+      ::kill(p, SIGTERM);
+      pids.push_back(p);
+    }
+  }
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (pid_t p : pids) {
+    while (alive(p) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (alive(p)) ::kill(p, SIGKILL);
+  }
+}
+
+std::string LocalCluster::logTail(size_t node) const {
+  auto text = readFile(nodeDir(node) + "/storaged.log");
+  if (text.size() > 2000) text = "..." + text.substr(text.size() - 2000);
+  return text;
+}
+
+}  // namespace dynkv

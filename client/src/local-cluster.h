@@ -1,0 +1,57 @@
+// A cluster of storaged processes on loopback, kept in one directory: what `dynkv local`
+// manages, and what the integration tests start. Each node lives in DIR/nodeK/ with its
+// data/, storaged.log and pid; DIR/cluster.conf remembers the shape so a later `up` brings
+// back the same nodes on the same ports with their data.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace dynkv {
+
+struct LocalClusterOptions {
+  std::string dir;
+  uint32_t nodes = 3;
+  uint16_t basePort = 7400;
+  std::string storaged;                // path of the storaged binary; empty: findStoraged()
+  std::vector<std::string> extraArgs;  // passed to every storaged (e.g. --durability buffered)
+};
+
+class LocalCluster {
+ public:
+  explicit LocalCluster(LocalClusterOptions options);
+  // If DIR/cluster.conf exists, its node count, base port and extra arguments win over
+  // `options` (a cluster keeps its shape); otherwise `options` are written there.
+
+  static std::string findStoraged();
+  // $DYNKV_STORAGED, else storaged beside this executable (or in ../storaged/ of a build
+  // tree), else "storaged" on PATH.
+
+  std::vector<std::string> seeds() const;  // 127.0.0.1:PORT of every node
+  std::string seedList() const;            // the same, comma-separated
+  size_t size() const { return options_.nodes; }
+  const std::string& dir() const { return options_.dir; }
+
+  size_t up(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  // Starts every node that is not running and waits until all accept connections. Returns
+  // how many it started. Throws std::runtime_error naming the node (and the end of its log)
+  // if one does not come up.
+
+  void down(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  // SIGTERM to every running node, SIGKILL to any still alive after `timeout`.
+
+  void start(size_t node);
+  void waitListening(size_t node, std::chrono::milliseconds timeout);
+  void kill(size_t node, int signal);  // sends `signal`; for SIGKILL also reaps and waits
+  bool running(size_t node) const;
+  pid_t pid(size_t node) const;        // 0 when not running
+  std::string nodeDir(size_t node) const;
+
+ private:
+  LocalClusterOptions options_;
+  std::string logTail(size_t node) const;
+};
+
+}  // namespace dynkv

@@ -1,0 +1,139 @@
+#include "node-pool.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/debug.h>
+
+#include "codec.h"
+
+namespace dynkv {
+
+struct NodePool::Link : public kj::Refcounted {
+  // One TCP connection and the RPC system on it. Refcounted because the connect promise
+  // (held by queued calls) may outlive the pool's entry.
+  kj::Own<kj::AsyncIoStream> stream;
+  kj::Maybe<kj::Own<capnp::TwoPartyVatNetwork>> network;
+  kj::Maybe<kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>> rpc;
+  bool broken = false;
+
+  ~Link() noexcept(false) {
+    rpc = nullptr;  // the RPC system must go before the network it runs on
+    network = nullptr;
+  }
+};
+
+NodePool::NodePool(kj::Network& network, kj::Timer& timer, std::string cluster,
+                   std::string secret, uint32_t maxValueBytes)
+    : network_(network),
+      timer_(timer),
+      cluster_(kj::mv(cluster)),
+      secret_(kj::mv(secret)),
+      maxValueBytes_(maxValueBytes),
+      tasks_(*this) {}
+
+NodePool::~NodePool() noexcept(false) {}
+
+wire::Node::Client NodePool::node(const std::string& address) {
+  auto key = kj::str(address.c_str());
+  KJ_IF_MAYBE(entry, entries_.find(key)) {
+    if (!entry->link->broken) return entry->node;
+    entries_.erase(key);
+  }
+
+  auto link = kj::refcounted<Link>();
+  auto options = readerOptionsFor(maxValueBytes_);
+  kj::Promise<wire::Node::Client> connected =
+      network_.parseAddress(key)
+          .then([](kj::Own<kj::NetworkAddress> addr) {
+            auto connecting = addr->connect();
+            return connecting.attach(kj::mv(addr));
+          })
+          .then([this, link = kj::addRef(*link), options, key = kj::str(key)](
+                    kj::Own<kj::AsyncIoStream> stream) mutable {
+            link->stream = kj::mv(stream);
+            auto network = kj::heap<capnp::TwoPartyVatNetwork>(
+                *link->stream, capnp::rpc::twoparty::Side::CLIENT, options);
+            auto& networkRef = *network;
+            link->rpc = kj::heap(capnp::makeRpcClient(networkRef));
+            link->network = kj::mv(network);
+            // When the connection drops, forget it so that the next call reconnects.
+            tasks_.add(networkRef.onDisconnect().then([this, link = kj::addRef(*link),
+                                                       key = kj::mv(key)]() mutable {
+              link->broken = true;
+              KJ_IF_MAYBE(entry, entries_.find(key)) {
+                if (entry->link.get() == link.get()) entries_.erase(key);
+              }
+            }));
+
+            capnp::word scratch[4];
+            memset(scratch, 0, sizeof(scratch));
+            capnp::MallocMessageBuilder message(scratch);
+            auto vatId = message.getRoot<capnp::rpc::twoparty::VatId>();
+            vatId.setSide(capnp::rpc::twoparty::Side::SERVER);
+            KJ_IF_MAYBE(rpc, link->rpc) {
+              auto gateway = (*rpc)->bootstrap(vatId).castAs<wire::Gateway>();
+              auto request = gateway.authenticateRequest();
+              request.setCluster(cluster_);
+              request.setSecret(asData(secret_));
+              return request.send().then(
+                  [](capnp::Response<wire::Gateway::AuthenticateResults> response) {
+                    return response.getNode();
+                  });
+            }
+            KJ_UNREACHABLE;
+          });
+  auto& linkRef = *link;
+  Entry entry{kj::mv(link), wire::Node::Client(connected.then(
+                                [linkRef = kj::addRef(linkRef)](wire::Node::Client node) {
+                                  return node;
+                                },
+                                [linkRef2 = kj::addRef(linkRef)](kj::Exception&& e) mutable
+                                    -> wire::Node::Client {
+                                  linkRef2->broken = true;
+                                  kj::throwFatalException(kj::mv(e));
+                                }))};
+  auto node = entry.node;
+  entries_.insert(kj::mv(key), kj::mv(entry));
+  return node;
+}
+
+void NodePool::reportFailure(const std::string& address, const kj::Exception& exception) {
+  if (exception.getType() == kj::Exception::Type::DISCONNECTED) {
+    auto key = kj::str(address.c_str());
+    KJ_IF_MAYBE(entry, entries_.find(key)) {
+      entry->link->broken = true;
+    }
+    entries_.erase(key);
+  }
+  if (exception.getType() != kj::Exception::Type::FAILED) suspect(address);
+}
+
+void NodePool::reportTimeout(const std::string& address) { suspect(address); }
+
+void NodePool::reportSuccess(const std::string& address) {
+  KJ_IF_MAYBE(h, health_.find(kj::StringPtr(address.c_str()))) {
+    h->failures = 0;
+    h->retryAt = kj::origin<kj::TimePoint>();
+  }
+}
+
+bool NodePool::isSuspect(const std::string& address) const {
+  KJ_IF_MAYBE(h, health_.find(kj::StringPtr(address.c_str()))) {
+    return timer_.now() < h->retryAt;
+  }
+  return false;
+}
+
+void NodePool::suspect(const std::string& address) {
+  auto& h = health_.findOrCreate(kj::StringPtr(address.c_str()), [&]() {
+    return kj::HashMap<kj::String, Health>::Entry{kj::str(address.c_str()), Health{}};
+  });
+  h.failures = kj::min(h.failures + 1, 10u);
+  auto backoff = kj::min(100 * kj::MILLISECONDS * (1u << (h.failures - 1)), 5 * kj::SECONDS);
+  h.retryAt = timer_.now() + backoff;
+}
+
+void NodePool::taskFailed(kj::Exception&& exception) {
+  KJ_LOG(INFO, "connection watch failed", exception);
+}
+
+}  // namespace dynkv

@@ -1,0 +1,61 @@
+// Connections to storage nodes, shared by every request of one client (or one node).
+// A connection is made on first use, authenticated once, and dropped when it breaks; the next
+// request reconnects. The pool also remembers which nodes failed recently so that routing
+// can skip them in favour of fallbacks (DESIGN.md, "Request paths").
+#pragma once
+
+#include <kj/async-io.h>
+#include <kj/map.h>
+#include <kj/timer.h>
+#include <string>
+
+#include "dynkv.capnp.h"
+
+namespace dynkv {
+
+class NodePool final : private kj::TaskSet::ErrorHandler {
+ public:
+  NodePool(kj::Network& network, kj::Timer& timer, std::string cluster, std::string secret,
+           uint32_t maxValueBytes);
+  ~NodePool() noexcept(false);
+
+  wire::Node::Client node(const std::string& address);
+  // The node's capability; calls made before the connection is up are queued, and fail with
+  // the connection's error if it cannot be made.
+
+  void reportFailure(const std::string& address, const kj::Exception& exception);
+  // A call to `address` failed: a broken connection is dropped, and the node is suspected
+  // for a backoff that doubles with each consecutive failure (100 ms to 5 s).
+
+  void reportTimeout(const std::string& address);
+  // A call got no answer in time: suspect the node (its connection may be fine).
+
+  void reportSuccess(const std::string& address);
+
+  bool isSuspect(const std::string& address) const;
+
+ private:
+  struct Link;
+  struct Entry {
+    kj::Own<Link> link;
+    wire::Node::Client node = nullptr;
+  };
+  struct Health {
+    uint32_t failures = 0;
+    kj::TimePoint retryAt = kj::origin<kj::TimePoint>();
+  };
+
+  kj::Network& network_;
+  kj::Timer& timer_;
+  std::string cluster_;
+  std::string secret_;
+  uint32_t maxValueBytes_;
+  kj::HashMap<kj::String, Entry> entries_;
+  kj::HashMap<kj::String, Health> health_;
+  kj::TaskSet tasks_;
+
+  void suspect(const std::string& address);
+  void taskFailed(kj::Exception&& exception) override;
+};
+
+}  // namespace dynkv

@@ -1,0 +1,76 @@
+#include "quorum.h"
+
+#include <kj/debug.h>
+
+namespace dynkv {
+
+namespace {
+
+size_t countPending(const std::vector<ReplicaOutcome>& replicas) {
+  size_t n = 0;
+  for (auto& r : replicas) n += r.state == ReplicaOutcome::State::PENDING;
+  return n;
+}
+
+void markFailed(std::vector<ReplicaOutcome>& replicas, size_t i, std::string reason,
+                bool refused) {
+  KJ_ASSERT(i < replicas.size() && replicas[i].state == ReplicaOutcome::State::PENDING);
+  replicas[i].state = ReplicaOutcome::State::FAILED;
+  replicas[i].failure = std::move(reason);
+  replicas[i].refused = refused;
+}
+
+}  // namespace
+
+ReadQuorum::ReadQuorum(uint32_t r, size_t replicas) : r_(r), replicas_(replicas) {}
+
+void ReadQuorum::answered(size_t i, std::optional<Object> object) {
+  KJ_ASSERT(i < replicas_.size() && replicas_[i].state == ReplicaOutcome::State::PENDING);
+  if (object) merged_ = sync(merged_, *object);
+  replicas_[i].state = ReplicaOutcome::State::ANSWERED;
+  replicas_[i].object = std::move(object);
+  answers_++;
+}
+
+void ReadQuorum::failed(size_t i, std::string reason, bool refused) {
+  markFailed(replicas_, i, std::move(reason), refused);
+}
+
+size_t ReadQuorum::addReplica() {
+  replicas_.emplace_back();
+  return replicas_.size() - 1;
+}
+
+size_t ReadQuorum::pending() const { return countPending(replicas_); }
+
+std::vector<size_t> ReadQuorum::staleReplicas() const {
+  std::vector<size_t> stale;
+  if (merged_.empty()) return stale;
+  for (size_t i = 0; i < replicas_.size(); i++) {
+    auto& r = replicas_[i];
+    if (r.state != ReplicaOutcome::State::ANSWERED) continue;
+    if (!r.object || *r.object != merged_) stale.push_back(i);
+  }
+  return stale;
+}
+
+WriteQuorum::WriteQuorum(uint32_t w, size_t replicas) : w_(w), replicas_(replicas) {}
+
+void WriteQuorum::acked(size_t i) {
+  KJ_ASSERT(i < replicas_.size() && replicas_[i].state == ReplicaOutcome::State::PENDING);
+  replicas_[i].state = ReplicaOutcome::State::ANSWERED;
+  acks_++;
+}
+
+void WriteQuorum::failed(size_t i, std::string reason, bool refused) {
+  markFailed(replicas_, i, std::move(reason), refused);
+}
+
+size_t WriteQuorum::addReplica() {
+  replicas_.emplace_back();
+  return replicas_.size() - 1;
+}
+
+size_t WriteQuorum::pending() const { return countPending(replicas_); }
+
+}  // namespace dynkv

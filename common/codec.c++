@@ -1,0 +1,199 @@
+#include "codec.h"
+
+#include <algorithm>
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/debug.h>
+
+namespace dynkv {
+
+namespace {
+
+Actor decodeActor(wire::Actor::Reader a) { return Actor{a.getNode(), a.getEpoch()}; }
+
+void encodeActor(const Actor& a, wire::Actor::Builder out) {
+  out.setNode(a.node);
+  out.setEpoch(a.epoch);
+}
+
+}  // namespace
+
+capnp::ReaderOptions readerOptionsFor(uint32_t maxValueBytes) {
+  capnp::ReaderOptions options;
+  uint64_t words = (uint64_t(maxValueBytes) * Limits::MAX_SIBLINGS) / sizeof(capnp::word);
+  options.traversalLimitInWords = words + (uint64_t(1) << 20);
+  options.nestingLimit = 32;
+  return options;
+}
+
+wire::NamespaceKind toWire(NamespaceKind kind) {
+  return kind == NamespaceKind::LAST_WRITE_WINS ? wire::NamespaceKind::LAST_WRITE_WINS
+                                                : wire::NamespaceKind::VECTOR_CLOCK;
+}
+
+NamespaceKind fromWire(wire::NamespaceKind kind) {
+  switch (kind) {
+    case wire::NamespaceKind::VECTOR_CLOCK:
+      return NamespaceKind::VECTOR_CLOCK;
+    case wire::NamespaceKind::LAST_WRITE_WINS:
+      return NamespaceKind::LAST_WRITE_WINS;
+  }
+  KJ_FAIL_REQUIRE("unknown namespace kind on the wire", uint(kind));
+}
+
+void encodeVersionVector(const VersionVector& vv, capnp::List<wire::VvEntry>::Builder out) {
+  KJ_ASSERT(out.size() == vv.size());
+  uint i = 0;
+  for (auto& e : vv.entries()) {
+    auto b = out[i++];
+    encodeActor(e.actor, b.initActor());
+    b.setCounter(e.counter);
+    b.setTimestamp(e.timestamp);
+  }
+}
+
+VersionVector decodeVersionVector(capnp::List<wire::VvEntry>::Reader in) {
+  KJ_REQUIRE(in.size() <= 4 * VersionVector::MAX_ENTRIES, "version vector has too many entries",
+             in.size());
+  VersionVector vv;
+  for (auto e : in) {
+    Actor actor = decodeActor(e.getActor());
+    // A duplicate entry keeps the larger counter: merge() does exactly that.
+    VersionVector one;
+    one.set(actor, e.getCounter(), e.getTimestamp());
+    vv.merge(one);
+  }
+  return vv;
+}
+
+void encodeObject(const Object& object, wire::Object::Builder out) {
+  out.setKind(toWire(object.kind));
+  encodeVersionVector(object.vv, out.initVv(object.vv.size()));
+  auto siblings = out.initSiblings(object.siblings.size());
+  for (uint i = 0; i < object.siblings.size(); i++) {
+    auto& s = object.siblings[i];
+    auto b = siblings[i];
+    encodeActor(s.dot.actor, b.getDot().initActor());
+    b.getDot().setCounter(s.dot.counter);
+    b.setTimestamp(s.timestamp);
+    if (s.value) {
+      b.setValue(asData(*s.value));
+    } else {
+      b.setTombstone();
+    }
+  }
+}
+
+Object decodeObject(wire::Object::Reader in, const Limits& limits) {
+  Object object;
+  object.kind = fromWire(in.getKind());
+  object.vv = decodeVersionVector(in.getVv());
+  auto siblings = in.getSiblings();
+  KJ_REQUIRE(siblings.size() <= Limits::MAX_SIBLINGS, "object has too many siblings",
+             siblings.size(), Limits::MAX_SIBLINGS);
+  object.siblings.reserve(siblings.size());
+  for (auto s : siblings) {
+    Sibling sibling;
+    sibling.dot.actor = decodeActor(s.getDot().getActor());
+    sibling.dot.counter = s.getDot().getCounter();
+    sibling.timestamp = s.getTimestamp();
+    switch (s.which()) {
+      case wire::Sibling::VALUE: {
+        auto v = s.getValue();
+        KJ_REQUIRE(v.size() <= limits.maxValueBytes, "sibling value exceeds maxValueBytes",
+                   v.size(), limits.maxValueBytes);
+        sibling.value = std::string(asStringView(v));
+        break;
+      }
+      case wire::Sibling::TOMBSTONE:
+        break;
+      default:
+        KJ_FAIL_REQUIRE("sibling is neither a value nor a tombstone");
+    }
+    object.siblings.push_back(std::move(sibling));
+  }
+  std::sort(object.siblings.begin(), object.siblings.end(),
+            [](const Sibling& a, const Sibling& b) { return a.dot < b.dot; });
+  for (size_t i = 1; i < object.siblings.size(); i++) {
+    KJ_REQUIRE(object.siblings[i - 1].dot != object.siblings[i].dot,
+               "object has two siblings with the same dot");
+  }
+  if (object.kind == NamespaceKind::LAST_WRITE_WINS) {
+    KJ_REQUIRE(object.siblings.size() <= 1 && object.vv.empty(),
+               "a last-write-wins object holds at most one version and no version vector");
+  } else {
+    for (auto& s : object.siblings) {
+      KJ_REQUIRE(object.vv.covers(s.dot), "object's version vector does not cover a sibling");
+    }
+  }
+  return object;
+}
+
+kj::Array<capnp::word> objectToWords(const Object& object) {
+  capnp::MallocMessageBuilder message;
+  encodeObject(object, message.initRoot<wire::Object>());
+  return capnp::messageToFlatArray(message);
+}
+
+Object objectFromBytes(kj::ArrayPtr<const kj::byte> bytes, const Limits& limits) {
+  KJ_REQUIRE(bytes.size() % sizeof(capnp::word) == 0, "stored object is not a whole message",
+             bytes.size());
+  kj::Array<capnp::word> copy;
+  kj::ArrayPtr<const capnp::word> words;
+  if (reinterpret_cast<uintptr_t>(bytes.begin()) % alignof(capnp::word) == 0) {
+    words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(bytes.begin()),
+                         bytes.size() / sizeof(capnp::word));
+  } else {
+    copy = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+    memcpy(copy.begin(), bytes.begin(), bytes.size());
+    words = copy;
+  }
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = words.size() * 2 + 1024;
+  capnp::FlatArrayMessageReader reader(words, options);
+  return decodeObject(reader.getRoot<wire::Object>(), limits);
+}
+
+void encodePartitionMap(const PartitionMap& map, wire::PartitionMap::Builder out) {
+  out.setVersion(map.version());
+  out.setPartitionBits(map.partitionBits());
+  auto nodes = out.initNodes(map.nodes().size());
+  for (uint i = 0; i < map.nodes().size(); i++) {
+    auto& n = map.nodes()[i];
+    auto b = nodes[i];
+    b.setId(n.id);
+    b.setName(n.name);
+    b.setAddress(n.address);
+    b.setZone(n.zone);
+    b.setWeight(n.weight);
+  }
+  auto owners = out.initOwners(map.owners().size());
+  for (uint i = 0; i < map.owners().size(); i++) owners.set(i, map.owners()[i]);
+}
+
+PartitionMap decodePartitionMap(wire::PartitionMap::Reader in) {
+  auto wireNodes = in.getNodes();
+  KJ_REQUIRE(wireNodes.size() <= PartitionMap::MAX_NODES, "partition map has too many nodes");
+  std::vector<NodeInfo> nodes;
+  nodes.reserve(wireNodes.size());
+  for (auto n : wireNodes) {
+    NodeInfo info;
+    info.id = n.getId();
+    info.name = n.getName();
+    info.address = n.getAddress();
+    info.zone = n.getZone();
+    info.weight = n.getWeight();
+    nodes.push_back(std::move(info));
+  }
+  auto wireOwners = in.getOwners();
+  std::vector<uint16_t> owners;
+  owners.reserve(wireOwners.size());
+  for (auto owner : wireOwners) owners.push_back(owner);
+  std::string error;
+  auto map = PartitionMap::fromParts(in.getVersion(), in.getPartitionBits(), std::move(nodes),
+                                     std::move(owners), &error);
+  if (!map) KJ_FAIL_REQUIRE("invalid partition map", error);
+  return std::move(*map);
+}
+
+}  // namespace dynkv

@@ -1,0 +1,53 @@
+// Conversions between the core's value types and the wire schema. Everything decoded here
+// came from a peer or from disk, so it is validated: a malformed object is rejected with a
+// kj::Exception (FAILED) that says what was wrong, never half-used.
+#pragma once
+
+#include <capnp/common.h>
+#include <capnp/message.h>
+#include <kj/array.h>
+#include <string>
+#include <string_view>
+
+#include "dvv.h"
+#include "limits.h"
+#include "partition-map.h"
+#include "dynkv.capnp.h"
+
+namespace dynkv {
+
+void encodeVersionVector(const VersionVector& vv, capnp::List<wire::VvEntry>::Builder out);
+// `out` must have been initialised with vv.size() elements.
+
+VersionVector decodeVersionVector(capnp::List<wire::VvEntry>::Reader in);
+// Sorted and de-duplicated (keeping the larger counter); rejects more than 4 * MAX_ENTRIES.
+
+void encodeObject(const Object& object, wire::Object::Builder out);
+
+Object decodeObject(wire::Object::Reader in, const Limits& limits);
+// Validates value sizes against `limits`, the sibling count, and the LWW shape; returns the
+// object in canonical form.
+
+kj::Array<capnp::word> objectToWords(const Object& object);
+// A standalone Cap'n Proto message (flat array), as stored in the engine.
+
+Object objectFromBytes(kj::ArrayPtr<const kj::byte> bytes, const Limits& limits);
+// Reads a message written by objectToWords, copying it first if it is not word-aligned.
+
+void encodePartitionMap(const PartitionMap& map, wire::PartitionMap::Builder out);
+PartitionMap decodePartitionMap(wire::PartitionMap::Reader in);
+
+inline std::string_view asStringView(capnp::Data::Reader data) {
+  return std::string_view(reinterpret_cast<const char*>(data.begin()), data.size());
+}
+inline capnp::Data::Reader asData(std::string_view s) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+
+capnp::ReaderOptions readerOptionsFor(uint32_t maxValueBytes);
+// RPC receive limits: room for an object at the sibling limit, and no more.
+
+wire::NamespaceKind toWire(NamespaceKind kind);
+NamespaceKind fromWire(wire::NamespaceKind kind);
+
+}  // namespace dynkv

@@ -1,0 +1,34 @@
+// storaged's settings, from the command line and an optional config file.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine.h"
+#include "limits.h"
+
+namespace dynkv::storaged {
+
+struct Config {
+  std::string dataDir;               // required unless engine == "memory"
+  std::string listen = "127.0.0.1:7400";
+  std::string advertise;             // the address peers and clients use; default `listen`
+  std::vector<std::string> seeds;    // HOST:PORT of other nodes
+  std::string cluster = "dynkv";
+  std::string secret;
+  std::string engine = "lmdb";       // lmdb | memory
+  Durability durability = Durability::SYNC;
+  uint64_t mapSizeBytes = uint64_t(16) << 30;
+  uint32_t partitionBits = 10;
+  Limits limits;
+};
+
+Config parseConfig(int argc, char** argv);
+// Reads `--config FILE` first (lines `name = value`, `#` comments, names as the long flags
+// without dashes), then the flags, which win. Throws std::invalid_argument with a message
+// naming the bad setting; `--help` throws std::invalid_argument with the usage text.
+
+std::string usage();
+
+}  // namespace dynkv::storaged

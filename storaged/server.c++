@@ -1,0 +1,56 @@
+#include "server.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/debug.h>
+
+
+namespace dynkv::storaged {
+
+namespace {
+
+struct Connection {
+  Connection(kj::Own<kj::AsyncIoStream> streamParam, capnp::Capability::Client bootstrap,
+             capnp::ReaderOptions options)
+      : stream(kj::mv(streamParam)),
+        network(*stream, capnp::rpc::twoparty::Side::SERVER, options),
+        rpcSystem(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
+
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyVatNetwork network;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpcSystem;
+};
+
+class Server final : private kj::TaskSet::ErrorHandler {
+ public:
+  Server(capnp::Capability::Client bootstrap, capnp::ReaderOptions options)
+      : bootstrap_(kj::mv(bootstrap)), options_(options), tasks_(*this) {}
+
+  kj::Promise<void> acceptLoop(kj::ConnectionReceiver& listener) {
+    return listener.accept().then([this, &listener](kj::Own<kj::AsyncIoStream> stream) {
+      auto connection = kj::heap<Connection>(kj::mv(stream), bootstrap_, options_);
+      auto done = connection->network.onDisconnect();
+      tasks_.add(done.attach(kj::mv(connection)));
+      return acceptLoop(listener);
+    });
+  }
+
+ private:
+  capnp::Capability::Client bootstrap_;
+  capnp::ReaderOptions options_;
+  kj::TaskSet tasks_;
+
+  void taskFailed(kj::Exception&& exception) override {
+    KJ_LOG(INFO, "connection ended with an error", exception);
+  }
+};
+
+}  // namespace
+
+kj::Promise<void> serve(kj::ConnectionReceiver& listener, capnp::Capability::Client bootstrap,
+                        capnp::ReaderOptions options) {
+  auto server = kj::heap<Server>(kj::mv(bootstrap), options);
+  auto& ref = *server;
+  return ref.acceptLoop(listener).attach(kj::mv(server));
+}
+
+}  // namespace dynkv::storaged

@@ -1,0 +1,23 @@
+// The RPC face of a storage node: the Gateway handed out as bootstrap capability and the
+// Node interface it grants after authentication (schema/dynkv.capnp).
+#pragma once
+
+#include <capnp/capability.h>
+#include <kj/async.h>
+#include <string>
+
+#include "membership.h"
+#include "store.h"
+
+namespace dynkv::storaged {
+
+struct ServiceOptions {
+  std::string cluster = "dynkv";
+  std::string secret;  // empty: no secret required
+};
+
+capnp::Capability::Client newGateway(Store& store, Membership& membership,
+                                     ServiceOptions options);
+// Store and membership must outlive every connection that holds the capability.
+
+}  // namespace dynkv::storaged

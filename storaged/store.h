@@ -1,0 +1,92 @@
+// The node's versioned object store: DVV objects kept in a StorageEngine, keyed so that a
+// partition is one contiguous range (DESIGN.md, "Local storage").
+//
+// Writes are group-committed: every write that arrives during one turn of the event loop
+// joins one engine transaction (and so, with sync durability, one fsync), and each caller's
+// promise resolves once that transaction is committed.
+#pragma once
+
+#include <kj/async.h>
+#include <kj/timer.h>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dvv.h"
+#include "engine.h"
+#include "limits.h"
+
+namespace dynkv::storaged {
+
+struct StorageKey {
+  uint32_t partition = 0;
+  std::string ns;
+  std::string key;
+};
+
+std::string encodeStorageKey(const StorageKey& key);
+// [partition: 2 bytes big-endian][namespace length: 1 byte][namespace][key]
+
+StorageKey decodeStorageKey(kj::ArrayPtr<const kj::byte> bytes);
+
+class Store {
+ public:
+  Store(StorageEngine& engine, const Actor& self, const Limits& limits, kj::Timer& timer);
+  ~Store() noexcept(false);
+  // With a BUFFERED engine the store flushes it every BUFFERED_FLUSH_INTERVAL while dirty.
+
+  static constexpr auto BUFFERED_FLUSH_INTERVAL = 5 * kj::MILLISECONDS;
+
+  const Actor& self() const { return self_; }
+  const Limits& limits() const { return limits_; }
+  StorageEngine& engine() { return engine_; }
+
+  std::optional<Object> get(const StorageKey& key);
+  // The local copy; nullopt if this node holds none.
+
+  kj::Promise<Object> coordinatePut(StorageKey key, NamespaceKind kind, VersionVector context,
+                                    std::optional<std::string> value, int64_t nowMicros);
+  // The coordinator replica's write: dvv coordinatePut with this node's actor. Rejects (with a
+  // message) a write to a key whose stored kind differs, or one that would leave more than
+  // Limits::MAX_SIBLINGS siblings. Resolves to the stored object once committed.
+
+  kj::Promise<void> replicate(StorageKey key, Object object);
+  // Stores sync(local, object) once committed.
+
+  kj::Promise<void> storeHint(uint64_t ownerId, StorageKey key, Object object);
+  // Keeps a write meant for `ownerId` in the hint store (merged with any hint already held
+  // for the same owner and key) until it can be handed off.
+
+  struct Hint {
+    uint64_t ownerId;
+    StorageKey key;
+    Object object;
+  };
+  std::vector<Hint> hintsFor(kj::Maybe<uint64_t> ownerId, size_t max);
+  // Up to `max` held hints, for one owner or for all, in storage order.
+
+  kj::Promise<void> removeHint(const Hint& delivered);
+  // Deletes a delivered hint, unless it changed since it was read (then it stays for the next
+  // round).
+
+  uint64_t hintCount();
+
+ private:
+  struct PendingWrite;
+
+  StorageEngine& engine_;
+  Actor self_;
+  Limits limits_;
+  kj::Timer& timer_;
+  std::vector<kj::Own<PendingWrite>> pending_;
+  bool flushScheduled_ = false;
+  bool dirty_ = false;
+  kj::Promise<void> flushLoop_ = nullptr;
+  kj::Promise<void> batchTask_ = nullptr;
+
+  kj::Promise<Object> enqueue(kj::Own<PendingWrite> write);
+  void commitBatch();
+  kj::Promise<void> bufferedFlushLoop();
+};
+
+}  // namespace dynkv::storaged
