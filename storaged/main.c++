@@ -9,6 +9,7 @@
 
 #include "codec.h"
 #include "config.h"
+#include "hinted-handoff.h"
 #include "identity.h"
 #include "membership.h"
 #include "server.h"
@@ -57,6 +58,14 @@ int run(const Config& config) {
             << map->nodes().size() << " members, partition map v" << map->version() << ", "
             << (config.durability == Durability::SYNC ? "sync" : "buffered") << " durability"
             << std::endl;
+
+  // Peers are reached through the same connection pool the client SDK uses.
+  NodePool peers(io.provider->getNetwork(), io.provider->getTimer(), config.cluster,
+                 config.secret, config.limits.maxValueBytes);
+  HintedHandoff handoff(store, *membership, peers, io.provider->getTimer());
+  auto handoffLoop = handoff.run().eagerlyEvaluate([](kj::Exception&& e) {
+    KJ_LOG(ERROR, "hinted handoff stopped", e);
+  });
 
   auto serving = serve(*listener, kj::mv(gateway), readerOptionsFor(config.limits.maxValueBytes));
   auto stop = io.unixEventPort.onSignal(SIGTERM)
