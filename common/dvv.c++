@@ -1,0 +1,217 @@
+// Dotted version vector sets. See dvv.h for the contract and DESIGN.md, "Versioning", for
+// why dynkv uses them instead of per-node vector clocks.
+
+#include "dvv.h"
+
+#include <kj/debug.h>
+
+#include <algorithm>
+#include <tuple>
+
+namespace dynkv {
+
+namespace {
+
+const Dot ZERO_DOT{};
+
+// The order last-write-wins resolves by: newest timestamp, then a value beats a tombstone
+// written at the same microsecond (a delete racing a write should not win by accident), then
+// the value bytes, so two replicas that saw the same candidates always pick the same one.
+bool lwwLess(const Sibling& a, const Sibling& b) {
+  if (a.timestamp != b.timestamp) return a.timestamp < b.timestamp;
+  if (a.value.has_value() != b.value.has_value()) return !a.value.has_value();
+  if (!a.value.has_value()) return false;
+  return *a.value < *b.value;
+}
+
+// Two siblings carrying the same dot are the same write; they can only differ if an actor's
+// counters were reused (a node restored from an old backup without a new epoch). Picking by
+// the LWW order keeps sync commutative and associative even then.
+const Sibling& pickSameDot(const Sibling& a, const Sibling& b) {
+  return lwwLess(a, b) ? b : a;
+}
+
+// Sorts by dot and collapses duplicate dots, giving the canonical sibling list.
+void canonicalize(std::vector<Sibling>& siblings) {
+  std::stable_sort(siblings.begin(), siblings.end(),
+                   [](const Sibling& a, const Sibling& b) { return a.dot < b.dot; });
+  std::vector<Sibling> out;
+  out.reserve(siblings.size());
+  for (auto& s : siblings) {
+    if (!out.empty() && out.back().dot == s.dot) {
+      out.back() = pickSameDot(out.back(), s);
+    } else {
+      out.push_back(std::move(s));
+    }
+  }
+  siblings = std::move(out);
+}
+
+bool hasDot(const std::vector<Sibling>& siblings, const Dot& dot) {
+  for (auto& s : siblings) {
+    if (s.dot == dot) return true;
+  }
+  return false;
+}
+
+Object syncLastWriteWins(const Object& a, const Object& b) {
+  const Sibling* best = nullptr;
+  for (auto* side : {&a, &b}) {
+    for (auto& s : side->siblings) {
+      if (best == nullptr || lwwLess(*best, s)) best = &s;
+    }
+  }
+  Object result;
+  result.kind = NamespaceKind::LAST_WRITE_WINS;
+  if (best != nullptr) {
+    Sibling winner = *best;
+    winner.dot = ZERO_DOT;  // canonical form: LWW versions are ordered by time, not by dots
+    result.siblings.push_back(std::move(winner));
+  }
+  return result;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// VersionVector
+
+uint64_t VersionVector::counter(const Actor& actor) const {
+  auto it = std::lower_bound(entries_.begin(), entries_.end(), actor,
+                             [](const VvEntry& e, const Actor& a) { return e.actor < a; });
+  return it != entries_.end() && it->actor == actor ? it->counter : 0;
+}
+
+bool VersionVector::descends(const VersionVector& other) const {
+  for (auto& e : other.entries_) {
+    if (counter(e.actor) < e.counter) return false;
+  }
+  return true;
+}
+
+void VersionVector::merge(const VersionVector& other) {
+  // Both sides are sorted by actor: a linear merge keeps the result sorted.
+  boost::container::small_vector<VvEntry, 4> out;
+  out.reserve(entries_.size() + other.entries_.size());
+  auto i = entries_.begin();
+  auto j = other.entries_.begin();
+  while (i != entries_.end() || j != other.entries_.end()) {
+    if (j == other.entries_.end() || (i != entries_.end() && i->actor < j->actor)) {
+      out.push_back(*i++);
+    } else if (i == entries_.end() || j->actor < i->actor) {
+      out.push_back(*j++);
+    } else {
+      // (counter, timestamp) ordered lexicographically: the timestamp belongs to the event
+      // the counter names, and max on equal counters keeps merge commutative.
+      out.push_back(std::tie(i->counter, i->timestamp) < std::tie(j->counter, j->timestamp) ? *j
+                                                                                            : *i);
+      ++i;
+      ++j;
+    }
+  }
+  entries_ = std::move(out);
+}
+
+void VersionVector::set(const Actor& actor, uint64_t counter, int64_t timestamp) {
+  auto it = std::lower_bound(entries_.begin(), entries_.end(), actor,
+                             [](const VvEntry& e, const Actor& a) { return e.actor < a; });
+  if (it != entries_.end() && it->actor == actor) {
+    it->counter = counter;
+    it->timestamp = timestamp;
+  } else {
+    entries_.insert(it, VvEntry{actor, counter, timestamp});
+  }
+}
+
+void VersionVector::truncate(size_t maxEntries, const std::vector<Actor>& keep) {
+  while (entries_.size() > maxEntries) {
+    // The oldest droppable entry; equal timestamps fall back to the actor order so every
+    // replica truncates the same way.
+    auto victim = entries_.end();
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+      if (std::find(keep.begin(), keep.end(), it->actor) != keep.end()) continue;
+      if (victim == entries_.end() || it->timestamp < victim->timestamp) victim = it;
+    }
+    if (victim == entries_.end()) return;  // everything left is the actor of a live sibling
+    entries_.erase(victim);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Object
+
+bool Object::allTombstones() const {
+  // Vacuously true for an empty object: either way there is no live value to return.
+  return std::all_of(siblings.begin(), siblings.end(),
+                     [](const Sibling& s) { return s.isTombstone(); });
+}
+
+Object coordinatePut(const Object& local, const Actor& self, const VersionVector& context,
+                     std::optional<std::string> value, int64_t nowMicros) {
+  KJ_REQUIRE(local.kind == NamespaceKind::VECTOR_CLOCK || local.empty(),
+             "coordinatePut on a last-write-wins object; LWW writes are built by the client");
+
+  Object result;
+  result.kind = NamespaceKind::VECTOR_CLOCK;
+
+  // Siblings the writer has seen are superseded; the others are concurrent with this write
+  // and must survive it (a blind write with an empty context drops nothing).
+  for (auto& s : local.siblings) {
+    if (!context.covers(s.dot)) result.siblings.push_back(s);
+  }
+
+  // max(vv[self], context[self]) + 1: the local vv may lag a context minted elsewhere after
+  // a sync we have not seen yet, and a reused counter would alias two different writes.
+  uint64_t counter = std::max(local.vv.counter(self), context.counter(self)) + 1;
+  Dot dot{self, counter};
+
+  result.vv = local.vv;
+  result.vv.merge(context);
+  result.vv.set(self, counter, nowMicros);
+  result.siblings.push_back(Sibling{dot, nowMicros, std::move(value)});
+  canonicalize(result.siblings);
+
+  std::vector<Actor> keep;
+  keep.reserve(result.siblings.size());
+  for (auto& s : result.siblings) keep.push_back(s.dot.actor);
+  result.vv.truncate(VersionVector::MAX_ENTRIES, keep);
+  return result;
+}
+
+Object sync(const Object& a, const Object& b) {
+  bool aEmpty = a.empty();
+  bool bEmpty = b.empty();
+  KJ_REQUIRE(aEmpty || bEmpty || a.kind == b.kind, "sync of objects of different namespace kinds",
+             int(a.kind), int(b.kind));
+
+  // An empty side carries no versions, so the non-empty side decides the kind. Two empty
+  // objects of different kinds are not expected; max keeps the choice symmetric.
+  NamespaceKind kind = aEmpty == bEmpty ? std::max(a.kind, b.kind) : (aEmpty ? b.kind : a.kind);
+  if (kind == NamespaceKind::LAST_WRITE_WINS) return syncLastWriteWins(a, b);
+
+  // A sibling survives when every side either holds it or has not seen its dot: a side that
+  // has seen the dot but no longer holds it has seen a write that superseded it. This rule
+  // is a conjunction over the sides, which is what makes sync associative.
+  Object result;
+  result.kind = NamespaceKind::VECTOR_CLOCK;
+  result.siblings.reserve(a.siblings.size() + b.siblings.size());
+  for (auto& s : a.siblings) {
+    if (!b.vv.covers(s.dot) || hasDot(b.siblings, s.dot)) result.siblings.push_back(s);
+  }
+  for (auto& s : b.siblings) {
+    if (!a.vv.covers(s.dot) || hasDot(a.siblings, s.dot)) result.siblings.push_back(s);
+  }
+  canonicalize(result.siblings);
+  result.vv = a.vv;
+  result.vv.merge(b.vv);
+  return result;
+}
+
+Object lastWriteWinsObject(std::optional<std::string> value, int64_t timestampMicros) {
+  Object result;
+  result.kind = NamespaceKind::LAST_WRITE_WINS;
+  result.siblings.push_back(Sibling{ZERO_DOT, timestampMicros, std::move(value)});
+  return result;
+}
+
+}  // namespace dynkv

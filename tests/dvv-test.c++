@@ -1,0 +1,408 @@
+// Dotted version vector sets: the algebra of sync over random histories, and the promise the
+// design makes to users: a concurrent write is never lost, a superseded one never comes back.
+
+#include "dvv.h"
+
+#include <kj/exception.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <map>
+#include <random>
+#include <set>
+
+namespace dynkv {
+namespace {
+
+const Actor A{1, 100};
+const Actor B{2, 200};
+const Actor C{3, 300};
+
+Actor actorNumber(uint64_t i) {
+  return Actor{i + 1, 1000 + i};
+}
+
+std::vector<std::optional<std::string>> values(const Object& o) {
+  std::vector<std::optional<std::string>> result;
+  for (auto& s : o.siblings) result.push_back(s.value);
+  return result;
+}
+
+// Canonical form and the DVV invariant: every sibling's dot is within the object's vv.
+void checkWellFormed(const Object& o) {
+  for (size_t i = 1; i < o.siblings.size(); ++i) {
+    REQUIRE(o.siblings[i - 1].dot < o.siblings[i].dot);
+  }
+  auto& entries = o.vv.entries();
+  for (size_t i = 1; i < entries.size(); ++i) REQUIRE(entries[i - 1].actor < entries[i].actor);
+  if (o.kind == NamespaceKind::LAST_WRITE_WINS) {
+    REQUIRE(o.siblings.size() <= 1);
+    REQUIRE(o.vv.empty());
+    for (auto& s : o.siblings) REQUIRE(s.dot == Dot{});
+  } else {
+    for (auto& s : o.siblings) REQUIRE(o.vv.covers(s.dot));
+  }
+}
+
+// A random cluster history: replicas take puts (coordinated by the replica's own actor, with
+// a context from an earlier read of some replica, or none) and exchange state by sync.
+// Every intermediate replica state goes into `pool`.
+struct History {
+  struct Write {
+    Dot dot;
+    std::optional<std::string> value;
+    VersionVector context;
+  };
+
+  std::vector<Actor> actors;
+  std::vector<Object> replicas;
+  std::vector<Write> writes;
+  std::vector<Object> pool;
+  std::vector<VersionVector> contexts;  // reads taken so far, for later writes to use
+  int64_t clock = 1'000'000;
+
+  explicit History(size_t actorCount) {
+    for (size_t i = 0; i < actorCount; ++i) actors.push_back(actorNumber(i));
+    replicas.resize(actorCount);
+    contexts.push_back(VersionVector());
+  }
+
+  void step(std::mt19937_64& rng) {
+    size_t r = rng() % replicas.size();
+    switch (rng() % 4) {
+      case 0: {  // a read: remember its context for some later write
+        contexts.push_back(replicas[r].vv);
+        break;
+      }
+      case 1:
+      case 2: {  // a write at replica r, with an old context, or blind
+        VersionVector context =
+            rng() % 4 == 0 ? VersionVector() : contexts[rng() % contexts.size()];
+        std::optional<std::string> value;
+        if (rng() % 5 != 0) value = "w" + std::to_string(writes.size());
+        clock += int64_t(rng() % 1000);
+        Object next = coordinatePut(replicas[r], actors[r], context, value, clock);
+        Dot dot{actors[r], next.vv.counter(actors[r])};
+        auto it = std::find_if(next.siblings.begin(), next.siblings.end(),
+                               [&](const Sibling& s) { return s.dot == dot; });
+        REQUIRE(it != next.siblings.end());
+        REQUIRE(it->value == value);
+        // Truncation leaves at most MAX_ENTRIES entries, unless live siblings need more.
+        std::set<Actor> siblingActors;
+        for (auto& s : next.siblings) siblingActors.insert(s.dot.actor);
+        REQUIRE(next.vv.size() <= std::max(VersionVector::MAX_ENTRIES, siblingActors.size()));
+        writes.push_back(Write{dot, value, context});
+        replicas[r] = std::move(next);
+        pool.push_back(replicas[r]);
+        break;
+      }
+      case 3: {  // replication, read repair or anti-entropy between two replicas
+        size_t other = rng() % replicas.size();
+        Object merged = sync(replicas[r], replicas[other]);
+        replicas[r] = merged;
+        if (rng() % 2) replicas[other] = merged;
+        pool.push_back(merged);
+        break;
+      }
+    }
+  }
+
+  Object everything() const {
+    Object all;
+    for (auto& r : replicas) all = sync(all, r);
+    return all;
+  }
+};
+
+constexpr int HISTORIES = 300;
+
+}  // namespace
+
+TEST_CASE("VersionVector merge takes pointwise maxima with their timestamps") {
+  VersionVector a, b;
+  a.set(A, 3, 30);
+  a.set(B, 1, 15);
+  b.set(B, 2, 10);
+  b.set(C, 5, 50);
+  b.set(A, 3, 40);  // equal counters: the later timestamp
+
+  VersionVector m = a;
+  m.merge(b);
+  REQUIRE(m.size() == 3);
+  CHECK(m.entries()[0] == VvEntry{A, 3, 40});
+  CHECK(m.entries()[1] == VvEntry{B, 2, 10});  // the timestamp goes with the larger counter
+  CHECK(m.entries()[2] == VvEntry{C, 5, 50});
+  VersionVector m2 = b;
+  m2.merge(a);
+  CHECK(m == m2);
+
+  CHECK(m.descends(a));
+  CHECK(m.descends(b));
+  CHECK(b.descends(a));  // b has seen everything a has, and more
+  CHECK_FALSE(a.descends(b));
+  VersionVector c;
+  c.set(C, 1, 5);
+  CHECK_FALSE(a.descends(c));  // concurrent: neither has seen all of the other
+  CHECK_FALSE(c.descends(a));
+  CHECK(a.descends(VersionVector()));
+  CHECK(m.counter(Actor{9, 9}) == 0);
+  CHECK(m.covers(Dot{C, 5}));
+  CHECK_FALSE(m.covers(Dot{C, 6}));
+  CHECK_FALSE(m.covers(Dot{Actor{1, 101}, 1}));  // another incarnation of node 1
+}
+
+TEST_CASE("two blind writes through the same coordinator both survive as siblings") {
+  Object o = coordinatePut(Object(), A, VersionVector(), std::string("cart: milk"), 10);
+  o = coordinatePut(o, A, VersionVector(), std::string("cart: eggs"), 20);
+  REQUIRE(o.siblings.size() == 2);
+  CHECK(values(o) == std::vector<std::optional<std::string>>{"cart: milk", "cart: eggs"});
+  CHECK(o.siblings[0].dot == Dot{A, 1});
+  CHECK(o.siblings[1].dot == Dot{A, 2});
+  CHECK(o.vv.counter(A) == 2);
+  checkWellFormed(o);
+
+  // A third writer that read before either write is concurrent with both.
+  VersionVector stale;
+  o = coordinatePut(o, A, stale, std::string("cart: bread"), 30);
+  CHECK(o.siblings.size() == 3);
+}
+
+TEST_CASE("a write whose context covers the siblings replaces them") {
+  Object o = coordinatePut(Object(), A, VersionVector(), std::string("x"), 10);
+  o = coordinatePut(o, A, VersionVector(), std::string("y"), 20);
+  Object other = coordinatePut(Object(), B, VersionVector(), std::string("z"), 15);
+  o = sync(o, other);
+  REQUIRE(o.siblings.size() == 3);
+
+  VersionVector context = o.vv;  // a get returns this context
+  Object replaced = coordinatePut(o, C, context, std::string("merged"), 40);
+  REQUIRE(replaced.siblings.size() == 1);
+  CHECK(replaced.siblings[0].value == std::optional<std::string>("merged"));
+  CHECK(replaced.siblings[0].dot == Dot{C, 1});
+  CHECK(replaced.vv.descends(context));
+
+  // Replicas that still hold the old siblings lose them when they learn of the new write, and
+  // keep nothing of a write the newer context did not see.
+  CHECK(sync(other, replaced) == replaced);
+  CHECK(sync(replaced, o) == replaced);
+
+  // A context that saw only part of the siblings replaces only that part.
+  Object partial = coordinatePut(o, A, other.vv, std::string("after z"), 50);
+  CHECK(values(partial) == std::vector<std::optional<std::string>>{"x", "y", "after z"});
+
+  // A delete is a tombstone sibling, and replaces what its context saw.
+  Object removed = coordinatePut(o, B, context, std::nullopt, 60);
+  REQUIRE(removed.siblings.size() == 1);
+  CHECK(removed.siblings[0].isTombstone());
+  CHECK(removed.allTombstones());
+  CHECK_FALSE(o.allTombstones());
+}
+
+TEST_CASE("the coordinator's counter never reuses a dot its context has seen") {
+  // B's replica lags: it has not seen A's write, but the context the client read elsewhere
+  // carries B's counter ahead of B's local vv (B's own write, since handed off).
+  Object atB = coordinatePut(Object(), B, VersionVector(), std::string("b1"), 10);
+  VersionVector context = atB.vv;
+  Object fresh;  // B's replica as restored from a replica that never saw b1
+  Object next = coordinatePut(fresh, B, context, std::string("b2"), 20);
+  CHECK(next.siblings.at(0).dot == Dot{B, 2});
+}
+
+TEST_CASE("sync is commutative, associative and idempotent over random histories") {
+  for (int h = 0; h < HISTORIES; ++h) {
+    uint64_t seed = 0x5eed0000 + h;
+    INFO("seed " << seed);
+    std::mt19937_64 rng(seed);
+    History history(3);
+    for (int i = 0; i < 40; ++i) history.step(rng);
+    auto& pool = history.pool;
+    pool.push_back(Object());
+    for (auto& o : pool) checkWellFormed(o);
+
+    for (int t = 0; t < 30; ++t) {
+      const Object& a = pool[rng() % pool.size()];
+      const Object& b = pool[rng() % pool.size()];
+      const Object& c = pool[rng() % pool.size()];
+      Object ab = sync(a, b);
+      checkWellFormed(ab);
+      REQUIRE(ab == sync(b, a));
+      REQUIRE(sync(ab, c) == sync(a, sync(b, c)));
+      REQUIRE(sync(a, a) == a);
+      REQUIRE(sync(ab, a) == ab);  // absorbing what one already has changes nothing
+      REQUIRE(sync(a, Object()) == a);
+      REQUIRE(sync(Object(), a) == a);
+    }
+  }
+}
+
+TEST_CASE("no causally concurrent write is ever dropped, no superseded write survives") {
+  for (int h = 0; h < HISTORIES; ++h) {
+    uint64_t seed = 0xc105 + uint64_t(h) * 7919;
+    INFO("seed " << seed);
+    std::mt19937_64 rng(seed);
+    History history(3);
+    int steps = 10 + int(rng() % 60);
+    for (int i = 0; i < steps; ++i) history.step(rng);
+
+    // Anti-entropy to quiescence, in a random order: every replica converges to the same object.
+    Object all = history.everything();
+    checkWellFormed(all);
+    for (size_t round = 0; round < 2; ++round) {
+      for (size_t i = 0; i < history.replicas.size(); ++i) {
+        size_t j = rng() % history.replicas.size();
+        history.replicas[i] = sync(history.replicas[i], history.replicas[j]);
+        history.replicas[j] = sync(history.replicas[j], all);
+      }
+    }
+    for (auto& r : history.replicas) REQUIRE(sync(r, all) == all);
+
+    // A write is superseded exactly when some write's context saw it (contexts are reads
+    // taken before the write, so they only ever see earlier writes).
+    std::map<Dot, std::optional<std::string>> expected;
+    for (auto& w : history.writes) {
+      bool covered =
+          std::any_of(history.writes.begin(), history.writes.end(),
+                      [&](const History::Write& later) { return later.context.covers(w.dot); });
+      if (!covered) expected[w.dot] = w.value;
+    }
+    std::map<Dot, std::optional<std::string>> actual;
+    for (auto& s : all.siblings) actual[s.dot] = s.value;
+    REQUIRE(actual == expected);
+  }
+}
+
+TEST_CASE("sync of a vector-clock object with a last-write-wins object is refused") {
+  Object vc = coordinatePut(Object(), A, VersionVector(), std::string("v"), 10);
+  Object lww = lastWriteWinsObject(std::string("v"), 10);
+  CHECK_THROWS_AS(sync(vc, lww), kj::Exception);
+  CHECK_THROWS_AS(sync(lww, vc), kj::Exception);
+  CHECK_THROWS_AS(coordinatePut(lww, A, VersionVector(), std::string("x"), 20), kj::Exception);
+  // An empty object takes either kind.
+  CHECK(sync(Object(), lww) == lww);
+  CHECK(sync(lww, Object()) == lww);
+}
+
+TEST_CASE("last write wins: the highest timestamp wins, whatever the order") {
+  for (int h = 0; h < HISTORIES; ++h) {
+    uint64_t seed = 0x1a57 + uint64_t(h);
+    INFO("seed " << seed);
+    std::mt19937_64 rng(seed);
+    size_t count = 1 + rng() % 12;
+    std::vector<Object> writes;
+    int64_t newest = -1;
+    std::optional<std::string> newestValue;
+    std::set<int64_t> used;
+    for (size_t i = 0; i < count; ++i) {
+      int64_t ts = int64_t(rng() % 100000);
+      while (!used.insert(ts).second) ts = int64_t(rng() % 100000);
+      std::optional<std::string> value;
+      if (rng() % 3 != 0) value = "v" + std::to_string(i);
+      writes.push_back(lastWriteWinsObject(value, ts));
+      if (ts > newest) {
+        newest = ts;
+        newestValue = value;
+      }
+    }
+    // Replicas receive the writes in different orders and merge in different shapes.
+    std::vector<Object> replicas(3);
+    for (auto& w : writes) {
+      size_t r = rng() % 3;
+      replicas[r] = sync(replicas[r], w);
+    }
+    for (int i = 0; i < 6; ++i) {
+      size_t a = rng() % 3, b = rng() % 3;
+      replicas[a] = sync(replicas[a], replicas[b]);
+    }
+    Object all;
+    std::shuffle(writes.begin(), writes.end(), rng);
+    for (auto& w : writes) all = sync(w, all);
+    checkWellFormed(all);
+    REQUIRE(all.kind == NamespaceKind::LAST_WRITE_WINS);
+    REQUIRE(all.siblings.size() == 1);
+    CHECK(all.siblings[0].timestamp == newest);
+    CHECK(all.siblings[0].value == newestValue);
+    for (auto& r : replicas) {
+      Object caughtUp = sync(r, all);
+      CHECK(caughtUp == all);
+    }
+  }
+}
+
+TEST_CASE("last write wins: tombstones and equal timestamps") {
+  Object put = lastWriteWinsObject(std::string("v1"), 100);
+  Object del = lastWriteWinsObject(std::nullopt, 200);
+  Object later = lastWriteWinsObject(std::string("v2"), 300);
+
+  Object deleted = sync(put, del);
+  CHECK(deleted == del);
+  CHECK(deleted.allTombstones());
+  CHECK_FALSE(deleted.empty());  // the tombstone is kept, so the old value cannot come back
+  CHECK(sync(deleted, put) == del);
+  CHECK(sync(deleted, later) == later);
+  CHECK(sync(later, deleted) == later);
+
+  // Equal timestamps: a value beats a tombstone, then the larger bytes win.
+  Object tieDel = lastWriteWinsObject(std::nullopt, 500);
+  Object tieA = lastWriteWinsObject(std::string("a"), 500);
+  Object tieB = lastWriteWinsObject(std::string("b"), 500);
+  CHECK(sync(tieDel, tieA) == tieA);
+  CHECK(sync(tieA, tieDel) == tieA);
+  CHECK(sync(tieA, tieB) == tieB);
+  CHECK(sync(tieB, tieA) == tieB);
+  CHECK(sync(sync(tieA, tieDel), tieB) == sync(tieA, sync(tieDel, tieB)));
+}
+
+TEST_CASE("truncation drops the oldest entries but never a live sibling's actor") {
+  SECTION("a chain of overwrites keeps the newest MAX_ENTRIES actors") {
+    Object o;
+    for (uint64_t i = 0; i < 12; ++i) {
+      o = coordinatePut(o, actorNumber(i), o.vv, "v" + std::to_string(i), int64_t(100 + i));
+      REQUIRE(o.siblings.size() == 1);
+    }
+    REQUIRE(o.vv.size() == VersionVector::MAX_ENTRIES);
+    CHECK(o.vv.counter(actorNumber(0)) == 0);
+    CHECK(o.vv.counter(actorNumber(1)) == 0);
+    for (uint64_t i = 2; i < 12; ++i) CHECK(o.vv.counter(actorNumber(i)) == 1);
+  }
+
+  SECTION("concurrent blind writes from many actors all stay covered") {
+    Object o;
+    for (uint64_t i = 0; i < 14; ++i) {
+      o = coordinatePut(o, actorNumber(i), VersionVector(), "v" + std::to_string(i),
+                        int64_t(100 + i));
+    }
+    CHECK(o.siblings.size() == 14);
+    CHECK(o.vv.size() == 14);  // over the limit, because every entry is a live sibling's
+    checkWellFormed(o);
+    // One write that saw everything collapses the siblings, then truncation applies.
+    o = coordinatePut(o, actorNumber(0), o.vv, std::string("merged"), 1000);
+    CHECK(o.siblings.size() == 1);
+    CHECK(o.vv.size() == VersionVector::MAX_ENTRIES);
+    CHECK(o.vv.counter(actorNumber(0)) == 2);
+  }
+
+  SECTION("random histories over many actors") {
+    for (int h = 0; h < HISTORIES; ++h) {
+      uint64_t seed = 0x7a11 + uint64_t(h);
+      INFO("seed " << seed);
+      std::mt19937_64 rng(seed);
+      History history(15);
+      for (int i = 0; i < 80; ++i) history.step(rng);
+      for (auto& o : history.pool) checkWellFormed(o);  // each sibling's actor is in the vv
+
+      // Dropped entries can make a superseded write look concurrent again (the price the
+      // paper pays for bounded vectors), but never make a concurrent write disappear.
+      Object all = history.everything();
+      std::set<Dot> present;
+      for (auto& s : all.siblings) present.insert(s.dot);
+      for (auto& w : history.writes) {
+        bool covered =
+            std::any_of(history.writes.begin(), history.writes.end(),
+                        [&](const History::Write& later) { return later.context.covers(w.dot); });
+        if (!covered) CHECK(present.count(w.dot) == 1);
+      }
+    }
+  }
+}
+
+}  // namespace dynkv

@@ -1,0 +1,137 @@
+// storaged's RPC service in-process, over kj::newTwoWayPipe() with the same receive limits
+// as the daemon: authentication, the data calls, and what bad input gets back.
+#include <catch2/catch.hpp>
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+
+#include "codec.h"
+#include "membership.h"
+#include "service.h"
+#include "store.h"
+
+namespace dynkv::storaged {
+namespace {
+
+struct Fixture {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  kj::TimerImpl timer{kj::origin<kj::TimePoint>()};
+  kj::Own<StorageEngine> engine = newMemoryEngine();
+  Limits limits;
+  Store store{*engine, Actor{1, 1}, limits, timer};
+  NodeInfo self{nodeIdFor("127.0.0.1:1"), "127.0.0.1:1", "127.0.0.1:1", "", 1};
+  kj::Own<Membership> membership = newStaticMembership(self, {}, 4);
+  kj::TwoWayPipe pipe = kj::newTwoWayPipe();
+  capnp::TwoPartyVatNetwork serverNetwork{*pipe.ends[0], capnp::rpc::twoparty::Side::SERVER,
+                                          readerOptionsFor(limits.maxValueBytes)};
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> server =
+      capnp::makeRpcServer(serverNetwork, newGateway(store, *membership, {"test", "s3cret"}));
+  capnp::TwoPartyClient client{*pipe.ends[1]};
+
+  wire::Gateway::Client gateway() { return client.bootstrap().castAs<wire::Gateway>(); }
+
+  wire::Node::Client node() {
+    auto req = gateway().authenticateRequest();
+    req.setCluster("test");
+    req.setSecret(asData("s3cret"));
+    return req.send().getNode();
+  }
+};
+
+void setKey(wire::Key::Builder key, std::string_view k) {
+  key.setNamespace(asData(""));
+  key.setKey(asData(k));
+}
+
+TEST_CASE("service: the gateway grants nothing without the right cluster and secret") {
+  Fixture f;
+  auto wrongCluster = f.gateway().authenticateRequest();
+  wrongCluster.setCluster("other");
+  wrongCluster.setSecret(asData("s3cret"));
+  CHECK_THROWS_WITH(wrongCluster.send().wait(f.io.waitScope), Catch::Contains("wrong cluster"));
+
+  auto wrongSecret = f.gateway().authenticateRequest();
+  wrongSecret.setCluster("test");
+  wrongSecret.setSecret(asData("guess"));
+  CHECK_THROWS_WITH(wrongSecret.send().wait(f.io.waitScope), Catch::Contains("secret"));
+}
+
+TEST_CASE("service: coordinatePut then get returns the stored version and the map version") {
+  Fixture f;
+  auto node = f.node();
+  auto put = node.coordinatePutRequest();
+  setKey(put.initKey(), "k");
+  put.setValue(asData("v"));
+  auto putResponse = put.send().wait(f.io.waitScope);
+  CHECK(putResponse.getMapVersion() == 1);
+  CHECK(putResponse.getObject().getSiblings().size() == 1);
+
+  auto get = node.getRequest();
+  get.setMapVersion(0);  // an older map still gets an answer, and learns the newer version
+  setKey(get.initKey(), "k");
+  auto response = get.send().wait(f.io.waitScope);
+  CHECK(response.getFound());
+  CHECK(response.getMapVersion() == 1);
+  auto object = decodeObject(response.getObject(), f.limits);
+  REQUIRE(object.siblings.size() == 1);
+  CHECK(*object.siblings[0].value == "v");
+}
+
+TEST_CASE("service: oversized keys and values are refused, naming the limit, storing nothing") {
+  Fixture f;
+  auto node = f.node();
+  auto bigKey = node.coordinatePutRequest();
+  setKey(bigKey.initKey(), std::string(f.limits.maxKeyBytes + 1, 'k'));
+  bigKey.setValue(asData("v"));
+  CHECK_THROWS_WITH(bigKey.send().wait(f.io.waitScope), Catch::Contains("maxKeyBytes"));
+
+  auto bigValue = node.coordinatePutRequest();
+  setKey(bigValue.initKey(), "k");
+  std::string value(f.limits.maxValueBytes + 1, 'v');
+  bigValue.setValue(asData(value));
+  CHECK_THROWS_WITH(bigValue.send().wait(f.io.waitScope), Catch::Contains("maxValueBytes"));
+
+  auto get = node.getRequest();
+  setKey(get.initKey(), "k");
+  CHECK_FALSE(get.send().wait(f.io.waitScope).getFound());
+}
+
+TEST_CASE("service: a malformed replicated object is rejected and nothing is stored") {
+  Fixture f;
+  auto node = f.node();
+  auto req = node.replicateRequest();
+  setKey(req.initKey(), "k");
+  auto object = req.initObject();
+  // A sibling whose dot the object's version vector does not cover.
+  auto sibling = object.initSiblings(1)[0];
+  sibling.getDot().initActor().setNode(9);
+  sibling.getDot().setCounter(3);
+  sibling.setValue(asData("x"));
+  CHECK_THROWS_WITH(req.send().wait(f.io.waitScope), Catch::Contains("does not cover"));
+
+  auto get = node.getRequest();
+  setKey(get.initKey(), "k");
+  CHECK_FALSE(get.send().wait(f.io.waitScope).getFound());
+}
+
+TEST_CASE("service: a message over the receive limit is refused, not buffered") {
+  Fixture f;
+  auto node = f.node();
+  auto req = node.replicateRequest();
+  setKey(req.initKey(), "k");
+  auto siblings = req.initObject().initSiblings(Limits::MAX_SIBLINGS + 1);
+  std::string value(f.limits.maxValueBytes, 'v');
+  for (auto s : siblings) s.setValue(asData(value));
+  CHECK_THROWS(req.send().wait(f.io.waitScope));
+}
+
+TEST_CASE("service: getView hands out the partition map and the limits") {
+  Fixture f;
+  auto response = f.node().getViewRequest().send().wait(f.io.waitScope);
+  auto map = decodePartitionMap(response.getMap());
+  CHECK(map.nodes().size() == 1);
+  CHECK(map.partitionCount() == 16);
+  CHECK(response.getLimits().getMaxKeyBytes() == f.limits.maxKeyBytes);
+}
+
+}  // namespace
+}  // namespace dynkv::storaged

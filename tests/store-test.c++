@@ -1,0 +1,167 @@
+// The node's object store over the in-memory engine: coordinator writes, replication,
+// group commit, hints, and failures that must store nothing.
+#include <catch2/catch.hpp>
+#include <kj/async.h>
+#include <kj/debug.h>
+#include <kj/timer.h>
+
+#include "engine.h"
+#include "store.h"
+
+namespace dynkv::storaged {
+namespace {
+
+// Wraps an engine to count transactions and to fail on demand, as LevelDB's
+// FaultInjectionTestEnv wraps its Env.
+class FaultyEngine final : public StorageEngine {
+ public:
+  explicit FaultyEngine(kj::Own<StorageEngine> inner) : inner_(kj::mv(inner)) {}
+  void read(kj::FunctionParam<void(ReadTransaction&)> body) override { inner_->read(body); }
+  void write(kj::FunctionParam<void(WriteTransaction&)> body) override {
+    writes++;
+    if (failWrites) KJ_FAIL_REQUIRE("storage full: injected");
+    inner_->write(body);
+  }
+  void flush() override { inner_->flush(); }
+  Durability durability() const override { return inner_->durability(); }
+
+  int writes = 0;
+  bool failWrites = false;
+
+ private:
+  kj::Own<StorageEngine> inner_;
+};
+
+struct Fixture {
+  kj::EventLoop loop;
+  kj::WaitScope waitScope{loop};
+  kj::TimerImpl timer{kj::origin<kj::TimePoint>()};
+  FaultyEngine engine{newMemoryEngine()};
+  Actor self{42, 7};
+  Limits limits;
+  Store store{engine, self, limits, timer};
+
+  StorageKey key(const char* k) { return StorageKey{5, "", k}; }
+  Object put(const char* k, const char* value, VersionVector context = {}) {
+    return store.coordinatePut(key(k), NamespaceKind::VECTOR_CLOCK, kj::mv(context), value, 1000)
+        .wait(waitScope);
+  }
+};
+
+std::vector<std::string> values(const Object& o) {
+  std::vector<std::string> out;
+  for (auto& s : o.siblings) out.push_back(s.value.value_or("<deleted>"));
+  return out;
+}
+
+TEST_CASE("store: coordinator writes mint dots of this node and keep concurrent blind writes") {
+  Fixture f;
+  auto first = f.put("k", "a");
+  auto second = f.put("k", "b");
+  CHECK(values(second) == std::vector<std::string>{"a", "b"});
+  CHECK(second.siblings[1].dot.actor == f.self);
+  auto stored = f.store.get(f.key("k"));
+  REQUIRE(stored);
+  CHECK(*stored == second);
+
+  auto resolved = f.put("k", "ab", second.vv);
+  CHECK(values(resolved) == std::vector<std::string>{"ab"});
+}
+
+TEST_CASE("store: writes in one event-loop turn share one transaction (group commit)") {
+  Fixture f;
+  auto a = f.store.coordinatePut(f.key("a"), NamespaceKind::VECTOR_CLOCK, {}, "1", 1);
+  auto b = f.store.coordinatePut(f.key("b"), NamespaceKind::VECTOR_CLOCK, {}, "2", 1);
+  auto c = f.store.replicate(f.key("c"), lastWriteWinsObject(std::string("3"), 5));
+  a.wait(f.waitScope);
+  b.wait(f.waitScope);
+  c.wait(f.waitScope);
+  CHECK(f.engine.writes == 1);
+  CHECK(f.store.get(f.key("a")));
+  CHECK(f.store.get(f.key("c")));
+}
+
+TEST_CASE("store: replicate stores sync(local, incoming) and never loses a local version") {
+  Fixture f;
+  auto local = f.put("k", "mine");
+  Object theirs = coordinatePut(Object{}, Actor{99, 1}, {}, std::string("theirs"), 2000);
+  f.store.replicate(f.key("k"), theirs).wait(f.waitScope);
+  auto stored = f.store.get(f.key("k"));
+  REQUIRE(stored);
+  CHECK(*stored == sync(local, theirs));
+  CHECK(stored->siblings.size() == 2);
+}
+
+TEST_CASE("store: an engine failure rejects the whole batch and stores nothing") {
+  Fixture f;
+  f.put("k", "before");
+  f.engine.failWrites = true;
+  auto a = f.store.coordinatePut(f.key("k"), NamespaceKind::VECTOR_CLOCK, {}, "x", 1);
+  auto b = f.store.coordinatePut(f.key("other"), NamespaceKind::VECTOR_CLOCK, {}, "y", 1);
+  CHECK_THROWS_WITH(a.wait(f.waitScope), Catch::Contains("storage full"));
+  CHECK_THROWS_WITH(b.wait(f.waitScope), Catch::Contains("storage full"));
+  f.engine.failWrites = false;
+  CHECK(values(*f.store.get(f.key("k"))) == std::vector<std::string>{"before"});
+  CHECK_FALSE(f.store.get(f.key("other")));
+}
+
+TEST_CASE("store: a refused write does not fail the others in its batch") {
+  Fixture f;
+  f.store.replicate(f.key("lww"), lastWriteWinsObject(std::string("v"), 1)).wait(f.waitScope);
+  auto bad = f.store.coordinatePut(f.key("lww"), NamespaceKind::VECTOR_CLOCK, {}, "x", 1);
+  auto good = f.store.coordinatePut(f.key("vc"), NamespaceKind::VECTOR_CLOCK, {}, "y", 1);
+  CHECK_THROWS_WITH(bad.wait(f.waitScope), Catch::Contains("kind mismatch"));
+  CHECK(good.wait(f.waitScope).siblings.size() == 1);
+}
+
+TEST_CASE("store: more siblings than the limit are refused with a message naming it") {
+  Fixture f;
+  for (uint32_t i = 0; i < Limits::MAX_SIBLINGS; i++) f.put("k", "v");
+  auto more = f.store.coordinatePut(f.key("k"), NamespaceKind::VECTOR_CLOCK, {}, "v", 1);
+  CHECK_THROWS_WITH(more.wait(f.waitScope), Catch::Contains("limit"));
+  CHECK(f.store.get(f.key("k"))->siblings.size() == Limits::MAX_SIBLINGS);
+}
+
+TEST_CASE("store: hints are kept per owner, visible to reads, and removed only if unchanged") {
+  Fixture f;
+  Object o = coordinatePut(Object{}, Actor{1, 1}, {}, std::string("hinted"), 10);
+  f.store.storeHint(77, f.key("k"), o).wait(f.waitScope);
+  f.store.storeHint(88, f.key("j"), o).wait(f.waitScope);
+  CHECK(f.store.hintCount() == 2);
+
+  // A fallback's read includes what it holds for others.
+  auto seen = f.store.get(f.key("k"));
+  REQUIRE(seen);
+  CHECK(values(*seen) == std::vector<std::string>{"hinted"});
+
+  auto forOwner = f.store.hintsFor(uint64_t(77), 10);
+  REQUIRE(forOwner.size() == 1);
+  CHECK(forOwner[0].key.key == "k");
+  CHECK(forOwner[0].object == o);
+
+  // The hint changes between delivery and deletion: it must stay.
+  Object newer = coordinatePut(o, Actor{1, 1}, o.vv, std::string("newer"), 20);
+  f.store.storeHint(77, f.key("k"), newer).wait(f.waitScope);
+  f.store.removeHint(forOwner[0]).wait(f.waitScope);
+  CHECK(f.store.hintCount() == 2);
+
+  auto again = f.store.hintsFor(uint64_t(77), 10);
+  f.store.removeHint(again[0]).wait(f.waitScope);
+  CHECK(f.store.hintCount() == 1);
+  CHECK(f.store.hintsFor(nullptr, 10)[0].ownerId == 88);
+}
+
+TEST_CASE("store: storage keys keep a partition contiguous and round-trip") {
+  StorageKey k{0x1234, "ns", std::string("a\0b", 3)};
+  auto bytes = encodeStorageKey(k);
+  CHECK(uint8_t(bytes[0]) == 0x12);
+  CHECK(uint8_t(bytes[1]) == 0x34);
+  auto back = decodeStorageKey(
+      kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
+  CHECK(back.partition == k.partition);
+  CHECK(back.ns == k.ns);
+  CHECK(back.key == k.key);
+}
+
+}  // namespace
+}  // namespace dynkv::storaged
