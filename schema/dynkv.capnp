@@ -75,7 +75,7 @@ struct Limits {
 interface Gateway {
   # The bootstrap capability. It grants nothing until the peer names the cluster it
   # expects to join (and, when the cluster has one, its shared secret).
-  authenticate @0 (cluster :Text, secret :Data) -> (node :Node);
+  authenticate @0 (cluster :Text, secret :Data) -> (node :Node, peer :Peer, admin :Admin);
 }
 
 interface Node {
@@ -99,6 +99,109 @@ interface Node {
 
   ping @4 (mapVersion :UInt64) -> (mapVersion :UInt64);
   # No storage work: the transport floor.
+
+  # ---- Server-driven coordination (DESIGN.md, "Server-driven mode"; used by bench/) ----
+  # The node coordinates the request itself, running the SDK's coordinator (client/) on its
+  # own membership view, as a node behind a load balancer would. Quorum failures come back
+  # as `error`, not as exceptions, so the caller can tell them from a broken connection.
+
+  coordinateGet @5 (mapVersion :UInt64, key :Key, call :CallSettings)
+                -> (mapVersion :UInt64, siblings :List(CoordinatedVersion), context :Data,
+                    error :CoordinationError);
+
+  coordinateWrite @6 (mapVersion :UInt64, key :Key, call :CallSettings, value :Data,
+                      tombstone :Bool, context :Data)
+                  -> (mapVersion :UInt64, context :Data, error :CoordinationError);
+  # `context` is the opaque dynkv::Context of an earlier read or write (empty: blind write).
+
+  struct CallSettings {
+    kind @0 :NamespaceKind;
+    n @1 :UInt32;              # 0: the SDK's default (3); likewise r and w (2)
+    r @2 :UInt32;
+    w @3 :UInt32;
+    timeoutMillis @4 :UInt32;  # 0: the SDK's default (2000)
+  }
+
+  struct CoordinatedVersion {
+    value @0 :Data;
+    deleted @1 :Bool;
+    timestamp @2 :Int64;
+  }
+
+  struct CoordinationError {
+    kind @0 :Kind;             # none: the call succeeded
+    message @1 :Text;
+    enum Kind {
+      none @0;
+      invalidArgument @1;
+      unavailable @2;
+      timeout @3;
+      rejected @4;
+    }
+  }
+}
+
+# ---- Membership, gossip and partition transfer (DESIGN.md, "Membership") ----
+
+enum MemberStatus {
+  joining @0;
+  up @1;
+  leaving @2;
+  removed @3;
+}
+
+struct Member {
+  info @0 :NodeInfo;
+  status @1 :MemberStatus;
+  statusVersion @2 :UInt64;
+  generation @3 :UInt64;
+  heartbeat @4 :UInt64;
+  mapVersion @5 :UInt64;
+  pendingTransfers @6 :UInt32;
+}
+
+struct GossipState {
+  members @0 :List(Member);
+  mapVersion @1 :UInt64;
+  map @2 :PartitionMap;     # present only when the receiver is known to be behind
+  hasMap @3 :Bool;
+}
+
+struct StoredEntry {
+  key @0 :Data;             # the user key (without partition or namespace)
+  namespace @1 :Data;
+  object @2 :Object;
+}
+
+interface Peer {
+  # Node-to-node calls.
+
+  gossip @0 (state :GossipState) -> (state :GossipState);
+  # Both sides merge what the other sent. A side whose map is older than the other's gets it
+  # in the reply (or asks for it by sending its version).
+
+  fetchPartition @1 (partition :UInt16, after :Data, maxBytes :UInt32)
+                 -> (entries :List(StoredEntry), next :Data, done :Bool);
+  # Streams one partition in key order: entries after the storage key `after` (empty: from
+  # the start), up to about maxBytes. `next` resumes the stream.
+}
+
+struct MemberStatusInfo {
+  member @0 :Member;
+  partitions @1 :UInt32;     # ring partitions it owns in the reporting node's map
+  phi @2 :Float64;           # the reporting node's failure-detector suspicion of it
+  suspected @3 :Bool;
+}
+
+interface Admin {
+  join @0 (address :Text) -> ();
+  # Adds a running (joining) node to the ring. It streams the partitions it gains before it
+  # serves reads for them.
+
+  leave @1 (address :Text) -> ();
+  # Takes a node out of the ring; it hands its partitions off and then is removed.
+
+  status @2 () -> (members :List(MemberStatusInfo), mapVersion :UInt64, reporter :Text);
 }
 
 # ---- Client-side only ----

@@ -71,6 +71,25 @@ void apply(Config& config, const std::string& name, const std::string& value) {
     if (config.partitionBits < 1 || config.partitionBits > 16) {
       throw std::invalid_argument("partition-bits: must be 1..16");
     }
+  } else if (name == "zone") {
+    config.zone = value;
+  } else if (name == "weight") {
+    config.weight = uint32_t(parseNumber(name, value));
+    if (config.weight < 1 || config.weight > 1000) {
+      throw std::invalid_argument("weight: must be 1..1000");
+    }
+  } else if (name == "replicas") {
+    config.replicas = uint32_t(parseNumber(name, value));
+    if (config.replicas < 1 || config.replicas > 64) {
+      throw std::invalid_argument("replicas: must be 1..64");
+    }
+  } else if (name == "transfer-rate") {
+    config.transferBytesPerSecond = parseNumber(name, value);
+  } else if (name == "gossip-interval-ms") {
+    config.gossipIntervalMillis = uint32_t(parseNumber(name, value));
+    if (config.gossipIntervalMillis < 10) {
+      throw std::invalid_argument("gossip-interval-ms: at least 10");
+    }
   } else if (name == "max-key-bytes") {
     config.limits.maxKeyBytes = uint32_t(parseNumber(name, value));
   } else if (name == "max-value-bytes") {
@@ -110,7 +129,10 @@ std::string usage() {
          "                [--config FILE] [--advertise HOST:PORT] [--cluster NAME]\n"
          "                [--secret S] [--engine lmdb|memory] [--durability sync|buffered]\n"
          "                [--map-size BYTES] [--partition-bits B]\n"
-         "                [--max-key-bytes N] [--max-value-bytes N]\n";
+         "                [--max-key-bytes N] [--max-value-bytes N]\n"
+         "                [--zone Z] [--weight W] [--replicas N] [--transfer-rate BYTES_PER_S]\n"
+         "                [--gossip-interval-ms MS]\n"
+         "A new node starts as 'joining': `dynkv admin join HOST:PORT` adds it to the ring.\n";
 }
 
 Config parseConfig(int argc, char** argv) {

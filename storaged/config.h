@@ -20,7 +20,12 @@ struct Config {
   std::string engine = "lmdb";       // lmdb | memory
   Durability durability = Durability::SYNC;
   uint64_t mapSizeBytes = uint64_t(16) << 30;
-  uint32_t partitionBits = 10;
+  uint32_t partitionBits = 10;        // Q = 2^bits, fixed when the cluster is created
+  std::string zone;                   // rack or data centre, for replica placement
+  uint32_t weight = 1;                // relative capacity: share of partitions
+  uint32_t replicas = 3;              // the cluster's default N: what a node holds copies of
+  uint64_t transferBytesPerSecond = 32 << 20;  // partition streaming rate limit
+  uint32_t gossipIntervalMillis = 1000;
   Limits limits;
 };
 

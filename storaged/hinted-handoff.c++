@@ -41,14 +41,19 @@ kj::Promise<size_t> HintedHandoff::deliver(std::vector<Store::Hint> hints, size_
       next++;
       continue;
     }
-    auto request = pool_.node(address).replicateRequest();
-    request.setMapVersion(map->version());
-    auto key = request.initKey();
-    key.setNamespace(asData(hint.key.ns));
-    key.setKey(asData(hint.key.key));
-    encodeObject(hint.object, request.initObject());
-    request.setHintFor(0);
-    return timer_.timeoutAfter(5 * kj::SECONDS, request.send())
+    auto call = pool_.node(address).then(
+        [hint, version = map->version()](wire::Node::Client node)
+            -> kj::Promise<capnp::Response<wire::Node::ReplicateResults>> {
+          auto request = node.replicateRequest();
+          request.setMapVersion(version);
+          auto key = request.initKey();
+          key.setNamespace(asData(hint.key.ns));
+          key.setKey(asData(hint.key.key));
+          encodeObject(hint.object, request.initObject());
+          request.setHintFor(0);
+          return request.send();
+        });
+    return timer_.timeoutAfter(5 * kj::SECONDS, kj::mv(call))
         .then(
             [this, hints, next, delivered](auto&&) mutable {
               auto done = store_.removeHint(hints[next]);

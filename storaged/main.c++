@@ -10,11 +10,14 @@
 #include "codec.h"
 #include "config.h"
 #include "hinted-handoff.h"
+#include "gossip.h"
 #include "identity.h"
 #include "membership.h"
 #include "server.h"
+#include "server-driven.h"
 #include "service.h"
 #include "store.h"
+#include "transfer.h"
 
 namespace dynkv::storaged {
 namespace {
@@ -45,27 +48,55 @@ int run(const Config& config) {
   self.id = identity.actor.node;
   self.name = identity.name;
   self.address = config.advertise;
-  auto membership = newStaticMembership(self, config.seeds, config.partitionBits);
+  self.zone = config.zone;
+  self.weight = config.weight;
 
-  Store store(*engine, identity.actor, config.limits, io.provider->getTimer());
-  auto gateway = newGateway(store, *membership, ServiceOptions{config.cluster, config.secret});
+  auto& timer = io.provider->getTimer();
+  // Peers are reached through the same connection pool the client SDK uses.
+  NodePool peers(io.provider->getNetwork(), timer, config.cluster, config.secret,
+                 config.limits.maxValueBytes);
+
+  Store store(*engine, identity.actor, config.limits, timer);
+  TransferManager transfers(store, peers, timer, self.id, config.replicas,
+                            config.transferBytesPerSecond);
+  GossipOptions gossipOptions;
+  gossipOptions.self = self;
+  gossipOptions.generation = uint64_t(wallClockMicros());
+  gossipOptions.seeds = config.seeds;
+  gossipOptions.partitionBits = config.partitionBits;
+  gossipOptions.interval = config.gossipIntervalMillis * kj::MILLISECONDS;
+  GossipMembership membership(kj::mv(gossipOptions), *engine, peers, timer);
+  membership.onMapChange([&transfers](const PartitionMap& previous, const PartitionMap& now) {
+    transfers.mapChanged(previous, now);
+  });
+  membership.setPendingTransfers([&transfers]() { return transfers.pendingCount(); });
+
+  // ---- server-driven coordination (server-driven.h; bench/) ----
+  ServerDriven serverDriven(io.provider->getNetwork(), timer,
+                            ServerDrivenOptions{config.advertise, config.cluster, config.secret});
+  // ---- end server-driven coordination ----
+  ServiceOptions serviceOptions{config.cluster, config.secret, &serverDriven};
+  serviceOptions.transfers = &transfers;
+  auto gateway = newGateway(store, membership, kj::mv(serviceOptions));
 
   auto address = io.provider->getNetwork().parseAddress(config.listen).wait(io.waitScope);
   auto listener = address->listen();
-  auto map = membership->current();
+  auto map = membership.current();
+  auto me = membership.state().find(self.id);
   std::cerr << "storaged: node " << identity.name << " (id " << identity.actor.node << ", epoch "
             << identity.actor.epoch << ") listening on " << config.listen << "; "
-            << map->nodes().size() << " members, partition map v" << map->version() << ", "
+            << toString(me->status) << ", " << membership.state().members().size()
+            << " known members, partition map v" << map->version() << ", "
             << (config.durability == Durability::SYNC ? "sync" : "buffered") << " durability"
             << std::endl;
 
-  // Peers are reached through the same connection pool the client SDK uses.
-  NodePool peers(io.provider->getNetwork(), io.provider->getTimer(), config.cluster,
-                 config.secret, config.limits.maxValueBytes);
-  HintedHandoff handoff(store, *membership, peers, io.provider->getTimer());
-  auto handoffLoop = handoff.run().eagerlyEvaluate([](kj::Exception&& e) {
-    KJ_LOG(ERROR, "hinted handoff stopped", e);
-  });
+  auto logFailure = [](const char* what) {
+    return [what](kj::Exception&& e) { KJ_LOG(ERROR, what, e); };
+  };
+  auto gossipLoop = membership.run().eagerlyEvaluate(logFailure("gossip stopped"));
+  auto transferLoop = transfers.run().eagerlyEvaluate(logFailure("partition transfer stopped"));
+  HintedHandoff handoff(store, membership, peers, timer);
+  auto handoffLoop = handoff.run().eagerlyEvaluate(logFailure("hinted handoff stopped"));
 
   auto serving = serve(*listener, kj::mv(gateway), readerOptionsFor(config.limits.maxValueBytes));
   auto stop = io.unixEventPort.onSignal(SIGTERM)

@@ -5,6 +5,8 @@
 
 #include "codec.h"
 #include "hash.h"
+#include "server-driven.h"
+#include "transfer.h"
 #include "dynkv.capnp.h"
 
 namespace dynkv::storaged {
@@ -17,12 +19,20 @@ int64_t nowMicros() {
 
 class NodeImpl final : public wire::Node::Server {
  public:
-  NodeImpl(Store& store, Membership& membership) : store_(store), membership_(membership) {}
+  NodeImpl(Store& store, Membership& membership, ServerDriven* serverDriven = nullptr,
+           TransferManager* transfers = nullptr)
+      : store_(store), membership_(membership), serverDriven_(serverDriven),
+        transfers_(transfers) {}
 
   kj::Promise<void> get(GetContext context) override {
     auto params = context.getParams();
     auto map = observe(params.getMapVersion());
     auto key = storageKey(*map, params.getKey());
+    if (transfers_ != nullptr && !transfers_->readable(key.partition)) {
+      // Not a refusal: the client routes the read to another replica or a fallback.
+      kj::throwFatalException(KJ_EXCEPTION(
+          OVERLOADED, "partition is still streaming in to this node", key.partition));
+    }
     auto results = context.getResults();
     results.setMapVersion(map->version());
     if (auto object = store_.get(key)) {
@@ -73,6 +83,11 @@ class NodeImpl final : public wire::Node::Server {
 
   kj::Promise<void> getView(GetViewContext context) override {
     auto map = membership_.current();
+    if (map->empty()) {
+      // Not a refusal: the client asks another node.
+      kj::throwFatalException(KJ_EXCEPTION(
+          OVERLOADED, "this node is not in a ring yet: `dynkv admin join` adds it"));
+    }
     auto results = context.getResults();
     encodePartitionMap(*map, results.initMap());
     auto limits = results.initLimits();
@@ -87,9 +102,32 @@ class NodeImpl final : public wire::Node::Server {
     return kj::READY_NOW;
   }
 
+  // ---- server-driven coordination (server-driven.h; bench/) ----
+  kj::Promise<void> coordinateGet(CoordinateGetContext context) override {
+    auto map = observe(context.getParams().getMapVersion());
+    context.getResults().setMapVersion(map->version());
+    return serverDriven().coordinateGet(context);
+  }
+
+  kj::Promise<void> coordinateWrite(CoordinateWriteContext context) override {
+    auto map = observe(context.getParams().getMapVersion());
+    context.getResults().setMapVersion(map->version());
+    return serverDriven().coordinateWrite(context);
+  }
+  // ---- end server-driven coordination ----
+
  private:
   Store& store_;
   Membership& membership_;
+  ServerDriven* serverDriven_;
+  TransferManager* transfers_;
+
+  ServerDriven& serverDriven() {
+    if (serverDriven_ == nullptr) {
+      KJ_UNIMPLEMENTED("server-driven coordination is not enabled on this node");
+    }
+    return *serverDriven_;
+  }
 
   MapSnapshot observe(uint64_t senderVersion) {
     // A sender with an older map still gets an answer; the reply's version tells it to
@@ -109,10 +147,72 @@ class NodeImpl final : public wire::Node::Server {
   }
 };
 
+class PeerImpl final : public wire::Peer::Server {
+  // Node-to-node calls: gossip and partition streaming.
+ public:
+  PeerImpl(Store& store, Membership& membership) : store_(store), membership_(membership) {}
+
+  kj::Promise<void> gossip(GossipContext context) override {
+    membership_.gossip(context.getParams().getState(), context.getResults().initState());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> fetchPartition(FetchPartitionContext context) override {
+    auto params = context.getParams();
+    uint32_t partition = params.getPartition();
+    KJ_REQUIRE(partition < membership_.current()->partitionCount(), "partition out of range",
+               partition);
+    size_t maxBytes = kj::min(size_t(params.getMaxBytes()), size_t(8) << 20);
+    auto chunk = store_.scanPartition(partition, std::string(asStringView(params.getAfter())),
+                                      kj::max(maxBytes, size_t(1)));
+    auto results = context.getResults();
+    auto entries = results.initEntries(chunk.entries.size());
+    for (size_t i = 0; i < chunk.entries.size(); i++) {
+      auto& [key, object] = chunk.entries[i];
+      entries[i].setKey(asData(key.key));
+      entries[i].setNamespace(asData(key.ns));
+      encodeObject(object, entries[i].initObject());
+    }
+    results.setNext(asData(chunk.next));
+    results.setDone(chunk.done);
+    return kj::READY_NOW;
+  }
+
+ private:
+  Store& store_;
+  Membership& membership_;
+};
+
+class AdminImpl final : public wire::Admin::Server {
+ public:
+  explicit AdminImpl(Membership& membership) : membership_(membership) {}
+
+  kj::Promise<void> join(JoinContext context) override {
+    membership_.join(context.getParams().getAddress());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> leave(LeaveContext context) override {
+    membership_.leave(context.getParams().getAddress());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> status(StatusContext context) override {
+    membership_.status(context.getResults());
+    return kj::READY_NOW;
+  }
+
+ private:
+  Membership& membership_;
+};
+
 class GatewayImpl final : public wire::Gateway::Server {
  public:
   GatewayImpl(Store& store, Membership& membership, ServiceOptions options)
-      : node_(kj::heap<NodeImpl>(store, membership)), options_(kj::mv(options)) {}
+      : node_(kj::heap<NodeImpl>(store, membership, options.serverDriven, options.transfers)),
+        peer_(kj::heap<PeerImpl>(store, membership)),
+        admin_(kj::heap<AdminImpl>(membership)),
+        options_(kj::mv(options)) {}
 
   kj::Promise<void> authenticate(AuthenticateContext context) override {
     auto params = context.getParams();
@@ -121,12 +221,17 @@ class GatewayImpl final : public wire::Gateway::Server {
                params.getCluster());
     KJ_REQUIRE(asStringView(params.getSecret()) == options_.secret,
                "authentication failed: wrong cluster secret");
-    context.getResults().setNode(node_);
+    auto results = context.getResults();
+    results.setNode(node_);
+    results.setPeer(peer_);
+    results.setAdmin(admin_);
     return kj::READY_NOW;
   }
 
  private:
   wire::Node::Client node_;
+  wire::Peer::Client peer_;
+  wire::Admin::Client admin_;
   ServiceOptions options_;
 };
 

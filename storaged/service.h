@@ -11,9 +11,17 @@
 
 namespace dynkv::storaged {
 
+class ServerDriven;     // server-driven.h
+class TransferManager;  // transfer.h
+
 struct ServiceOptions {
   std::string cluster = "dynkv";
   std::string secret;  // empty: no secret required
+  ServerDriven* serverDriven = nullptr;
+  // Serves Node.coordinateGet/coordinateWrite (server-driven mode, for bench/); null: those
+  // calls fail as unimplemented. Must outlive every connection, as store and membership do.
+  TransferManager* transfers = nullptr;
+  // Partitions still streaming in are refused for reads; null: every partition is readable.
 };
 
 capnp::Capability::Client newGateway(Store& store, Membership& membership,

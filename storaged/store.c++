@@ -197,6 +197,31 @@ uint64_t Store::hintCount() {
   return count;
 }
 
+Store::PartitionChunk Store::scanPartition(uint32_t partition, const std::string& after,
+                                           size_t maxBytes) {
+  PartitionChunk chunk;
+  std::string begin = after.empty() ? encodeStorageKey(StorageKey{partition, "", ""})
+                                    : after + std::string(1, '\0');  // the next key after
+  std::string end = partition + 1 > 0xffff ? std::string()
+                                           : encodeStorageKey(StorageKey{partition + 1, "", ""});
+  size_t bytes = 0;
+  chunk.done = true;
+  engine_.read([&](ReadTransaction& txn) {
+    txn.scan(Table::OBJECTS, bytesOf(begin), bytesOf(end), [&](Bytes key, Bytes value) {
+      if (bytes >= maxBytes) {
+        chunk.done = false;
+        return false;
+      }
+      chunk.entries.emplace_back(decodeStorageKey(key), objectFromBytes(value, limits_));
+      chunk.next.assign(reinterpret_cast<const char*>(key.begin()), key.size());
+      bytes += key.size() + value.size();
+      return true;
+    });
+  });
+  if (chunk.entries.empty()) chunk.next = after;
+  return chunk;
+}
+
 kj::Promise<Object> Store::enqueue(kj::Own<PendingWrite> write) {
   auto paf = kj::newPromiseAndFulfiller<Object>();
   write->fulfiller = kj::mv(paf.fulfiller);

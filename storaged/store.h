@@ -71,6 +71,15 @@ class Store {
 
   uint64_t hintCount();
 
+  struct PartitionChunk {
+    std::vector<std::pair<StorageKey, Object>> entries;
+    std::string next;  // the last storage key returned: pass it back as `after`
+    bool done = false; // no keys of the partition after `next`
+  };
+  PartitionChunk scanPartition(uint32_t partition, const std::string& after, size_t maxBytes);
+  // The partition's objects in key order, starting after the storage key `after` (empty: from
+  // the start), until about maxBytes of stored data (at least one object).
+
  private:
   struct PendingWrite;
 

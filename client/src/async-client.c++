@@ -340,9 +340,12 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
       return KJ_EXCEPTION(DISCONNECTED, "no node answered", errors);
     }
     auto address = candidates[i];
-    auto request = pool_.node(address).getViewRequest();
+    auto call = pool_.node(address).then(
+        [](wire::Node::Client node) -> kj::Promise<capnp::Response<wire::Node::GetViewResults>> {
+          return node.getViewRequest().send();
+        });
     auto timeout = kj::MILLISECONDS * options_.timeout.count();
-    return timer_.timeoutAfter(timeout, request.send())
+    return timer_.timeoutAfter(timeout, kj::mv(call))
         .then(
             [this](capnp::Response<wire::Node::GetViewResults>&& response) -> kj::Promise<void> {
               auto map = decodePartitionMap(response.getMap());
@@ -401,12 +404,17 @@ kj::Promise<Result<GetResult>> ReadOp::run() {
 
 void ReadOp::send(size_t i) {
   auto& node = map_->nodes()[targets_[i].node];
-  auto request = client_.pool().node(node.address).getRequest();
-  request.setMapVersion(map_->version());
-  auto key = request.initKey();
-  key.setNamespace(asData(key_.ns));
-  key.setKey(asData(key_.key));
-  auto call = request.send().then(
+  auto sent = client_.pool().node(node.address).then(
+      [self = kj::addRef(*this)](wire::Node::Client node) mutable
+      -> kj::Promise<capnp::Response<wire::Node::GetResults>> {
+        auto request = node.getRequest();
+        request.setMapVersion(self->map_->version());
+        auto key = request.initKey();
+        key.setNamespace(asData(self->key_.ns));
+        key.setKey(asData(self->key_.key));
+        return request.send();
+      });
+  auto call = sent.then(
       [self = kj::addRef(*this), i](capnp::Response<wire::Node::GetResults>&& response) mutable {
         self->onAnswer(i, kj::mv(response));
       },
@@ -482,13 +490,16 @@ void ReadOp::readRepair() {
   for (size_t i : quorum_.staleReplicas()) {
     if (targets_[i].hintFor != 0) continue;  // fallbacks are not owners
     auto& node = map_->nodes()[targets_[i].node];
-    auto request = client_.pool().node(node.address).replicateRequest();
-    request.setMapVersion(map_->version());
-    auto key = request.initKey();
-    key.setNamespace(asData(key_.ns));
-    key.setKey(asData(key_.key));
-    encodeObject(quorum_.merged(), request.initObject());
-    client_.addTask(request.send().ignoreResult());
+    client_.addTask(client_.pool().node(node.address).then(
+        [self = kj::addRef(*this)](wire::Node::Client node) mutable {
+          auto request = node.replicateRequest();
+          request.setMapVersion(self->map_->version());
+          auto key = request.initKey();
+          key.setNamespace(asData(self->key_.ns));
+          key.setKey(asData(self->key_.key));
+          encodeObject(self->quorum_.merged(), request.initObject());
+          return request.send().ignoreResult();
+        }));
   }
 }
 
@@ -542,19 +553,25 @@ kj::Promise<Result<Context>> WriteOp::run() {
 void WriteOp::coordinate(size_t i) {
   triedAsCoordinator_.push_back(i);
   auto& node = map_->nodes()[targets_[i].node];
-  auto request = client_.pool().node(node.address).coordinatePutRequest();
-  request.setMapVersion(map_->version());
-  auto key = request.initKey();
-  key.setNamespace(asData(key_.ns));
-  key.setKey(asData(key_.key));
-  request.setKind(toWire(kind_));
-  encodeVersionVector(context_.vv, request.initContext(context_.vv.size()));
-  if (value_) {
-    request.setValue(asData(*value_));
-  } else {
-    request.setTombstone(true);
-  }
-  auto call = request.send().then(
+  auto sent = client_.pool().node(node.address).then(
+      [self = kj::addRef(*this)](wire::Node::Client node) mutable
+      -> kj::Promise<capnp::Response<wire::Node::CoordinatePutResults>> {
+        auto request = node.coordinatePutRequest();
+        request.setMapVersion(self->map_->version());
+        auto key = request.initKey();
+        key.setNamespace(asData(self->key_.ns));
+        key.setKey(asData(self->key_.key));
+        request.setKind(toWire(self->kind_));
+        auto& vv = self->context_.vv;
+        encodeVersionVector(vv, request.initContext(vv.size()));
+        if (self->value_) {
+          request.setValue(asData(*self->value_));
+        } else {
+          request.setTombstone(true);
+        }
+        return request.send();
+      });
+  auto call = sent.then(
       [self = kj::addRef(*this),
        i](capnp::Response<wire::Node::CoordinatePutResults>&& response) mutable {
         auto& node = self->map_->nodes()[self->targets_[i].node];
@@ -583,14 +600,19 @@ void WriteOp::coordinate(size_t i) {
 
 void WriteOp::replicateTo(size_t i) {
   auto& node = map_->nodes()[targets_[i].node];
-  auto request = client_.pool().node(node.address).replicateRequest();
-  request.setMapVersion(map_->version());
-  auto key = request.initKey();
-  key.setNamespace(asData(key_.ns));
-  key.setKey(asData(key_.key));
-  encodeObject(*object_, request.initObject());
-  request.setHintFor(targets_[i].hintFor);
-  auto call = request.send().then(
+  auto sent = client_.pool().node(node.address).then(
+      [self = kj::addRef(*this), i](wire::Node::Client node) mutable
+      -> kj::Promise<capnp::Response<wire::Node::ReplicateResults>> {
+        auto request = node.replicateRequest();
+        request.setMapVersion(self->map_->version());
+        auto key = request.initKey();
+        key.setNamespace(asData(self->key_.ns));
+        key.setKey(asData(self->key_.key));
+        encodeObject(*self->object_, request.initObject());
+        request.setHintFor(self->targets_[i].hintFor);
+        return request.send();
+      });
+  auto call = sent.then(
       [self = kj::addRef(*this), i](capnp::Response<wire::Node::ReplicateResults>&& response) mutable {
         self->client_.noteVersion(response.getMapVersion());
         self->client_.pool().reportSuccess(self->map_->nodes()[self->targets_[i].node].address);

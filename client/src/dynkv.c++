@@ -9,6 +9,7 @@
 
 #include <dynkv/client.h>
 
+#include "admin.h"
 #include "local-cluster.h"
 
 namespace {
@@ -21,6 +22,10 @@ const char USAGE[] =
     "  get KEY                           print each sibling on a line, then the context\n"
     "  del KEY [--context TOKEN]         write a deletion\n"
     "  ring                              print the partition map: nodes and their shares\n"
+    "  status                            members, their state, shares, pending transfers and\n"
+    "                                    the failure detector's opinion\n"
+    "  admin join HOST:PORT              add a running node to the ring\n"
+    "  admin leave HOST:PORT             hand a node's partitions off and remove it\n"
     "  local up --nodes N --dir DIR [--base-port P] [--durability sync|buffered]\n"
     "                                    start (or restart) a cluster on loopback\n"
     "  local down --dir DIR              stop it\n"
@@ -137,10 +142,62 @@ int local(const Args& args) {
   throw std::invalid_argument("local needs up or down, got '" + verb + "'");
 }
 
+std::vector<std::string> seedsOf(const Args& args) {
+  const char* envSeeds = getenv("DYNKV_SEEDS");
+  return splitCommas(args.get("seeds", envSeeds ? envSeeds : "127.0.0.1:7400"));
+}
+
+int admin(const Args& args) {
+  dynkv::AdminClient admin(seedsOf(args), args.get("cluster", "dynkv"));
+  auto& command = args.positional[0];
+  if (command == "status") {
+    auto status = admin.status(args.get("node"));
+    if (args.has("json")) {
+      std::cout << "{\"reporter\": " << jsonString(status.reporter)
+                << ", \"map_version\": " << status.mapVersion << ", \"members\": [";
+      for (size_t i = 0; i < status.members.size(); i++) {
+        auto& m = status.members[i];
+        std::cout << (i ? ", " : "") << "{\"address\": " << jsonString(m.address)
+                  << ", \"id\": \"" << m.id << "\", \"status\": " << jsonString(m.status)
+                  << ", \"partitions\": " << m.partitions
+                  << ", \"pending_transfers\": " << m.pendingTransfers
+                  << ", \"map_version\": " << m.mapVersion << ", \"phi\": " << m.phi
+                  << ", \"suspected\": " << (m.suspected ? "true" : "false") << "}";
+      }
+      std::cout << "]}" << std::endl;
+    } else {
+      std::cout << "as seen by " << status.reporter << ", partition map v" << status.mapVersion
+                << "\n";
+      for (auto& m : status.members) {
+        char line[256];
+        snprintf(line, sizeof(line),
+                 "  %-21s %-8s partitions %4u  pending transfers %4u  map v%-8llu phi %6.2f%s\n",
+                 m.address.c_str(), m.status.c_str(), m.partitions, m.pendingTransfers,
+                 (unsigned long long)m.mapVersion, m.phi, m.suspected ? "  SUSPECTED" : "");
+        std::cout << line;
+      }
+    }
+    return 0;
+  }
+  if (args.positional.size() != 3) {
+    throw std::invalid_argument("admin takes join|leave HOST:PORT");
+  }
+  auto& verb = args.positional[1];
+  auto& address = args.positional[2];
+  if (verb == "join") {
+    admin.join(address);
+  } else if (verb == "leave") {
+    admin.leave(address);
+  } else {
+    throw std::invalid_argument("admin takes join|leave, got '" + verb + "'");
+  }
+  std::cout << "ok: " << verb << " " << address << std::endl;
+  return 0;
+}
+
 int data(const Args& args) {
   dynkv::ClientOptions options;
-  const char* envSeeds = getenv("DYNKV_SEEDS");
-  options.seeds = splitCommas(args.get("seeds", envSeeds ? envSeeds : "127.0.0.1:7400"));
+  options.seeds = seedsOf(args);
   options.cluster = args.get("cluster", "dynkv");
   std::string ns = args.get("ns");
   if (args.has("lww")) options.namespaces[ns] = dynkv::NamespaceKind::LAST_WRITE_WINS;
@@ -242,6 +299,7 @@ int main(int argc, char** argv) {
       return args.has("help") ? 0 : 2;
     }
     if (args.positional[0] == "local") return local(args);
+    if (args.positional[0] == "admin" || args.positional[0] == "status") return admin(args);
     return data(args);
   } catch (const dynkv::Error& e) {
     std::cerr << "dynkv: " << e.what() << std::endl;

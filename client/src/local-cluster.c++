@@ -1,19 +1,22 @@
 #include "local-cluster.h"
 
 #include <arpa/inet.h>
-#include <cerrno>
-#include <csignal>
-#include <cstring>
 #include <fcntl.h>
-#include <fstream>
 #include <netinet/in.h>
-#include <sstream>
-#include <stdexcept>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <thread>
 #include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "admin.h"
 
 namespace dynkv {
 
@@ -138,15 +141,15 @@ pid_t LocalCluster::pid(size_t node) const {
   return alive(pid) ? pid : 0;
 }
 
-bool LocalCluster::running(size_t node) const { return pid(node) != 0; }
+bool LocalCluster::running(size_t node) const {
+  return pid(node) != 0;
+}
 
 void LocalCluster::start(size_t node) {
   auto dir = nodeDir(node);
   makeDirs(dir + "/data");
-  std::vector<std::string> args = {options_.storaged,
-                                   "--data-dir", dir + "/data",
-                                   "--listen", seeds()[node],
-                                   "--seeds", seedList()};
+  std::vector<std::string> args = {options_.storaged, "--data-dir", dir + "/data", "--listen",
+                                   seeds()[node],     "--seeds",    seedList()};
   args.insert(args.end(), options_.extraArgs.begin(), options_.extraArgs.end());
   auto log = dir + "/storaged.log";
 
@@ -198,7 +201,72 @@ size_t LocalCluster::up(std::chrono::milliseconds timeout) {
     started++;
   }
   for (size_t i = 0; i < options_.nodes; i++) waitListening(i, timeout);
+
+  // Join every node the ring does not hold yet. A node is known to the others only once it
+  // has gossiped, so an "unknown node" refusal is retried until the deadline.
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  {
+    AdminClient admin(seeds());
+    auto addresses = seeds();
+    for (auto& address : addresses) {
+      for (;;) {
+        std::string problem;
+        try {
+          auto status = admin.status(address);
+          bool up = false;
+          for (auto& m : status.members) up |= m.address == address && m.status == "up";
+          if (up) break;
+          admin.join(address);
+          break;
+        } catch (const std::exception& e) {
+          problem = e.what();
+        }
+        if (std::chrono::steady_clock::now() > deadline) {
+          throw std::runtime_error("cannot join " + address + " to the ring: " + problem);
+        }
+        // Gossip spreads the new node within a round or two; nothing to await but time.
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+  }  // one AdminClient (and event loop) at a time in this thread
+  waitSettled(std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now()));
   return started;
+}
+
+void LocalCluster::waitSettled(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  AdminClient admin(seeds());
+  auto addresses = seeds();
+  std::string lastProblem;
+  for (;;) {
+    bool settled = true;
+    uint64_t version = 0;
+    for (auto& address : addresses) {
+      try {
+        auto status = admin.status(address);
+        size_t up = 0;
+        for (auto& m : status.members) up += m.status == "up";
+        if (!status.settled() || up != addresses.size() ||
+            (version != 0 && status.mapVersion != version)) {
+          settled = false;
+          lastProblem = address + " has not settled (map v" + std::to_string(status.mapVersion) +
+                        ", " + std::to_string(up) + " up)";
+        }
+        version = status.mapVersion;
+      } catch (const std::exception& e) {
+        settled = false;
+        lastProblem = e.what();
+      }
+      if (!settled) break;
+    }
+    if (settled) return;
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw std::runtime_error("the cluster did not settle in time: " + lastProblem);
+    }
+    // Convergence is a property of gossip rounds, observed by polling the nodes' status.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
 }
 
 void LocalCluster::kill(size_t node, int signal) {

@@ -34,10 +34,14 @@ class LocalCluster {
   size_t size() const { return options_.nodes; }
   const std::string& dir() const { return options_.dir; }
 
-  size_t up(std::chrono::milliseconds timeout = std::chrono::seconds(20));
-  // Starts every node that is not running and waits until all accept connections. Returns
-  // how many it started. Throws std::runtime_error naming the node (and the end of its log)
-  // if one does not come up.
+  size_t up(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Starts every node that is not running, waits until all accept connections, joins to the
+  // ring any that is not in it yet (`dynkv admin join`, the same path an operator takes), and
+  // waits until the cluster has settled (waitSettled). Returns how many it started. Throws
+  // std::runtime_error naming the node (and the end of its log) if one does not come up.
+
+  void waitSettled(std::chrono::milliseconds timeout);
+  // Until every node reports every node up, on one map version, with no transfer pending.
 
   void down(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   // SIGTERM to every running node, SIGKILL to any still alive after `timeout`.

@@ -32,16 +32,27 @@ NodePool::NodePool(kj::Network& network, kj::Timer& timer, std::string cluster,
 
 NodePool::~NodePool() noexcept(false) {}
 
-wire::Node::Client NodePool::node(const std::string& address) {
+kj::Promise<wire::Node::Client> NodePool::node(const std::string& address) {
+  return entry(address).caps.addBranch().then([](Caps&& c) { return kj::mv(c.node); });
+}
+kj::Promise<wire::Peer::Client> NodePool::peer(const std::string& address) {
+  return entry(address).caps.addBranch().then([](Caps&& c) { return kj::mv(c.peer); });
+}
+kj::Promise<wire::Admin::Client> NodePool::admin(const std::string& address) {
+  return entry(address).caps.addBranch().then([](Caps&& c) { return kj::mv(c.admin); });
+}
+
+NodePool::Entry& NodePool::entry(const std::string& address) {
   auto key = kj::str(address.c_str());
   KJ_IF_MAYBE(entry, entries_.find(key)) {
-    if (!entry->link->broken) return entry->node;
+    if (!entry->link->broken) return *entry;
     entries_.erase(key);
   }
 
   auto link = kj::refcounted<Link>();
   auto options = readerOptionsFor(maxValueBytes_);
-  kj::Promise<wire::Node::Client> connected =
+  using AuthResponse = capnp::Response<wire::Gateway::AuthenticateResults>;
+  kj::Promise<Caps> connected =
       network_.parseAddress(key)
           .then([](kj::Own<kj::NetworkAddress> addr) {
             auto connecting = addr->connect();
@@ -74,26 +85,19 @@ wire::Node::Client NodePool::node(const std::string& address) {
               auto request = gateway.authenticateRequest();
               request.setCluster(cluster_);
               request.setSecret(asData(secret_));
-              return request.send().then(
-                  [](capnp::Response<wire::Gateway::AuthenticateResults> response) {
-                    return response.getNode();
-                  });
+              return request.send().then([](AuthResponse&& r) {
+                return Caps{r.getNode(), r.getPeer(), r.getAdmin()};
+              });
             }
             KJ_UNREACHABLE;
           });
-  auto& linkRef = *link;
-  Entry entry{kj::mv(link), wire::Node::Client(connected.then(
-                                [linkRef = kj::addRef(linkRef)](wire::Node::Client node) {
-                                  return node;
-                                },
-                                [linkRef2 = kj::addRef(linkRef)](kj::Exception&& e) mutable
-                                    -> wire::Node::Client {
-                                  linkRef2->broken = true;
-                                  kj::throwFatalException(kj::mv(e));
-                                }))};
-  auto node = entry.node;
-  entries_.insert(kj::mv(key), kj::mv(entry));
-  return node;
+  auto forked = connected
+                    .catch_([link = kj::addRef(*link)](kj::Exception&& e) mutable -> Caps {
+                      link->broken = true;
+                      kj::throwFatalException(kj::mv(e));
+                    })
+                    .fork();
+  return entries_.insert(kj::mv(key), Entry{kj::mv(link), kj::mv(forked)}).value;
 }
 
 void NodePool::reportFailure(const std::string& address, const kj::Exception& exception) {

@@ -19,9 +19,15 @@ class NodePool final : private kj::TaskSet::ErrorHandler {
            uint32_t maxValueBytes);
   ~NodePool() noexcept(false);
 
-  wire::Node::Client node(const std::string& address);
-  // The node's capability; calls made before the connection is up are queued, and fail with
-  // the connection's error if it cannot be made.
+  kj::Promise<wire::Node::Client> node(const std::string& address);
+  // The node's capability once the connection is up and authenticated (at once if it is);
+  // fails with the connection's error if it cannot be made. A promise rather than a
+  // promise-capability on purpose: calls queued on a promise-capability live on in the event
+  // loop's daemon tasks and would touch a connection after the pool has closed it.
+
+  kj::Promise<wire::Peer::Client> peer(const std::string& address);
+  kj::Promise<wire::Admin::Client> admin(const std::string& address);
+  // The node-to-node and admin capabilities granted on the same connection.
 
   void reportFailure(const std::string& address, const kj::Exception& exception);
   // A call to `address` failed: a broken connection is dropped, and the node is suspected
@@ -36,9 +42,14 @@ class NodePool final : private kj::TaskSet::ErrorHandler {
 
  private:
   struct Link;
+  struct Caps {
+    wire::Node::Client node;
+    wire::Peer::Client peer;
+    wire::Admin::Client admin;
+  };
   struct Entry {
     kj::Own<Link> link;
-    wire::Node::Client node = nullptr;
+    kj::ForkedPromise<Caps> caps;
   };
   struct Health {
     uint32_t failures = 0;
@@ -54,6 +65,7 @@ class NodePool final : private kj::TaskSet::ErrorHandler {
   kj::HashMap<kj::String, Health> health_;
   kj::TaskSet tasks_;
 
+  Entry& entry(const std::string& address);
   void suspect(const std::string& address);
   void taskFailed(kj::Exception&& exception) override;
 };

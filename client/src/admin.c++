@@ -1,0 +1,126 @@
+#include "admin.h"
+
+#include <kj/async-io.h>
+#include <kj/debug.h>
+#include <stdexcept>
+
+#include "limits.h"
+#include "node-pool.h"
+
+namespace dynkv {
+
+bool ClusterStatus::settled() const {
+  for (auto& m : members) {
+    if (m.status == "removed") continue;
+    if (m.status != "up" || m.mapVersion != mapVersion || m.pendingTransfers != 0) return false;
+  }
+  return true;
+}
+
+struct AdminClient::Impl {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  std::vector<std::string> seeds;
+  NodePool pool;
+
+  Impl(std::vector<std::string> seedList, std::string cluster, std::string secret)
+      : seeds(std::move(seedList)),
+        pool(io.provider->getNetwork(), io.provider->getTimer(), std::move(cluster),
+             std::move(secret), Limits().maxValueBytes) {}
+
+  template <typename Func>
+  auto onFirstSeed(Func&& func) -> decltype(func(std::string())) {
+    std::string errors;
+    for (auto& seed : seeds) {
+      kj::Maybe<decltype(func(seed))> result;
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { result = func(seed); })) {
+        // A node that answered with a refusal has spoken for the cluster; stop there.
+        if (e->getType() == kj::Exception::Type::FAILED) {
+          throw std::runtime_error(seed + ": " + e->getDescription().cStr());
+        }
+        errors += seed + ": " + e->getDescription().cStr() + "; ";
+        continue;
+      }
+      KJ_IF_MAYBE(r, result) { return kj::mv(*r); }
+    }
+    throw std::runtime_error("no seed answered: " + (errors.empty() ? "no seeds" : errors));
+  }
+
+  template <typename T>
+  T wait(kj::Promise<T> promise) {
+    return io.provider->getTimer()
+        .timeoutAfter(5 * kj::SECONDS, kj::mv(promise))
+        .wait(io.waitScope);
+  }
+};
+
+AdminClient::AdminClient(std::vector<std::string> seeds, std::string cluster, std::string secret)
+    : impl_(std::make_unique<Impl>(std::move(seeds), std::move(cluster), std::move(secret))) {}
+
+AdminClient::~AdminClient() = default;
+
+void AdminClient::join(const std::string& address) {
+  impl_->onFirstSeed([&](const std::string& seed) {
+    impl_->wait(impl_->pool.admin(seed).then([&](wire::Admin::Client admin) {
+      auto req = admin.joinRequest();
+      req.setAddress(address);
+      return req.send().ignoreResult();
+    }));
+    return 0;
+  });
+}
+
+void AdminClient::leave(const std::string& address) {
+  impl_->onFirstSeed([&](const std::string& seed) {
+    impl_->wait(impl_->pool.admin(seed).then([&](wire::Admin::Client admin) {
+      auto req = admin.leaveRequest();
+      req.setAddress(address);
+      return req.send().ignoreResult();
+    }));
+    return 0;
+  });
+}
+
+ClusterStatus AdminClient::status(const std::string& node) {
+  auto ask = [&](const std::string& address) {
+    auto response = impl_->wait(impl_->pool.admin(address).then(
+        [](wire::Admin::Client admin)
+            -> kj::Promise<capnp::Response<wire::Admin::StatusResults>> {
+          return admin.statusRequest().send();
+        }));
+    ClusterStatus status;
+    status.reporter = response.getReporter();
+    status.mapVersion = response.getMapVersion();
+    for (auto m : response.getMembers()) {
+      MemberView v;
+      auto member = m.getMember();
+      auto info = member.getInfo();
+      v.id = info.getId();
+      v.address = info.getAddress();
+      v.zone = info.getZone();
+      v.weight = info.getWeight();
+      switch (member.getStatus()) {
+        case wire::MemberStatus::JOINING: v.status = "joining"; break;
+        case wire::MemberStatus::UP: v.status = "up"; break;
+        case wire::MemberStatus::LEAVING: v.status = "leaving"; break;
+        case wire::MemberStatus::REMOVED: v.status = "removed"; break;
+      }
+      v.partitions = m.getPartitions();
+      v.pendingTransfers = member.getPendingTransfers();
+      v.mapVersion = member.getMapVersion();
+      v.phi = m.getPhi();
+      v.suspected = m.getSuspected();
+      status.members.push_back(std::move(v));
+    }
+    return status;
+  };
+  if (!node.empty()) {
+    try {
+      return ask(node);
+    } catch (const kj::Exception& e) {
+      throw std::runtime_error(node + ": " + e.getDescription().cStr());
+    }
+  }
+  return impl_->onFirstSeed(ask);
+}
+
+}  // namespace dynkv

@@ -1,0 +1,55 @@
+// Administration of a cluster (DESIGN.md, "Membership"): join and leave, and the members'
+// status as one node sees it. Blocking, on an event loop of its own in the calling thread;
+// for the `dynkv` tool, `dynkv local` and tests, not for applications (the SDK's data path
+// never needs it).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace dynkv {
+
+struct MemberView {
+  uint64_t id = 0;
+  std::string address;
+  std::string zone;
+  uint32_t weight = 1;
+  std::string status;          // joining | up | leaving | removed
+  uint32_t partitions = 0;     // ring partitions it owns in the reporter's map
+  uint32_t pendingTransfers = 0;
+  uint64_t mapVersion = 0;     // the map version it has adopted (as last heard)
+  double phi = 0;              // the reporter's failure-detector suspicion of it
+  bool suspected = false;
+};
+
+struct ClusterStatus {
+  std::string reporter;
+  uint64_t mapVersion = 0;
+  std::vector<MemberView> members;
+
+  bool settled() const;
+  // Every member is up or removed, and every up member has adopted the reporter's map and
+  // finished streaming.
+};
+
+class AdminClient {
+ public:
+  AdminClient(std::vector<std::string> seeds, std::string cluster = "dynkv",
+              std::string secret = "");
+  ~AdminClient();
+
+  void join(const std::string& address);
+  void leave(const std::string& address);
+  // Sent to the first seed that answers. Throw std::runtime_error with the node's reason.
+
+  ClusterStatus status(const std::string& node = "");
+  // From `node`, or from the first seed that answers.
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dynkv

@@ -1,0 +1,178 @@
+#include "transfer.h"
+
+#include <algorithm>
+#include <kj/debug.h>
+#include <kj/encoding.h>
+#include <sstream>
+
+#include "codec.h"
+
+namespace dynkv::storaged {
+
+namespace {
+
+const kj::byte TRANSFERS_KEY[] = {'t', 'r', 'a', 'n', 's', 'f', 'e', 'r', 's'};
+
+}  // namespace
+
+TransferManager::TransferManager(Store& store, NodePool& pool, kj::Timer& timer, uint64_t selfId,
+                                 uint32_t replicas, uint64_t bytesPerSecond)
+    : store_(store),
+      pool_(pool),
+      timer_(timer),
+      selfId_(selfId),
+      replicas_(replicas),
+      bytesPerSecond_(bytesPerSecond) {
+  load();
+}
+
+std::vector<uint32_t> TransferManager::partitionsOf(const PartitionMap& map) const {
+  std::vector<uint32_t> out;
+  auto self = map.indexOf(selfId_);
+  if (!self) return out;
+  for (uint32_t p = 0; p < map.partitionCount(); p++) {
+    auto pref = map.preferenceList(p, replicas_, 0);
+    for (uint32_t i = 0; i < pref.primaries; i++) {
+      if (pref.nodes[i] == *self) {
+        out.push_back(p);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+void TransferManager::mapChanged(const PartitionMap& previous, const PartitionMap& current) {
+  auto wanted = partitionsOf(current);
+  // Partitions no longer ours need no stream.
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (!std::binary_search(wanted.begin(), wanted.end(), it->first)) {
+      it = pending_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (!previous.empty() && previous.partitionCount() == current.partitionCount()) {
+    auto held = partitionsOf(previous);
+    for (uint32_t p : wanted) {
+      if (std::binary_search(held.begin(), held.end(), p) || pending_.count(p)) continue;
+      auto pref = previous.preferenceList(p, replicas_, 0);
+      Pending pending;
+      for (uint32_t i = 0; i < pref.primaries; i++) {
+        auto& node = previous.nodes()[pref.nodes[i]];
+        if (node.id != selfId_) pending.sources.push_back(node.address);
+      }
+      if (!pending.sources.empty()) pending_.emplace(p, kj::mv(pending));
+    }
+  }
+  persist();
+}
+
+kj::Promise<void> TransferManager::run() {
+  return step().then([this]() { return run(); });
+}
+
+kj::Promise<void> TransferManager::step() {
+  if (pending_.empty()) return timer_.afterDelay(200 * kj::MILLISECONDS);
+  uint32_t partition = pending_.begin()->first;
+  auto& pending = pending_.begin()->second;
+  auto source = pending.sources[pending.nextSource % pending.sources.size()];
+  auto call = pool_.peer(source).then(
+      [partition, cursor = pending.cursor](wire::Peer::Client peer)
+          -> kj::Promise<capnp::Response<wire::Peer::FetchPartitionResults>> {
+        auto request = peer.fetchPartitionRequest();
+        request.setPartition(uint16_t(partition));
+        request.setAfter(asData(cursor));
+        request.setMaxBytes(CHUNK_BYTES);
+        return request.send();
+      });
+  return timer_.timeoutAfter(10 * kj::SECONDS, kj::mv(call))
+      .then(
+          [this, partition](capnp::Response<wire::Peer::FetchPartitionResults>&& response) {
+            auto it = pending_.find(partition);
+            if (it == pending_.end()) return kj::Promise<void>(kj::READY_NOW);  // dropped
+            size_t bytes = 0;
+            auto writes = kj::heapArrayBuilder<kj::Promise<void>>(response.getEntries().size());
+            for (auto entry : response.getEntries()) {
+              StorageKey key{partition, std::string(asStringView(entry.getNamespace())),
+                             std::string(asStringView(entry.getKey()))};
+              auto object = decodeObject(entry.getObject(), store_.limits());
+              bytes += key.key.size() + entry.getObject().totalSize().wordCount * 8;
+              writes.add(store_.replicate(kj::mv(key), kj::mv(object)));
+            }
+            std::string next(asStringView(response.getNext()));
+            bool done = response.getDone();
+            // Rate limit: pause as long as this chunk should take at the configured rate.
+            kj::Duration pause = 0 * kj::NANOSECONDS;
+            if (bytesPerSecond_ > 0) {
+              pause = int64_t(bytes * 1000000 / bytesPerSecond_) * kj::MICROSECONDS;
+            }
+            return kj::joinPromises(writes.finish())
+                .then([this, partition, next = kj::mv(next), done]() {
+                  auto it = pending_.find(partition);
+                  if (it == pending_.end()) return;
+                  if (done) {
+                    pending_.erase(it);
+                    KJ_LOG(INFO, "partition transfer complete", partition, pending_.size());
+                  } else {
+                    it->second.cursor = next;
+                  }
+                  persist();
+                })
+                .then([this, pause]() { return timer_.afterDelay(pause); });
+          },
+          [this, partition, source](kj::Exception&& e) {
+            KJ_LOG(WARNING, "partition transfer failed; trying another source", partition,
+                   source.c_str(), e.getDescription());
+            pool_.reportFailure(source, e);
+            auto it = pending_.find(partition);
+            if (it != pending_.end()) it->second.nextSource++;
+            return timer_.afterDelay(500 * kj::MILLISECONDS);
+          });
+}
+
+void TransferManager::persist() {
+  std::ostringstream out;
+  for (auto& [p, pending] : pending_) {
+    auto cursor = kj::encodeHex(kj::arrayPtr(
+        reinterpret_cast<const kj::byte*>(pending.cursor.data()), pending.cursor.size()));
+    out << p << ' ' << (pending.cursor.empty() ? "-" : cursor.cStr()) << ' ';
+    for (size_t i = 0; i < pending.sources.size(); i++) {
+      out << (i ? "," : "") << pending.sources[i];
+    }
+    out << '\n';
+  }
+  auto text = out.str();
+  store_.engine().write([&](WriteTransaction& txn) {
+    txn.put(Table::META, kj::arrayPtr(TRANSFERS_KEY, sizeof(TRANSFERS_KEY)),
+            kj::arrayPtr(reinterpret_cast<const kj::byte*>(text.data()), text.size()));
+  });
+}
+
+void TransferManager::load() {
+  std::string text;
+  store_.engine().read([&](ReadTransaction& txn) {
+    KJ_IF_MAYBE(bytes, txn.get(Table::META, kj::arrayPtr(TRANSFERS_KEY, sizeof(TRANSFERS_KEY)))) {
+      text.assign(reinterpret_cast<const char*>(bytes->begin()), bytes->size());
+    }
+  });
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    uint32_t p;
+    std::string cursor, sources;
+    if (!(fields >> p >> cursor >> sources)) continue;
+    Pending pending;
+    if (cursor != "-") {
+      auto bytes = kj::decodeHex(kj::arrayPtr(cursor.data(), cursor.size()));
+      pending.cursor.assign(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+    }
+    std::istringstream list(sources);
+    for (std::string s; std::getline(list, s, ',');) pending.sources.push_back(s);
+    if (!pending.sources.empty()) pending_.emplace(p, kj::mv(pending));
+  }
+  if (!pending_.empty()) KJ_LOG(INFO, "resuming partition transfers", pending_.size());
+}
+
+}  // namespace dynkv::storaged

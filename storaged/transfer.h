@@ -1,0 +1,60 @@
+// Partition transfer (DESIGN.md, "Partition transfer"): when a new map makes this node a
+// replica of partitions it did not hold, it streams each one from a node that held it
+// under the previous map, and refuses reads for a partition until its stream is complete
+// (writes are accepted meanwhile and merge with what arrives). Pulling is rate limited,
+// and the list of pending partitions with each stream's position is kept in the data
+// directory, so a node killed mid-transfer resumes where it stopped.
+#pragma once
+
+#include <kj/async.h>
+#include <kj/timer.h>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "node-pool.h"
+#include "partition-map.h"
+#include "store.h"
+
+namespace dynkv::storaged {
+
+class TransferManager {
+ public:
+  TransferManager(Store& store, NodePool& pool, kj::Timer& timer, uint64_t selfId,
+                  uint32_t replicas, uint64_t bytesPerSecond);
+  // `replicas` is the cluster's default N: the node holds every partition in whose first
+  // `replicas` preference-list entries it appears.
+
+  static constexpr size_t CHUNK_BYTES = 256 * 1024;
+
+  void mapChanged(const PartitionMap& previous, const PartitionMap& current);
+  // Starts streams for partitions gained, drops those no longer wanted.
+
+  bool readable(uint32_t partition) const { return pending_.count(partition) == 0; }
+  uint32_t pendingCount() const { return uint32_t(pending_.size()); }
+
+  kj::Promise<void> run();
+  // Streams pending partitions one at a time, forever.
+
+ private:
+  struct Pending {
+    std::vector<std::string> sources;  // addresses of the previous map's replicas
+    std::string cursor;                // last storage key received
+    size_t nextSource = 0;
+  };
+
+  Store& store_;
+  NodePool& pool_;
+  kj::Timer& timer_;
+  uint64_t selfId_;
+  uint32_t replicas_;
+  uint64_t bytesPerSecond_;
+  std::map<uint32_t, Pending> pending_;
+
+  std::vector<uint32_t> partitionsOf(const PartitionMap& map) const;
+  kj::Promise<void> step();
+  void persist();
+  void load();
+};
+
+}  // namespace dynkv::storaged
