@@ -196,4 +196,40 @@ PartitionMap decodePartitionMap(wire::PartitionMap::Reader in) {
   return std::move(*map);
 }
 
+void encodeMember(const Member& m, wire::Member::Builder out) {
+  auto info = out.initInfo();
+  info.setId(m.info.id);
+  info.setName(m.info.name);
+  info.setAddress(m.info.address);
+  info.setZone(m.info.zone);
+  info.setWeight(m.info.weight);
+  out.setStatus(static_cast<wire::MemberStatus>(m.status));
+  out.setStatusVersion(m.statusVersion);
+  out.setGeneration(m.generation);
+  out.setHeartbeat(m.heartbeat);
+  out.setMapVersion(m.mapVersion);
+  out.setPendingTransfers(m.pendingTransfers);
+}
+
+Member decodeMember(wire::Member::Reader in) {
+  Member m;
+  auto info = in.getInfo();
+  m.info.id = info.getId();
+  m.info.name = info.getName();
+  m.info.address = info.getAddress();
+  m.info.zone = info.getZone();
+  m.info.weight = info.getWeight();
+  KJ_REQUIRE(m.info.id != 0, "member record without a node id");
+  KJ_REQUIRE(m.info.weight >= 1, "member record with weight 0");
+  auto status = uint16_t(in.getStatus());
+  KJ_REQUIRE(status <= uint16_t(MemberStatus::REMOVED), "unknown member status", status);
+  m.status = static_cast<MemberStatus>(status);
+  m.statusVersion = in.getStatusVersion();
+  m.generation = in.getGeneration();
+  m.heartbeat = in.getHeartbeat();
+  m.mapVersion = in.getMapVersion();
+  m.pendingTransfers = in.getPendingTransfers();
+  return m;
+}
+
 }  // namespace dynkv

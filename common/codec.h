@@ -11,6 +11,7 @@
 
 #include "dvv.h"
 #include "limits.h"
+#include "membership-state.h"
 #include "partition-map.h"
 #include "dynkv.capnp.h"
 
@@ -33,6 +34,11 @@ kj::Array<capnp::word> objectToWords(const Object& object);
 
 Object objectFromBytes(kj::ArrayPtr<const kj::byte> bytes, const Limits& limits);
 // Reads a message written by objectToWords, copying it first if it is not word-aligned.
+
+void encodeMember(const Member& member, wire::Member::Builder out);
+Member decodeMember(wire::Member::Reader in);
+// Gossip records; decode rejects a record without a node id, with weight 0 or an unknown
+// status.
 
 void encodePartitionMap(const PartitionMap& map, wire::PartitionMap::Builder out);
 PartitionMap decodePartitionMap(wire::PartitionMap::Reader in);

@@ -30,9 +30,10 @@ Member mergeMember(const Member& a, const Member& b) {
   Member out;
   // Liveness and self-owned fields: the newer incarnation's latest heartbeat. Ties (the same
   // heartbeat seen twice) compare the remaining fields so the merge stays commutative.
+  if (a == b) return a;
   auto liveness = [](const Member& m) {
-    return std::make_tuple(m.generation, m.heartbeat, m.mapVersion, m.pendingTransfers,
-                           m.info.address, m.info.name, m.info.zone, m.info.weight);
+    return std::tie(m.generation, m.heartbeat, m.mapVersion, m.pendingTransfers, m.info.address,
+                    m.info.name, m.info.zone, m.info.weight);
   };
   const Member& live = liveness(a) >= liveness(b) ? a : b;
   out.info = live.info;

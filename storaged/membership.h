@@ -44,7 +44,5 @@ kj::Own<Membership> newStaticMembership(const NodeInfo& self, const std::vector<
 uint64_t nodeIdFor(const std::string& name);
 // The node id a name maps to: hash64(name), never 0.
 
-void encodeMember(const Member& member, wire::Member::Builder out);
-Member decodeMember(wire::Member::Reader in);
 
 }  // namespace dynkv::storaged
