@@ -4,6 +4,7 @@
 #include <kj/debug.h>
 #include <stdexcept>
 
+#include "codec.h"
 #include "limits.h"
 #include "node-pool.h"
 
@@ -13,6 +14,7 @@ bool ClusterStatus::settled() const {
   for (auto& m : members) {
     if (m.status == "removed") continue;
     if (m.status != "up" || m.mapVersion != mapVersion || m.pendingTransfers != 0) return false;
+    if (m.partitions == 0) return false;  // up, but the map does not hold it yet
   }
   return true;
 }
@@ -107,6 +109,7 @@ ClusterStatus AdminClient::status(const std::string& node) {
       v.partitions = m.getPartitions();
       v.pendingTransfers = member.getPendingTransfers();
       v.mapVersion = member.getMapVersion();
+      v.heartbeat = member.getHeartbeat();
       v.phi = m.getPhi();
       v.suspected = m.getSuspected();
       status.members.push_back(std::move(v));
@@ -121,6 +124,43 @@ ClusterStatus AdminClient::status(const std::string& node) {
     }
   }
   return impl_->onFirstSeed(ask);
+}
+
+std::optional<std::vector<std::string>> AdminClient::localValues(const std::string& node,
+                                                                 const std::string& key,
+                                                                 const std::string& ns) {
+  try {
+    auto response = impl_->wait(impl_->pool.node(node).then(
+        [&](wire::Node::Client client) -> kj::Promise<capnp::Response<wire::Node::GetResults>> {
+          auto request = client.getRequest();
+          auto k = request.initKey();
+          k.setNamespace(asData(ns));
+          k.setKey(asData(key));
+          return request.send();
+        }));
+    if (!response.getFound()) return std::nullopt;
+    auto object = decodeObject(response.getObject(), Limits());
+    std::vector<std::string> values;
+    for (auto& s : object.siblings) {
+      if (s.value) values.push_back(*s.value);
+    }
+    return values;
+  } catch (const kj::Exception& e) {
+    throw std::runtime_error(node + ": " + e.getDescription().cStr());
+  }
+}
+
+PartitionMap AdminClient::map(const std::string& node) {
+  try {
+    auto response = impl_->wait(impl_->pool.node(node).then(
+        [](wire::Node::Client client)
+            -> kj::Promise<capnp::Response<wire::Node::GetViewResults>> {
+          return client.getViewRequest().send();
+        }));
+    return decodePartitionMap(response.getMap());
+  } catch (const kj::Exception& e) {
+    throw std::runtime_error(node + ": " + e.getDescription().cStr());
+  }
 }
 
 }  // namespace dynkv

@@ -6,8 +6,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "partition-map.h"
 
 namespace dynkv {
 
@@ -20,6 +23,7 @@ struct MemberView {
   uint32_t partitions = 0;     // ring partitions it owns in the reporter's map
   uint32_t pendingTransfers = 0;
   uint64_t mapVersion = 0;     // the map version it has adopted (as last heard)
+  uint64_t heartbeat = 0;      // gossip rounds it has run since it started (as last heard)
   double phi = 0;              // the reporter's failure-detector suspicion of it
   bool suspected = false;
 };
@@ -30,8 +34,8 @@ struct ClusterStatus {
   std::vector<MemberView> members;
 
   bool settled() const;
-  // Every member is up or removed, and every up member has adopted the reporter's map and
-  // finished streaming.
+  // Every member is up or removed, the reporter's map holds every up member, and every up
+  // member has adopted that map and finished streaming.
 };
 
 class AdminClient {
@@ -46,6 +50,16 @@ class AdminClient {
 
   ClusterStatus status(const std::string& node = "");
   // From `node`, or from the first seed that answers.
+
+  std::optional<std::vector<std::string>> localValues(const std::string& node,
+                                                      const std::string& key,
+                                                      const std::string& ns = "");
+  // What one node holds for a key, without a quorum: its live sibling values, or nullopt
+  // when it holds nothing. Throws std::runtime_error if the node does not answer (or refuses,
+  // e.g. while the key's partition is still streaming in).
+
+  PartitionMap map(const std::string& node);
+  // The partition map `node` routes by.
 
  private:
   struct Impl;
