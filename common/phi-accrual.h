@@ -30,6 +30,12 @@ class PhiAccrual {
   // normally distributed intervals. 0 before the first heartbeat. Conventionally a peer is
   // suspected above 8.
 
+  void addInterval(double millis);
+  double phiAfter(double elapsedMillis) const;
+  // The same detector over samples the caller measures itself: a client feeds it reply
+  // latencies and asks how unlikely it is that a request outstanding this long is still
+  // coming (accrual over request history rather than heartbeats).
+
   bool started() const { return last_ >= 0; }
   double meanMillis() const;
 

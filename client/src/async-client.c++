@@ -93,6 +93,13 @@ Error quorumError(const std::vector<ReplicaOutcome>& outcomes, const std::vector
     failures.push_back(ReplicaFailure{map.nodes()[targets[i].node].address, outcomes[i].failure});
     refused |= outcomes[i].refused;
   }
+  // A refusal that names a limit is the caller's mistake, whoever noticed it.
+  bool invalid = !failures.empty();
+  for (auto& f : failures) invalid &= f.reason.find("invalid argument") != std::string::npos;
+  if (invalid) {
+    return Error(ErrorKind::INVALID_ARGUMENT, failures.front().reason, kj::mv(failures), got,
+                 required);
+  }
   std::string message = std::string(what) + ": " + std::to_string(got) + " of " +
                         std::to_string(required) + " required replicas answered";
   for (auto& f : failures) message += "; " + f.node + ": " + f.reason;
@@ -174,13 +181,15 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
   kj::Promise<Result<GetResult>> get(Key key, CallOptions options) override {
     Quorum q;
     KJ_IF_MAYBE(error, quorumFor(options, q)) { return Result<GetResult>(kj::mv(*error)); }
-    if (auto problem = checkKey(limits_, key.ns, key.key)) {
-      return Result<GetResult>(Error(ErrorKind::INVALID_ARGUMENT, *problem));
-    }
     auto kind = kindOf(key.ns);
     auto deadline = timer_.now() + q.timeout;
     return withView<GetResult>(deadline, [this, key = kj::mv(key), kind, q](
-                                             MapSnapshot map) mutable {
+                                             MapSnapshot map) mutable
+                               -> kj::Promise<Result<GetResult>> {
+      // Checked against the limits the cluster announced with its view, not our defaults.
+      if (auto problem = checkKey(limits_, key.ns, key.key)) {
+        return Result<GetResult>(Error(ErrorKind::INVALID_ARGUMENT, *problem));
+      }
       auto op = kj::refcounted<ReadOp>(*this, kj::mv(map), kj::mv(key), kind, q);
       return op->run();
     });
@@ -188,9 +197,6 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
 
   kj::Promise<Result<Context>> put(Key key, std::string value, Context context,
                                    CallOptions options) override {
-    if (auto problem = checkValue(limits_, value)) {
-      return Result<Context>(Error(ErrorKind::INVALID_ARGUMENT, *problem));
-    }
     return write(kj::mv(key), kj::mv(value), kj::mv(context), options);
   }
 
@@ -268,9 +274,6 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
                                      const CallOptions& options) {
     Quorum q;
     KJ_IF_MAYBE(error, quorumFor(options, q)) { return Result<Context>(kj::mv(*error)); }
-    if (auto problem = checkKey(limits_, key.ns, key.key)) {
-      return Result<Context>(Error(ErrorKind::INVALID_ARGUMENT, *problem));
-    }
     DecodedContext decoded;
     try {
       decoded = decodeContext(context);
@@ -281,7 +284,17 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
     auto deadline = timer_.now() + q.timeout;
     return withView<Context>(
         deadline, [this, key = kj::mv(key), kind, q, value = kj::mv(value),
-                   decoded = kj::mv(decoded)](MapSnapshot map) mutable {
+                   decoded = kj::mv(decoded)](MapSnapshot map) mutable
+        -> kj::Promise<Result<Context>> {
+          // Checked against the limits the cluster announced with its view, not our defaults.
+          if (auto problem = checkKey(limits_, key.ns, key.key)) {
+            return Result<Context>(Error(ErrorKind::INVALID_ARGUMENT, *problem));
+          }
+          if (value) {
+            if (auto problem = checkValue(limits_, *value)) {
+              return Result<Context>(Error(ErrorKind::INVALID_ARGUMENT, *problem));
+            }
+          }
           auto op = kj::refcounted<WriteOp>(*this, kj::mv(map), kj::mv(key), kind, q,
                                             kj::mv(value), kj::mv(decoded));
           return op->run();
@@ -414,7 +427,7 @@ void ReadOp::send(size_t i) {
         key.setKey(asData(self->key_.key));
         return request.send();
       });
-  auto call = sent.then(
+  auto call = client_.pool().track(node.address, kj::mv(sent)).then(
       [self = kj::addRef(*this), i](capnp::Response<wire::Node::GetResults>&& response) mutable {
         self->onAnswer(i, kj::mv(response));
       },
@@ -571,7 +584,7 @@ void WriteOp::coordinate(size_t i) {
         }
         return request.send();
       });
-  auto call = sent.then(
+  auto call = client_.pool().track(node.address, kj::mv(sent)).then(
       [self = kj::addRef(*this),
        i](capnp::Response<wire::Node::CoordinatePutResults>&& response) mutable {
         auto& node = self->map_->nodes()[self->targets_[i].node];
@@ -612,7 +625,7 @@ void WriteOp::replicateTo(size_t i) {
         request.setHintFor(self->targets_[i].hintFor);
         return request.send();
       });
-  auto call = sent.then(
+  auto call = client_.pool().track(node.address, kj::mv(sent)).then(
       [self = kj::addRef(*this), i](capnp::Response<wire::Node::ReplicateResults>&& response) mutable {
         self->client_.noteVersion(response.getMapVersion());
         self->client_.pool().reportSuccess(self->map_->nodes()[self->targets_[i].node].address);

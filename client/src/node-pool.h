@@ -7,9 +7,11 @@
 #include <kj/async-io.h>
 #include <kj/map.h>
 #include <kj/timer.h>
+#include <map>
 #include <string>
 
 #include "dynkv.capnp.h"
+#include "phi-accrual.h"
 
 namespace dynkv {
 
@@ -39,6 +41,24 @@ class NodePool final : private kj::TaskSet::ErrorHandler {
   void reportSuccess(const std::string& address);
 
   bool isSuspect(const std::string& address) const;
+  // Suspected when a recent call failed or timed out (until the backoff passes), or when a
+  // call has been outstanding so long that, by the phi accrual detector over this node's
+  // reply latencies, an answer is no longer to be expected (phi > 8).
+
+  double phi(const std::string& address) const;
+
+  template <typename T>
+  kj::Promise<T> track(const std::string& address, kj::Promise<T> call) {
+    // Feeds the failure detector with one call to `address`: its latency when it answers,
+    // and its age while it is outstanding.
+    uint64_t id = begin(address);
+    return call
+        .then([this, id](T&& value) {
+          finish(id, true);
+          return kj::mv(value);
+        })
+        .attach(kj::defer([this, id]() { finish(id, false); }));
+  }
 
  private:
   struct Link;
@@ -54,7 +74,19 @@ class NodePool final : private kj::TaskSet::ErrorHandler {
   struct Health {
     uint32_t failures = 0;
     kj::TimePoint retryAt = kj::origin<kj::TimePoint>();
+    PhiAccrual latency{latencyDetectorOptions()};
+    std::map<uint64_t, kj::TimePoint> outstanding;  // call id -> sent at
   };
+  struct Call {
+    std::string address;
+    kj::TimePoint sent;
+  };
+  static PhiAccrual::Options latencyDetectorOptions();
+  uint64_t begin(const std::string& address);
+  void finish(uint64_t id, bool answered);
+  Health& health(const std::string& address);
+  std::map<uint64_t, Call> calls_;
+  uint64_t nextCall_ = 1;
 
   kj::Network& network_;
   kj::Timer& timer_;
