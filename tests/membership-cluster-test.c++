@@ -433,6 +433,58 @@ TEST_CASE("membership: a paused node is routed around, and used again once resum
   }));
 }
 
+TEST_CASE("sloppy quorum: writes for a dead replica go to a fallback and are handed off") {
+  Ring ring(5);
+  for (size_t i = 0; i < 5; i++) ring.start(i);
+  for (size_t i = 0; i < 5; i++) ring.join(i);
+  ring.awaitSettled(range(5));
+  auto map = ring.map(0);
+  auto addresses = ring.cluster().seeds();
+
+  // Keys that node 4 is a replica of.
+  std::vector<std::string> keys;
+  for (int i = 0; keys.size() < 30; i++) {
+    auto key = "hinted-" + std::to_string(i);
+    auto replicas = replicasOf(map, key, addresses);
+    if (std::find(replicas.begin(), replicas.end(), 4) != replicas.end()) keys.push_back(key);
+  }
+
+  ring.cluster().kill(4, SIGKILL);
+  Client client(ring.clientOptions());
+  CallOptions all;
+  all.w = 3;  // three acks with one replica dead: only a hinted fallback can give the third
+  for (auto& key : keys) client.put(key, "value-" + key, {}, all);
+
+  ring.start(4);
+  // The fallbacks deliver their hints once the owner answers again.
+  size_t delivered = 0;
+  bool handedOff = pollUntil(60s, [&]() {
+    delivered = 0;
+    for (auto& key : keys) {
+      try {
+        if (ring.localValues(4, key) == std::optional<std::vector<std::string>>({"value-" + key})) {
+          delivered++;
+        }
+      } catch (const std::exception&) {
+      }
+    }
+    return delivered == keys.size();
+  });
+  CHECK(delivered == keys.size());
+  for (auto& key : keys) {
+    if (handedOff) break;  // below: where each key is, when it is not where it belongs
+    std::string where;
+    for (size_t n = 0; n < 5; n++) {
+      try {
+        where += std::to_string(n) + (ring.localValues(n, key) ? "+ " : "- ");
+      } catch (const std::exception& e) {
+        where += std::to_string(n) + "! ";
+      }
+    }
+    std::cerr << key << ": " << where << std::endl;
+  }
+}
+
 TEST_CASE("membership: a transfer interrupted by kill -9 resumes after restart") {
   // A slow stream (64 KiB/s) so that the kill lands mid-transfer.
   Ring ring(4, {"--transfer-rate", "65536"});

@@ -161,6 +161,7 @@ class WriteOp final : public kj::Refcounted {
   kj::Own<kj::PromiseFulfiller<Result<Context>>> fulfiller_;
 
   void coordinate(size_t i);
+  kj::Maybe<size_t> nextCoordinator() const;
   void replicateTo(size_t i);
   void substitute(size_t failed);
   void onFailure(size_t i, const kj::Exception& e);
@@ -552,11 +553,13 @@ kj::Promise<Result<Context>> WriteOp::run() {
   } else {
     // The coordinator is the replica that answered this key's last read first (the paper's
     // §6.4 optimisation), else the first healthy node of the preference list.
-    size_t chosen = 0;
-    for (size_t i = 0; i < targets_.size(); i++) {
-      if (map_->nodes()[targets_[i].node].id == context_.fastest) chosen = i;
+    // A fallback never coordinates while an owner can: it would keep the version as its own
+    // data instead of as a hint for the owner, and never hand it off.
+    KJ_IF_MAYBE(chosen, nextCoordinator()) {
+      coordinate(*chosen);
+    } else {
+      coordinate(0);
     }
-    coordinate(chosen);
   }
   auto timeout = client_.timer().afterDelay(q_.timeout).then(
       [self = kj::addRef(*this)]() mutable { return self->timedOut(); });
@@ -650,16 +653,32 @@ void WriteOp::onFailure(size_t i, const kj::Exception& e) {
 
   if (!object_ && !done_ && !refused) {
     // The coordinator failed before minting: the next untried replica coordinates instead.
-    for (size_t j = 0; j < targets_.size(); j++) {
-      bool tried = std::find(triedAsCoordinator_.begin(), triedAsCoordinator_.end(), j) !=
-                   triedAsCoordinator_.end();
-      if (!tried && quorum_.replicas()[j].state == ReplicaOutcome::State::PENDING) {
-        coordinate(j);
-        break;
-      }
-    }
+    KJ_IF_MAYBE(next, nextCoordinator()) { coordinate(*next); }
   }
   check();
+}
+
+kj::Maybe<size_t> WriteOp::nextCoordinator() const {
+  // The preceding read's fastest replica if it is an owner still in play, else the first
+  // such owner, else (every owner has failed) the first untried fallback.
+  auto usable = [&](size_t j) {
+    return std::find(triedAsCoordinator_.begin(), triedAsCoordinator_.end(), j) ==
+               triedAsCoordinator_.end() &&
+           quorum_.replicas()[j].state == ReplicaOutcome::State::PENDING;
+  };
+  for (size_t j = 0; j < targets_.size(); j++) {
+    if (usable(j) && targets_[j].hintFor == 0 &&
+        map_->nodes()[targets_[j].node].id == context_.fastest) {
+      return j;
+    }
+  }
+  for (size_t j = 0; j < targets_.size(); j++) {
+    if (usable(j) && targets_[j].hintFor == 0) return j;
+  }
+  for (size_t j = 0; j < targets_.size(); j++) {
+    if (usable(j)) return j;
+  }
+  return nullptr;
 }
 
 void WriteOp::substitute(size_t failed) {

@@ -26,6 +26,7 @@ const char USAGE[] =
     "                                    the failure detector's opinion\n"
     "  admin join HOST:PORT              add a running node to the ring\n"
     "  admin leave HOST:PORT             hand a node's partitions off and remove it\n"
+    "  admin inspect HOST:PORT KEY       what that one node holds for KEY (no quorum)\n"
     "  local up --nodes N --dir DIR [--base-port P] [--durability sync|buffered]\n"
     "                                    start (or restart) a cluster on loopback\n"
     "  local down --dir DIR              stop it\n"
@@ -179,8 +180,18 @@ int admin(const Args& args) {
     }
     return 0;
   }
+  if (args.positional.size() == 4 && args.positional[1] == "inspect") {
+    auto values = admin.localValues(args.positional[2], args.positional[3], args.get("ns"));
+    if (!values) {
+      std::cout << "(nothing)" << std::endl;
+      return 1;
+    }
+    for (auto& v : *values) std::cout << v << "\n";
+    std::cout << std::flush;
+    return 0;
+  }
   if (args.positional.size() != 3) {
-    throw std::invalid_argument("admin takes join|leave HOST:PORT");
+    throw std::invalid_argument("admin takes join|leave HOST:PORT, or inspect HOST:PORT KEY");
   }
   auto& verb = args.positional[1];
   auto& address = args.positional[2];
