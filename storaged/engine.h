@@ -74,7 +74,8 @@ class StorageEngine {
 
   virtual void flush() = 0;
   // Makes every committed transaction durable (BUFFERED mode's periodic flush; a no-op for
-  // SYNC and for the in-memory engine).
+  // SYNC and for the in-memory engine). The one call that may be made from another thread,
+  // concurrently with transactions (LMDB's mdb_env_sync only syncs the file).
 
   virtual Durability durability() const = 0;
 };

@@ -114,6 +114,11 @@ void GossipMembership::adopt(MapPtr map) {
   state_.mutableMember(options_.self.id).mapVersion = map->version();
   KJ_LOG(INFO, "adopted partition map", map->version(), map->nodes().size());
   KJ_IF_MAYBE(l, listener_) { (*l)(*previous, *map); }
+  // Publish the transfers this map starts together with its version, so nobody reading our
+  // record sees the new version with nothing pending and takes us for settled.
+  KJ_IF_MAYBE(count, pendingTransfers_) {
+    state_.mutableMember(options_.self.id).pendingTransfers = (*count)();
+  }
 }
 
 void GossipMembership::gossip(wire::GossipState::Reader in, wire::GossipState::Builder out) {
@@ -138,7 +143,8 @@ void GossipMembership::join(const std::string& address) {
   dirty_ = true;
   eagerRound_ = true;
   KJ_LOG(INFO, "admin join", address.c_str());
-  tick();
+  // The map is recomputed at the next round (50 ms away), so joins issued together (as
+  // `dynkv local up` does) make one map, and one set of transfers, instead of one each.
 }
 
 void GossipMembership::leave(const std::string& address) {
@@ -151,7 +157,6 @@ void GossipMembership::leave(const std::string& address) {
   dirty_ = true;
   eagerRound_ = true;
   KJ_LOG(INFO, "admin leave", address.c_str());
-  tick();
 }
 
 void GossipMembership::status(wire::Admin::StatusResults::Builder out) {

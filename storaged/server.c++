@@ -3,6 +3,8 @@
 #include <capnp/rpc-twoparty.h>
 #include <kj/debug.h>
 
+#include "buffered-stream.h"
+
 
 namespace dynkv::storaged {
 
@@ -12,10 +14,12 @@ struct Connection {
   Connection(kj::Own<kj::AsyncIoStream> streamParam, capnp::Capability::Client bootstrap,
              capnp::ReaderOptions options)
       : stream(kj::mv(streamParam)),
-        network(*stream, capnp::rpc::twoparty::Side::SERVER, options),
+        buffered(*stream),
+        network(buffered, capnp::rpc::twoparty::Side::SERVER, options),
         rpcSystem(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
 
   kj::Own<kj::AsyncIoStream> stream;
+  dynkv::BufferedStream buffered;  // batches the RPC system's reads and writes
   capnp::TwoPartyVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpcSystem;
 };

@@ -98,13 +98,35 @@ struct Store::PendingWrite {
 Store::Store(StorageEngine& engine, const Actor& self, const Limits& limits, kj::Timer& timer)
     : engine_(engine), self_(self), limits_(limits), timer_(timer) {
   if (engine_.durability() == Durability::BUFFERED) {
-    flushLoop_ = bufferedFlushLoop().eagerlyEvaluate([](kj::Exception&& e) {
-      KJ_LOG(ERROR, "buffered flush failed; writes are no longer flushed", e);
-    });
+    flusher_ = std::thread([this]() { flusherLoop(); });
   }
 }
 
-Store::~Store() noexcept(false) {}
+Store::~Store() noexcept(false) {
+  if (flusher_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(flusherMutex_);
+      stopFlusher_ = true;
+    }
+    flusherWake_.notify_all();
+    flusher_.join();
+  }
+}
+
+void Store::flusherLoop() {
+  std::unique_lock<std::mutex> lock(flusherMutex_);
+  while (!stopFlusher_) {
+    flusherWake_.wait_for(lock, BUFFERED_FLUSH_INTERVAL, [this]() { return stopFlusher_; });
+    if (dirty_.exchange(false) || stopFlusher_) {
+      lock.unlock();
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions([this]() { engine_.flush(); })) {
+        KJ_LOG(ERROR, "buffered flush failed; will retry", *e);
+        dirty_ = true;
+      }
+      lock.lock();
+    }
+  }
+}
 
 std::optional<Object> Store::get(const StorageKey& key) {
   std::optional<Object> result;
@@ -301,14 +323,5 @@ void Store::commitBatch() {
   }
 }
 
-kj::Promise<void> Store::bufferedFlushLoop() {
-  return timer_.afterDelay(BUFFERED_FLUSH_INTERVAL).then([this]() {
-    if (dirty_) {
-      dirty_ = false;
-      engine_.flush();
-    }
-    return bufferedFlushLoop();
-  });
-}
 
 }  // namespace dynkv::storaged

@@ -3,6 +3,7 @@
 #include <capnp/rpc-twoparty.h>
 #include <kj/debug.h>
 
+#include "buffered-stream.h"
 #include "codec.h"
 
 namespace dynkv {
@@ -11,6 +12,7 @@ struct NodePool::Link : public kj::Refcounted {
   // One TCP connection and the RPC system on it. Refcounted because the connect promise
   // (held by queued calls) may outlive the pool's entry.
   kj::Own<kj::AsyncIoStream> stream;
+  kj::Maybe<kj::Own<BufferedStream>> buffered;  // batches the RPC system's reads and writes
   kj::Maybe<kj::Own<capnp::TwoPartyVatNetwork>> network;
   kj::Maybe<kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>> rpc;
   bool broken = false;
@@ -18,6 +20,7 @@ struct NodePool::Link : public kj::Refcounted {
   ~Link() noexcept(false) {
     rpc = nullptr;  // the RPC system must go before the network it runs on
     network = nullptr;
+    buffered = nullptr;
   }
 };
 
@@ -61,8 +64,10 @@ NodePool::Entry& NodePool::entry(const std::string& address) {
           .then([this, link = kj::addRef(*link), options, key = kj::str(key)](
                     kj::Own<kj::AsyncIoStream> stream) mutable {
             link->stream = kj::mv(stream);
+            auto buffered = kj::heap<BufferedStream>(*link->stream);
             auto network = kj::heap<capnp::TwoPartyVatNetwork>(
-                *link->stream, capnp::rpc::twoparty::Side::CLIENT, options);
+                *buffered, capnp::rpc::twoparty::Side::CLIENT, options);
+            link->buffered = kj::mv(buffered);
             auto& networkRef = *network;
             link->rpc = kj::heap(capnp::makeRpcClient(networkRef));
             link->network = kj::mv(network);

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# The dynkv command-line tool against a real local cluster: data commands and their output,
+# and `dynkv local` restarting a killed node with its data and stopping the cluster.
+#
+#   cli-test.sh DYNKV STORAGED
+set -u -o pipefail
+
+DYNKV=$1
+export DYNKV_STORAGED=$2
+source "$(dirname "${BASH_SOURCE[0]}")/local-cluster.sh"
+
+start_cluster "$DYNKV" 3
+echo "cluster in $CLUSTER_DIR: $SEEDS"
+
+[[ $SEEDS == "127.0.0.1:$BASE_PORT,127.0.0.1:$((BASE_PORT + 1)),127.0.0.1:$((BASE_PORT + 2))" ]] ||
+  fail "local up printed '$SEEDS'"
+
+kv() {
+  # A generous deadline: the test asserts outcomes, not latency, on a possibly busy machine.
+  "$DYNKV" --seeds "$SEEDS" --timeout 10000 "$@"
+}
+
+# expect_exit DESCRIPTION EXPECTED-EXIT COMMAND...: runs it, keeps stdout in $OUT and
+# stderr in $ERR, and fails unless it exits with EXPECTED-EXIT.
+expect_exit() {
+  local what=$1 want=$2
+  shift 2
+  local errfile
+  errfile=$(mktemp)
+  OUT=$("$@" 2>"$errfile")
+  local got=$?
+  ERR=$(<"$errfile")
+  rm -f "$errfile"
+  ((got == want)) || fail "$what: exit $got, expected $want; stdout: $OUT; stderr: $ERR"
+}
+
+context_of() {
+  # The context token from `put`/`get` text output ("context: TOKEN" on the last line).
+  sed -n 's/^context: //p' <<<"$1"
+}
+
+json_context() {
+  sed -n 's/.*"context": "\([^"]*\)".*/\1/p' <<<"$1"
+}
+
+# ---- put / get ----
+expect_exit "put" 0 kv put greeting "hello world"
+[[ $(head -n1 <<<"$OUT") == ok ]] || fail "put printed '$OUT'"
+[[ -n $(context_of "$OUT") ]] || fail "put printed no context: '$OUT'"
+
+expect_exit "get" 0 kv get greeting
+[[ $(head -n1 <<<"$OUT") == "hello world" ]] || fail "get printed '$OUT'"
+[[ $(wc -l <<<"$OUT") -eq 2 ]] || fail "get printed more than the value and context: '$OUT'"
+[[ -n $(context_of "$OUT") ]] || fail "get printed no context: '$OUT'"
+
+expect_exit "get of a missing key" 1 kv get no-such-key
+[[ $OUT == "context: "* && $(wc -l <<<"$OUT") -eq 1 ]] || fail "get of a missing key printed '$OUT'"
+
+# ---- get --json ----
+expect_exit "get --json" 0 kv get greeting --json
+[[ $OUT =~ ^\{\"siblings\":\ \[\"hello\ world\"\],\ .*\"context\":\ \"[A-Za-z0-9+/=_-]+\"\}$ ]] ||
+  fail "get --json printed '$OUT'"
+if command -v jq >/dev/null; then
+  jq -e '.siblings == ["hello world"] and (.context | length > 0)' <<<"$OUT" >/dev/null ||
+    fail "get --json is not the expected JSON: '$OUT'"
+fi
+
+expect_exit "put --json" 0 kv put other value --json
+[[ $OUT =~ ^\{\"ok\":\ true,\ \"context\":\ \"[^\"]+\"\}$ ]] || fail "put --json printed '$OUT'"
+
+# ---- siblings and the --context round trip ----
+expect_exit "first blind put" 0 kv put cart milk
+expect_exit "second blind put" 0 kv put cart bread
+expect_exit "get of a key with siblings" 0 kv get cart --json
+[[ $OUT == *'"milk"'* && $OUT == *'"bread"'* ]] || fail "two blind puts should give two siblings: '$OUT'"
+token=$(json_context "$OUT")
+[[ -n $token ]] || fail "no context in '$OUT'"
+expect_exit "put with --context" 0 kv put cart "milk,bread" --context "$token"
+expect_exit "get after resolving" 0 kv get cart --json
+[[ $OUT =~ ^\{\"siblings\":\ \[\"milk,bread\"\], ]] || fail "expected one sibling after put --context: '$OUT'"
+
+expect_exit "bad context" 2 kv put cart x --context 'not*a*token'
+[[ $ERR == *context* ]] || fail "a bad context token should be named: '$ERR'"
+
+# ---- del ----
+expect_exit "get before del" 0 kv get greeting
+expect_exit "del" 0 kv del greeting --context "$(context_of "$OUT")"
+expect_exit "get after del" 1 kv get greeting
+expect_exit "get --json after del" 1 kv get greeting --json
+[[ $OUT =~ ^\{\"siblings\":\ \[\], ]] || fail "deleted key shows siblings: '$OUT'"
+
+# ---- ring ----
+expect_exit "ring" 0 kv ring
+nodes=$(grep -c '^  127\.0\.0\.1:' <<<"$OUT")
+((nodes == 3)) || fail "ring should list 3 nodes: '$OUT'"
+for ((p = BASE_PORT; p < BASE_PORT + 3; p++)); do
+  [[ $OUT == *"127.0.0.1:$p "* ]] || fail "ring does not list 127.0.0.1:$p: '$OUT'"
+done
+expect_exit "ring with one seed" 0 "$DYNKV" --seeds "127.0.0.1:$((BASE_PORT + 2))" --timeout 10000 ring --json
+[[ $(grep -o '"address"' <<<"$OUT" | wc -l) -eq 3 ]] || fail "ring --json from one seed: '$OUT'"
+
+# ---- put KEY - reads standard input ----
+expect_exit "put from stdin" 0 kv put multiline - < <(printf 'line one\nline two\n')
+expect_exit "get of the stdin value" 0 kv get multiline --json
+[[ $OUT == '{"siblings": ["line one\nline two\n"], '* ]] || fail "stdin value read back as '$OUT'"
+
+# ---- limits ----
+head -c $((1024 * 1024 + 1)) /dev/zero | tr '\0' x >"$CLUSTER_DIR/big"
+kv put big - <"$CLUSTER_DIR/big" >"$CLUSTER_DIR/big.out" 2>"$CLUSTER_DIR/big.err"
+code=$?
+((code != 0)) || fail "an over-limit value was accepted"
+grep -q limit "$CLUSTER_DIR/big.err" || fail "over-limit error does not name the limit: $(cat "$CLUSTER_DIR/big.err")"
+expect_exit "get of the rejected key" 1 kv get big
+
+# ---- local up restarts a killed node, which keeps its data ----
+expect_exit "put with W=3" 0 kv put kept "on every node" --w 3
+pid2=$(<"$CLUSTER_DIR/node2/pid")
+kill -9 "$pid2" || fail "cannot kill node 2 ($pid2)"
+wait_gone "$pid2" || fail "node 2 ($pid2) survived kill -9"
+expect_exit "get with node 2 down" 0 kv get kept
+
+expect_exit "local up again" 0 "$DYNKV" local up --dir "$CLUSTER_DIR"
+[[ $ERR == *"(1 started)"* ]] || fail "local up should start only the killed node: '$ERR'"
+[[ $OUT == "$SEEDS" ]] || fail "local up forgot the cluster's shape: '$OUT'"
+new2=$(<"$CLUSTER_DIR/node2/pid")
+[[ $new2 != "$pid2" ]] && ! pid_gone "$new2" || fail "node 2 was not restarted"
+
+# Read from node 2 alone: the others are stopped, so only what it kept can answer.
+pid1=$(<"$CLUSTER_DIR/node1/pid")
+pid3=$(<"$CLUSTER_DIR/node3/pid")
+kill -9 "$pid1" "$pid3"
+wait_gone "$pid1" && wait_gone "$pid3" || fail "nodes 1 and 3 survived kill -9"
+expect_exit "get from the restarted node alone" 0 kv get kept --r 1
+[[ $(head -n1 <<<"$OUT") == "on every node" ]] || fail "restarted node 2 returned '$OUT'"
+expect_exit "cart from node 2 alone" 0 kv get cart --r 1 --json
+[[ $OUT =~ ^\{\"siblings\":\ \[\"milk,bread\"\], ]] || fail "restarted node 2 has cart '$OUT'"
+
+expect_exit "local up brings back the rest" 0 "$DYNKV" local up --dir "$CLUSTER_DIR"
+[[ $ERR == *"(2 started)"* ]] || fail "local up should have started 2 nodes: '$ERR'"
+expect_exit "get with R=3 after restarts" 0 kv get kept --r 3
+[[ $(head -n1 <<<"$OUT") == "on every node" ]] || fail "R=3 read returned '$OUT'"
+
+# ---- local down stops every node ----
+pids=$(cat "$CLUSTER_DIR"/node*/pid)
+expect_exit "local down" 0 "$DYNKV" local down --dir "$CLUSTER_DIR"
+for pid in $pids; do
+  pid_gone "$pid" || fail "storaged $pid still running after local down"
+done
+for ((p = BASE_PORT; p < BASE_PORT + 3; p++)); do
+  port_listening "$p" && fail "port $p still open after local down"
+done
+expect_exit "get with the cluster down" 3 "$DYNKV" --seeds "$SEEDS" --timeout 1000 get kept
+[[ $ERR == *unavailable* ]] || fail "a get against a stopped cluster should say unavailable: '$ERR'"
+
+echo "cli-test OK"
