@@ -28,16 +28,25 @@ class NodeImpl final : public wire::Node::Server {
     auto params = context.getParams();
     auto map = observe(params.getMapVersion());
     auto key = storageKey(*map, params.getKey());
+    auto local = store_.get(key);
     if (transfers_ != nullptr && !transfers_->readable(key.partition)) {
-      // Not a refusal: the client routes the read to another replica or a fallback.
-      kj::throwFatalException(KJ_EXCEPTION(
-          OVERLOADED, "partition is still streaming in to this node", key.partition));
+      // The partition is still streaming in: answer with what this node has merged with what
+      // a previous owner has, so the read sees the key's history (Riak forwards likewise).
+      return transfers_->readThrough(key, kj::mv(local))
+          .then([context, map](std::optional<Object> object) mutable {
+            auto results = context.getResults();
+            results.setMapVersion(map->version());
+            if (object) {
+              results.setFound(true);
+              encodeObject(*object, results.initObject());
+            }
+          });
     }
     auto results = context.getResults();
     results.setMapVersion(map->version());
-    if (auto object = store_.get(key)) {
+    if (local) {
       results.setFound(true);
-      encodeObject(*object, results.initObject());
+      encodeObject(*local, results.initObject());
     }
     return kj::READY_NOW;
   }

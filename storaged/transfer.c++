@@ -68,6 +68,46 @@ void TransferManager::mapChanged(const PartitionMap& previous, const PartitionMa
   persist();
 }
 
+kj::Promise<std::optional<Object>> TransferManager::readThrough(StorageKey key,
+                                                                std::optional<Object> local) {
+  auto it = pending_.find(key.partition);
+  if (it == pending_.end()) return kj::mv(local);
+  return readFrom(it->second.sources, 0, kj::mv(key), kj::mv(local));
+}
+
+kj::Promise<std::optional<Object>> TransferManager::readFrom(std::vector<std::string> sources,
+                                                             size_t i, StorageKey key,
+                                                             std::optional<Object> local) {
+  if (i >= sources.size()) {
+    return KJ_EXCEPTION(OVERLOADED, "partition is still streaming in to this node and no "
+                                    "previous owner answered", key.partition);
+  }
+  auto source = sources[i];
+  auto call = pool_.node(source).then(
+      [ns = key.ns, k = key.key](wire::Node::Client node)
+          -> kj::Promise<capnp::Response<wire::Node::GetResults>> {
+        auto request = node.getRequest();
+        auto wireKey = request.initKey();
+        wireKey.setNamespace(asData(ns));
+        wireKey.setKey(asData(k));
+        return request.send();
+      });
+  return timer_.timeoutAfter(2 * kj::SECONDS, kj::mv(call))
+      .then(
+          [this, local](capnp::Response<wire::Node::GetResults>&& response) mutable
+          -> kj::Promise<std::optional<Object>> {
+            if (!response.getFound()) return kj::mv(local);
+            auto theirs = decodeObject(response.getObject(), store_.limits());
+            if (!local) return std::optional<Object>(kj::mv(theirs));
+            if (local->kind != theirs.kind) return kj::mv(local);
+            return std::optional<Object>(sync(*local, theirs));
+          },
+          [this, sources = kj::mv(sources), i, key, local, source](kj::Exception&& e) mutable {
+            pool_.reportFailure(source, e);
+            return readFrom(kj::mv(sources), i + 1, kj::mv(key), kj::mv(local));
+          });
+}
+
 kj::Promise<void> TransferManager::run() {
   return step().then([this]() { return run(); });
 }

@@ -9,6 +9,7 @@
 #include <kj/async.h>
 #include <kj/timer.h>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,11 @@ class TransferManager {
   // Starts streams for partitions gained, drops those no longer wanted.
 
   bool readable(uint32_t partition) const { return pending_.count(partition) == 0; }
+
+  kj::Promise<std::optional<Object>> readThrough(StorageKey key, std::optional<Object> local);
+  // For a read of a partition still streaming in: `local` merged with a previous owner's copy
+  // (the first source that answers). Fails (OVERLOADED) if no source answers, so the client
+  // asks another replica rather than taking a partial answer for the whole truth.
   uint32_t pendingCount() const { return uint32_t(pending_.size()); }
 
   kj::Promise<void> run();
@@ -53,6 +59,8 @@ class TransferManager {
 
   std::vector<uint32_t> partitionsOf(const PartitionMap& map) const;
   kj::Promise<void> step();
+  kj::Promise<std::optional<Object>> readFrom(std::vector<std::string> sources, size_t i,
+                                              StorageKey key, std::optional<Object> local);
   void persist();
   void load();
 };

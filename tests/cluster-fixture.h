@@ -147,6 +147,7 @@ class ClusterFixture {
       options.basePort = pickBasePort(nodes);
       options.storaged = DYNKV_STORAGED_PATH;
       options.extraArgs = extraArgs;
+      options.cluster = std::filesystem::path(dir_).filename().string();
       cluster_ = std::make_unique<LocalCluster>(options);
       try {
         startAll();
@@ -173,6 +174,7 @@ class ClusterFixture {
     // (and its fsyncs: nodes run with sync durability) with whatever else is running.
     ClientOptions options;
     options.seeds = seeds();
+    options.cluster = cluster_->clusterName();
     options.timeout = std::chrono::seconds(10);
     return options;
   }

@@ -473,7 +473,7 @@ TEST_CASE("a read repairs a replica that missed a write while it was down", "[cl
 
 TEST_CASE("a client given one seed learns the whole ring", "[cluster]") {
   ClusterFixture cluster;
-  ClientOptions options;
+  auto options = cluster.clientOptions();
   options.seeds = {cluster.address(1)};
   Client client(options);
 

@@ -31,6 +31,7 @@ class Ring {
     options.basePort = pickBasePort(nodes);
     options.storaged = DYNKV_STORAGED_PATH;
     options.extraArgs = std::move(extraArgs);
+    options.cluster = std::filesystem::path(dir_).filename().string();
     cluster_ = std::make_unique<LocalCluster>(options);
   }
 
@@ -46,6 +47,7 @@ class Ring {
   }
 
   LocalCluster& cluster() { return *cluster_; }
+  AdminClient admin() { return AdminClient(cluster_->seeds(), cluster_->clusterName()); }
   std::string address(size_t i) const { return cluster_->seeds().at(i); }
 
   void start(size_t i) {
@@ -58,7 +60,7 @@ class Ring {
     std::string problem;
     bool joined = pollUntil(20s, [&]() {
       try {
-        AdminClient(cluster_->seeds()).join(address(i));
+        admin().join(address(i));
         return true;
       } catch (const std::exception& e) {
         problem = e.what();
@@ -69,7 +71,7 @@ class Ring {
     REQUIRE(joined);
   }
 
-  ClusterStatus status(size_t i) { return AdminClient(cluster_->seeds()).status(address(i)); }
+  ClusterStatus status(size_t i) { return admin().status(address(i)); }
 
   bool settled(const std::vector<size_t>& members) {
     // Every listed node sees exactly the listed nodes up, on one map version, nothing pending.
@@ -108,10 +110,10 @@ class Ring {
     REQUIRE(ok);
   }
 
-  PartitionMap map(size_t i) { return AdminClient(cluster_->seeds()).map(address(i)); }
+  PartitionMap map(size_t i) { return admin().map(address(i)); }
 
   std::optional<std::vector<std::string>> localValues(size_t i, const std::string& key) {
-    return AdminClient(cluster_->seeds()).localValues(address(i), key);
+    return admin().localValues(address(i), key);
   }
 
   void pause(size_t i) {
@@ -126,6 +128,7 @@ class Ring {
   ClientOptions clientOptions() {
     ClientOptions options;
     options.seeds = {address(0)};
+    options.cluster = cluster_->clusterName();
     return options;
   }
 
@@ -256,7 +259,7 @@ TEST_CASE("membership: five nodes started from seeds agree on members and map") 
   CHECK(client.ring().nodes.size() == 5);
 }
 
-TEST_CASE("membership: a sixth node joins under load; nothing fails, minimal data moves") {
+TEST_CASE("membership: a sixth node joins under load with no failure and minimal movement") {
   Ring ring(6);
   for (size_t i = 0; i < 5; i++) ring.start(i);
   for (size_t i = 0; i < 5; i++) ring.join(i);
@@ -302,7 +305,7 @@ TEST_CASE("membership: a sixth node joins under load; nothing fails, minimal dat
   CHECK(checked > 0);
 }
 
-TEST_CASE("membership: a node leaves under load; nothing is lost, every key keeps N replicas") {
+TEST_CASE("membership: a node leaves under load and every key keeps N replicas") {
   Ring ring(5);
   for (size_t i = 0; i < 5; i++) ring.start(i);
   for (size_t i = 0; i < 5; i++) ring.join(i);
@@ -310,7 +313,7 @@ TEST_CASE("membership: a node leaves under load; nothing is lost, every key keep
 
   Load load(ring.clientOptions());
   load.awaitOps(400);
-  AdminClient(ring.cluster().seeds()).leave(ring.address(4));
+  ring.admin().leave(ring.address(4));
   REQUIRE(pollUntil(60s, [&]() {
     try {
       for (auto& m : ring.status(0).members) {

@@ -56,7 +56,7 @@ TEST_CASE("membership: an admin status change survives the node's own heartbeats
   CHECK(*node.find(5) == *admin.find(5));
 }
 
-TEST_CASE("membership: the designated node maps exactly the up members; others adopt it") {
+TEST_CASE("membership: the designated node maps exactly the up members and others adopt it") {
   MembershipState a, b;
   for (uint64_t id : {30, 10, 20}) {
     Member m;

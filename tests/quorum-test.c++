@@ -47,7 +47,7 @@ TEST_CASE("read quorum: stale replicas are those whose copy differs from the mer
   CHECK(q.staleReplicas() == std::vector<size_t>{1, 2});
 }
 
-TEST_CASE("write quorum: W acks succeed; failures past N - W fail") {
+TEST_CASE("write quorum: W acks succeed and failures past N - W fail") {
   WriteQuorum q(2, 3);
   q.acked(0);
   q.failed(1, "down", false);

@@ -87,6 +87,7 @@ LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(opt
       if (name == "nodes") options_.nodes = uint32_t(std::stoul(value));
       if (name == "base-port") options_.basePort = uint16_t(std::stoul(value));
       if (name == "arg") extra.push_back(value);
+      if (name == "cluster") options_.cluster = value;
     }
     options_.extraArgs = extra;
   } else {
@@ -95,7 +96,8 @@ LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(opt
     }
     makeDirs(options_.dir);
     std::ofstream out(conf);
-    out << "nodes=" << options_.nodes << "\nbase-port=" << options_.basePort << "\n";
+    out << "nodes=" << options_.nodes << "\nbase-port=" << options_.basePort
+        << "\ncluster=" << options_.cluster << "\n";
     for (auto& a : options_.extraArgs) out << "arg=" << a << "\n";
     if (!out) throw std::runtime_error("cannot write " + conf);
   }
@@ -148,8 +150,9 @@ bool LocalCluster::running(size_t node) const {
 void LocalCluster::start(size_t node) {
   auto dir = nodeDir(node);
   makeDirs(dir + "/data");
-  std::vector<std::string> args = {options_.storaged, "--data-dir", dir + "/data", "--listen",
-                                   seeds()[node],     "--seeds",    seedList()};
+  std::vector<std::string> args = {options_.storaged, "--data-dir", dir + "/data",
+                                   "--listen", seeds()[node], "--seeds", seedList(),
+                                   "--cluster", options_.cluster};
   args.insert(args.end(), options_.extraArgs.begin(), options_.extraArgs.end());
   auto log = dir + "/storaged.log";
 
@@ -206,7 +209,7 @@ size_t LocalCluster::up(std::chrono::milliseconds timeout) {
   // has gossiped, so an "unknown node" refusal is retried until the deadline.
   auto deadline = std::chrono::steady_clock::now() + timeout;
   {
-    AdminClient admin(seeds());
+    AdminClient admin(seeds(), options_.cluster);
     auto addresses = seeds();
     for (auto& address : addresses) {
       for (;;) {
@@ -236,7 +239,7 @@ size_t LocalCluster::up(std::chrono::milliseconds timeout) {
 
 void LocalCluster::waitSettled(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  AdminClient admin(seeds());
+  AdminClient admin(seeds(), options_.cluster);
   auto addresses = seeds();
   std::string lastProblem;
   for (;;) {

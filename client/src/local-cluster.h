@@ -17,6 +17,8 @@ struct LocalClusterOptions {
   uint16_t basePort = 7400;
   std::string storaged;                // path of the storaged binary; empty: findStoraged()
   std::vector<std::string> extraArgs;  // passed to every storaged (e.g. --durability buffered)
+  std::string cluster = "dynkv";       // cluster name: tests give each cluster its own, so a
+                                       // node of one can never gossip its way into another
 };
 
 class LocalCluster {
@@ -33,6 +35,7 @@ class LocalCluster {
   std::string seedList() const;            // the same, comma-separated
   size_t size() const { return options_.nodes; }
   const std::string& dir() const { return options_.dir; }
+  const std::string& clusterName() const { return options_.cluster; }
 
   size_t up(std::chrono::milliseconds timeout = std::chrono::seconds(30));
   // Starts every node that is not running, waits until all accept connections, joins to the
