@@ -33,19 +33,18 @@ GossipMembership::GossipMembership(GossipOptions options, StorageEngine& engine,
       timer_(timer),
       rng_(options_.self.id ^ options_.generation) {
   load();
-  Member self;
-  if (auto known = state_.find(options_.self.id)) self = *known;
-  // This process's liveness supersedes anything recorded by an earlier run; the status
-  // (joined, leaving, ...) survives the restart.
+  if (state_.find(options_.self.id) == nullptr) {
+    Member fresh;  // a new node: joining until an operator adds it to the ring
+    fresh.info = options_.self;
+    state_.merge(fresh);
+  }
+  // This process's liveness supersedes whatever an earlier run recorded (even if the clock
+  // went backwards); the status (up, leaving, ...) survives the restart.
+  auto& self = state_.mutableMember(options_.self.id);
   self.info = options_.self;
   self.generation = options_.generation;
   self.heartbeat = 0;
   self.mapVersion = state_.map()->version();
-  state_.merge(self);
-  auto& mine = state_.mutableMember(options_.self.id);
-  mine.info = options_.self;
-  mine.generation = options_.generation;
-  mine.heartbeat = 0;
   persist();
 }
 

@@ -133,7 +133,7 @@ class NodeImpl final : public wire::Node::Server {
 
   ServerDriven& serverDriven() {
     if (serverDriven_ == nullptr) {
-      KJ_UNIMPLEMENTED("server-driven coordination is not enabled on this node");
+      KJ_FAIL_REQUIRE("server-driven coordination is not enabled on this node");
     }
     return *serverDriven_;
   }
