@@ -64,7 +64,16 @@ TEST_CASE("soak: nodes killed and restarted under load lose no acknowledged writ
   for (auto& [key, value] : acked) {
     try {
       auto got = reader.get(key);
-      if (got.values() != std::vector<std::string>{value}) lost++;
+      // A write whose coordinator died after storing is retried at another one, so the same
+      // value can come back twice as siblings: at least once, never lost.
+      auto values = got.values();
+      bool intact = !values.empty() &&
+                    std::all_of(values.begin(), values.end(), [&](auto& v) { return v == value; });
+      if (!intact) {
+        lost++;
+        std::cerr << key << ": expected " << value << ", read " << values.size()
+                  << " live values of " << got.siblings.size() << " siblings" << std::endl;
+      }
     } catch (const Error& e) {
       UNSCOPED_INFO(key << ": " << e.what());
       lost++;

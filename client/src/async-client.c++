@@ -461,6 +461,14 @@ void ReadOp::onAnswer(size_t i, capnp::Response<wire::Node::GetResults>&& respon
   }
   auto& node = map_->nodes()[targets_[i].node];
   client_.pool().reportSuccess(node.address);
+  if (!object && targets_[i].hintFor != 0) {
+    // A fallback holding no copy (no hint) knows nothing of the key: counting its "not
+    // found" toward R could hide an acknowledged write that the owners it stands in for
+    // hold. It is no answer; the read waits for an owner (or another fallback) instead.
+    quorum_.failed(i, "fallback holds no copy of the key", false);
+    check();
+    return;
+  }
   if (fastest_ == 0) fastest_ = node.id;
   quorum_.answered(i, kj::mv(object));
   check();
