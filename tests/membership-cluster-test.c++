@@ -73,27 +73,14 @@ class Ring {
 
   ClusterStatus status(size_t i) { return admin().status(address(i)); }
 
-  bool settled(const std::vector<size_t>& members) {
-    // Every listed node sees exactly the listed nodes up, on one map version, nothing pending.
-    uint64_t version = 0;
-    for (size_t i : members) {
-      ClusterStatus s;
-      try {
-        s = status(i);
-      } catch (const std::exception&) {
-        return false;
-      }
-      size_t up = 0;
-      for (auto& m : s.members) up += m.status == "up";
-      if (!s.settled() || up != members.size()) return false;
-      if (version != 0 && s.mapVersion != version) return false;
-      version = s.mapVersion;
-    }
-    return true;
-  }
-
   void awaitSettled(const std::vector<size_t>& members, std::chrono::seconds timeout = 60s) {
-    bool ok = pollUntil(timeout, [&]() { return settled(members); });
+    bool ok = true;
+    try {
+      cluster_->waitSettled(timeout, members);
+    } catch (const std::exception& e) {
+      UNSCOPED_INFO(e.what());
+      ok = false;
+    }
     if (!ok) {
       for (size_t i : members) {
         try {

@@ -237,10 +237,14 @@ size_t LocalCluster::up(std::chrono::milliseconds timeout) {
   return started;
 }
 
-void LocalCluster::waitSettled(std::chrono::milliseconds timeout) {
+void LocalCluster::waitSettled(std::chrono::milliseconds timeout, std::vector<size_t> nodes) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   AdminClient admin(seeds(), options_.cluster);
-  auto addresses = seeds();
+  if (nodes.empty()) {
+    for (size_t i = 0; i < options_.nodes; i++) nodes.push_back(i);
+  }
+  std::vector<std::string> addresses;
+  for (size_t i : nodes) addresses.push_back(seeds().at(i));
   std::string lastProblem;
   for (;;) {
     bool settled = true;

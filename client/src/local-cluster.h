@@ -43,8 +43,10 @@ class LocalCluster {
   // waits until the cluster has settled (waitSettled). Returns how many it started. Throws
   // std::runtime_error naming the node (and the end of its log) if one does not come up.
 
-  void waitSettled(std::chrono::milliseconds timeout);
-  // Until every node reports every node up, on one map version, with no transfer pending.
+  void waitSettled(std::chrono::milliseconds timeout, std::vector<size_t> nodes = {});
+  // Until each of `nodes` (default: all) reports exactly those nodes up, all on one map
+  // version, with no transfer pending. Throws std::runtime_error saying which node has not
+  // settled when `timeout` passes.
 
   void down(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   // SIGTERM to every running node, SIGKILL to any still alive after `timeout`.
