@@ -2,9 +2,13 @@
 
 #include <kj/async-io.h>
 #include <kj/debug.h>
+#include <algorithm>
+#include <cstdio>
 #include <stdexcept>
+#include <thread>
 
 #include "codec.h"
+#include "hash.h"
 #include "limits.h"
 #include "node-pool.h"
 
@@ -129,6 +133,43 @@ ClusterStatus AdminClient::status(const std::string& node) {
 std::optional<std::vector<std::string>> AdminClient::localValues(const std::string& node,
                                                                  const std::string& key,
                                                                  const std::string& ns) {
+  auto copy = localCopy(node, key, ns);
+  if (!copy) return std::nullopt;
+  return std::move(copy->values);
+}
+
+namespace {
+
+std::string digestOf(const Object& object) {
+  // Sync leaves replicas with the same entries but not necessarily in the same sibling order,
+  // so siblings are hashed in a canonical order. The version vector is kept sorted already.
+  std::vector<uint64_t> parts;
+  parts.push_back(uint64_t(object.kind));
+  for (auto& e : object.vv.entries()) {
+    for (uint64_t v : {e.actor.node, e.actor.epoch, e.counter, uint64_t(e.timestamp)}) {
+      parts.push_back(v);
+    }
+  }
+  std::vector<uint64_t> siblings;
+  for (auto& s : object.siblings) {
+    std::string bytes = std::to_string(s.dot.actor.node) + "/" + std::to_string(s.dot.actor.epoch) +
+                        "/" + std::to_string(s.dot.counter) + "/" + std::to_string(s.timestamp) +
+                        (s.value ? "=" + *s.value : "#");
+    siblings.push_back(hash64(bytes));
+  }
+  std::sort(siblings.begin(), siblings.end());
+  parts.insert(parts.end(), siblings.begin(), siblings.end());
+  auto digest = hash64(std::string_view(reinterpret_cast<const char*>(parts.data()),
+                                        parts.size() * sizeof(uint64_t)));
+  char hex[17];
+  snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(digest));
+  return hex;
+}
+
+}  // namespace
+
+std::optional<LocalCopy> AdminClient::localCopy(const std::string& node, const std::string& key,
+                                                const std::string& ns) {
   try {
     auto response = impl_->wait(impl_->pool.node(node).then(
         [&](wire::Node::Client client) -> kj::Promise<capnp::Response<wire::Node::GetResults>> {
@@ -140,11 +181,16 @@ std::optional<std::vector<std::string>> AdminClient::localValues(const std::stri
         }));
     if (!response.getFound()) return std::nullopt;
     auto object = decodeObject(response.getObject(), Limits());
-    std::vector<std::string> values;
+    LocalCopy copy;
     for (auto& s : object.siblings) {
-      if (s.value) values.push_back(*s.value);
+      if (s.value) {
+        copy.values.push_back(*s.value);
+      } else {
+        copy.tombstones++;
+      }
     }
-    return values;
+    copy.digest = digestOf(object);
+    return copy;
   } catch (const kj::Exception& e) {
     throw std::runtime_error(node + ": " + e.getDescription().cStr());
   }
@@ -160,6 +206,69 @@ PartitionMap AdminClient::map(const std::string& node) {
     return decodePartitionMap(response.getMap());
   } catch (const kj::Exception& e) {
     throw std::runtime_error(node + ": " + e.getDescription().cStr());
+  }
+}
+
+void joinToRing(const std::vector<std::string>& seeds, const std::string& cluster,
+                const std::vector<std::string>& addresses,
+                std::chrono::steady_clock::time_point deadline) {
+  // A node is known to the others only once it has gossiped, so an "unknown node" refusal is
+  // retried until the deadline.
+  AdminClient admin(seeds, cluster);
+  for (auto& address : addresses) {
+    for (;;) {
+      std::string problem;
+      try {
+        auto status = admin.status(address);
+        bool up = false;
+        for (auto& m : status.members) up |= m.address == address && m.status == "up";
+        if (up) break;
+        admin.join(address);
+        break;
+      } catch (const std::exception& e) {
+        problem = e.what();
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        throw std::runtime_error("cannot join " + address + " to the ring: " + problem);
+      }
+      // Gossip spreads the new node within a round or two; nothing to await but time.
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+}
+
+void waitSettled(const std::vector<std::string>& addresses, const std::string& cluster,
+                 std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  AdminClient admin(addresses, cluster);
+  std::string lastProblem;
+  for (;;) {
+    bool settled = true;
+    uint64_t version = 0;
+    for (auto& address : addresses) {
+      try {
+        auto status = admin.status(address);
+        size_t up = 0;
+        for (auto& m : status.members) up += m.status == "up";
+        if (!status.settled() || up != addresses.size() ||
+            (version != 0 && status.mapVersion != version)) {
+          settled = false;
+          lastProblem = address + " has not settled (map v" + std::to_string(status.mapVersion) +
+                        ", " + std::to_string(up) + " up)";
+        }
+        version = status.mapVersion;
+      } catch (const std::exception& e) {
+        settled = false;
+        lastProblem = e.what();
+      }
+      if (!settled) break;
+    }
+    if (settled) return;
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw std::runtime_error("the cluster did not settle in time: " + lastProblem);
+    }
+    // Convergence is a property of gossip rounds, observed by polling the nodes' status.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
 

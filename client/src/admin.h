@@ -4,6 +4,7 @@
 // never needs it).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -26,6 +27,14 @@ struct MemberView {
   uint64_t heartbeat = 0;      // gossip rounds it has run since it started (as last heard)
   double phi = 0;              // the reporter's failure-detector suspicion of it
   bool suspected = false;
+};
+
+struct LocalCopy {
+  // One node's own copy of one key.
+  std::vector<std::string> values;  // live sibling values, in the node's sibling order
+  uint32_t tombstones = 0;          // deletion siblings
+  std::string digest;               // hex; equal on two nodes iff they hold the same version
+                                    // vector, dots, timestamps and values (in any order)
 };
 
 struct ClusterStatus {
@@ -58,6 +67,11 @@ class AdminClient {
   // when it holds nothing. Throws std::runtime_error if the node does not answer (or refuses,
   // e.g. while the key's partition is still streaming in).
 
+  std::optional<LocalCopy> localCopy(const std::string& node, const std::string& key,
+                                     const std::string& ns = "");
+  // The same read, summarised whole: what a replica-convergence check compares. It triggers
+  // no read repair.
+
   PartitionMap map(const std::string& node);
   // The partition map `node` routes by.
 
@@ -65,5 +79,18 @@ class AdminClient {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+void joinToRing(const std::vector<std::string>& seeds, const std::string& cluster,
+                const std::vector<std::string>& addresses,
+                std::chrono::steady_clock::time_point deadline);
+// Joins each of `addresses` that is not up in the ring yet (`dynkv admin join`), through
+// the first of `seeds` that answers. Throws std::runtime_error naming the node it could not
+// join by the deadline.
+
+void waitSettled(const std::vector<std::string>& addresses, const std::string& cluster,
+                 std::chrono::milliseconds timeout);
+// Until each of `addresses` reports exactly those nodes up, all on one map version, with no
+// transfer pending. Throws std::runtime_error saying which node has not settled when
+// `timeout` passes.
 
 }  // namespace dynkv

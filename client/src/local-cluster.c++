@@ -205,75 +205,20 @@ size_t LocalCluster::up(std::chrono::milliseconds timeout) {
   }
   for (size_t i = 0; i < options_.nodes; i++) waitListening(i, timeout);
 
-  // Join every node the ring does not hold yet. A node is known to the others only once it
-  // has gossiped, so an "unknown node" refusal is retried until the deadline.
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  {
-    AdminClient admin(seeds(), options_.cluster);
-    auto addresses = seeds();
-    for (auto& address : addresses) {
-      for (;;) {
-        std::string problem;
-        try {
-          auto status = admin.status(address);
-          bool up = false;
-          for (auto& m : status.members) up |= m.address == address && m.status == "up";
-          if (up) break;
-          admin.join(address);
-          break;
-        } catch (const std::exception& e) {
-          problem = e.what();
-        }
-        if (std::chrono::steady_clock::now() > deadline) {
-          throw std::runtime_error("cannot join " + address + " to the ring: " + problem);
-        }
-        // Gossip spreads the new node within a round or two; nothing to await but time.
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-    }
-  }  // one AdminClient (and event loop) at a time in this thread
+  joinToRing(seeds(), options_.cluster, seeds(), deadline);
   waitSettled(std::chrono::duration_cast<std::chrono::milliseconds>(
       deadline - std::chrono::steady_clock::now()));
   return started;
 }
 
 void LocalCluster::waitSettled(std::chrono::milliseconds timeout, std::vector<size_t> nodes) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  AdminClient admin(seeds(), options_.cluster);
   if (nodes.empty()) {
     for (size_t i = 0; i < options_.nodes; i++) nodes.push_back(i);
   }
   std::vector<std::string> addresses;
   for (size_t i : nodes) addresses.push_back(seeds().at(i));
-  std::string lastProblem;
-  for (;;) {
-    bool settled = true;
-    uint64_t version = 0;
-    for (auto& address : addresses) {
-      try {
-        auto status = admin.status(address);
-        size_t up = 0;
-        for (auto& m : status.members) up += m.status == "up";
-        if (!status.settled() || up != addresses.size() ||
-            (version != 0 && status.mapVersion != version)) {
-          settled = false;
-          lastProblem = address + " has not settled (map v" + std::to_string(status.mapVersion) +
-                        ", " + std::to_string(up) + " up)";
-        }
-        version = status.mapVersion;
-      } catch (const std::exception& e) {
-        settled = false;
-        lastProblem = e.what();
-      }
-      if (!settled) break;
-    }
-    if (settled) return;
-    if (std::chrono::steady_clock::now() > deadline) {
-      throw std::runtime_error("the cluster did not settle in time: " + lastProblem);
-    }
-    // Convergence is a property of gossip rounds, observed by polling the nodes' status.
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  dynkv::waitSettled(addresses, options_.cluster, timeout);
 }
 
 void LocalCluster::kill(size_t node, int signal) {
