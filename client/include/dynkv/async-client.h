@@ -6,11 +6,12 @@
 #include <kj/memory.h>
 #include <kj/timer.h>
 
+#include <dynkv/export.h>
 #include <dynkv/types.h>
 
 namespace dynkv {
 
-class AsyncClient {
+class DYNKV_EXPORT AsyncClient {
  public:
   static kj::Own<AsyncClient> create(kj::Network& network, kj::Timer& timer,
                                      ClientOptions options);

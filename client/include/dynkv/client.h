@@ -13,11 +13,12 @@
 
 #include <memory>
 
+#include <dynkv/export.h>
 #include <dynkv/types.h>
 
 namespace dynkv {
 
-class Client {
+class DYNKV_EXPORT Client {
  public:
   explicit Client(ClientOptions options);
   // Starts the event-loop thread. Connections are made on first use, so constructing a

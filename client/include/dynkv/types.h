@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include <dynkv/export.h>
 #include <dynkv/namespace-kind.h>
 
 namespace dynkv {
@@ -37,7 +38,7 @@ struct Version {
   int64_t timestampMicros = 0; // the wall clock of the node (or LWW client) that wrote it
 };
 
-class Context {
+class DYNKV_EXPORT Context {
   // The opaque causal context of a read. Pass it back to put() or remove() to supersede
   // every version that read returned. An empty context makes a blind write, which never
   // destroys a concurrent version: it becomes a sibling.
@@ -58,7 +59,7 @@ class Context {
   std::string bytes_;
 };
 
-struct GetResult {
+struct DYNKV_EXPORT GetResult {
   std::vector<Version> siblings;  // every concurrent version, deletions included; empty if none
   Context context;                // covers every version in `siblings`
 
@@ -84,14 +85,14 @@ enum class ErrorKind {
   REJECTED,          // a replica refused the write (e.g. its storage is full); nothing was acked
 };
 
-const char* toString(ErrorKind kind);
+DYNKV_EXPORT const char* toString(ErrorKind kind);
 
 struct ReplicaFailure {
   std::string node;    // HOST:PORT
   std::string reason;  // what went wrong talking to it
 };
 
-class Error : public std::runtime_error {
+class DYNKV_EXPORT Error : public std::runtime_error {
   // What a failed call reports. The blocking Client throws it; the kj API returns it in a
   // Result.
  public:
@@ -131,11 +132,11 @@ using Resolver = std::function<std::string(const std::vector<Version>& siblings)
 // Semantic reconciliation (the paper's §4.4): merges concurrent versions into one value,
 // e.g. the union of shopping carts. It sees deletions too (Version::deleted).
 
-std::optional<std::string> lastWriteWins(const std::vector<Version>& siblings);
+DYNKV_EXPORT std::optional<std::string> lastWriteWins(const std::vector<Version>& siblings);
 // The built-in resolver: the version with the latest timestamp (ties broken by value), or
 // nullopt if that version is a deletion or there are none.
 
-std::optional<std::string> resolve(const GetResult& result, const Resolver& resolver);
+DYNKV_EXPORT std::optional<std::string> resolve(const GetResult& result, const Resolver& resolver);
 // nullopt if the key has no live version; the single live value if there is exactly one and
 // no deletion beside it; otherwise resolver(result.siblings).
 
