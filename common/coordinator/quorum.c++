@@ -12,12 +12,12 @@ size_t countPending(const std::vector<ReplicaOutcome>& replicas) {
   return n;
 }
 
-void markFailed(std::vector<ReplicaOutcome>& replicas, size_t i, std::string reason,
-                bool refused) {
+void markFailed(std::vector<ReplicaOutcome>& replicas, size_t i, ReplicaError error,
+                std::string detail) {
   KJ_ASSERT(i < replicas.size() && replicas[i].state == ReplicaOutcome::State::PENDING);
   replicas[i].state = ReplicaOutcome::State::FAILED;
-  replicas[i].failure = std::move(reason);
-  replicas[i].refused = refused;
+  replicas[i].error = error;
+  replicas[i].detail = std::move(detail);
 }
 
 }  // namespace
@@ -32,8 +32,8 @@ void ReadQuorum::answered(size_t i, std::optional<Object> object) {
   answers_++;
 }
 
-void ReadQuorum::failed(size_t i, std::string reason, bool refused) {
-  markFailed(replicas_, i, std::move(reason), refused);
+void ReadQuorum::failed(size_t i, ReplicaError error, std::string detail) {
+  markFailed(replicas_, i, error, std::move(detail));
 }
 
 size_t ReadQuorum::addReplica() {
@@ -41,7 +41,9 @@ size_t ReadQuorum::addReplica() {
   return replicas_.size() - 1;
 }
 
-size_t ReadQuorum::pending() const { return countPending(replicas_); }
+size_t ReadQuorum::pending() const {
+  return countPending(replicas_);
+}
 
 std::vector<size_t> ReadQuorum::staleReplicas() const {
   std::vector<size_t> stale;
@@ -62,8 +64,8 @@ void WriteQuorum::acked(size_t i) {
   acks_++;
 }
 
-void WriteQuorum::failed(size_t i, std::string reason, bool refused) {
-  markFailed(replicas_, i, std::move(reason), refused);
+void WriteQuorum::failed(size_t i, ReplicaError error, std::string detail) {
+  markFailed(replicas_, i, error, std::move(detail));
 }
 
 size_t WriteQuorum::addReplica() {
@@ -71,6 +73,8 @@ size_t WriteQuorum::addReplica() {
   return replicas_.size() - 1;
 }
 
-size_t WriteQuorum::pending() const { return countPending(replicas_); }
+size_t WriteQuorum::pending() const {
+  return countPending(replicas_);
+}
 
 }  // namespace dynkv

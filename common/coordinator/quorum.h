@@ -1,6 +1,6 @@
-// The quorum state machines (DESIGN.md, "Request paths"). Pure: they take replies and
-// failures as they arrive and say when a request has succeeded, failed, or which replicas
-// need repair. The RPC shell in async-client.c++ feeds them.
+// The quorum counters (DESIGN.md, "Request paths"). Pure: they take replies and failures as
+// they arrive and say when a request has succeeded, failed, or which replicas need repair.
+// ReadCoordinator and WriteCoordinator are built on them.
 #pragma once
 
 #include <optional>
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dvv.h"
+#include "outcome.h"
 
 namespace dynkv {
 
@@ -15,8 +16,8 @@ struct ReplicaOutcome {
   enum class State { PENDING, ANSWERED, FAILED };
   State state = State::PENDING;
   std::optional<Object> object;  // ANSWERED: the replica's copy (nullopt: it had none)
-  std::string failure;           // FAILED: why
-  bool refused = false;          // FAILED: the node answered with a refusal, not a fault
+  ReplicaError error = ReplicaError::UNREACHABLE;  // FAILED: what went wrong
+  std::string detail;                              // FAILED: what the node or transport said
 };
 
 class ReadQuorum {
@@ -26,7 +27,7 @@ class ReadQuorum {
   ReadQuorum(uint32_t r, size_t replicas);
 
   void answered(size_t replica, std::optional<Object> object);
-  void failed(size_t replica, std::string reason, bool refused);
+  void failed(size_t replica, ReplicaError error, std::string detail);
   size_t addReplica();  // a fallback joins the read; returns its index
 
   bool succeeded() const { return answers_ >= r_; }
@@ -55,7 +56,7 @@ class WriteQuorum {
   WriteQuorum(uint32_t w, size_t replicas);
 
   void acked(size_t replica);
-  void failed(size_t replica, std::string reason, bool refused);
+  void failed(size_t replica, ReplicaError error, std::string detail);
   size_t addReplica();
 
   bool succeeded() const { return acks_ >= w_; }
