@@ -1,14 +1,23 @@
 #include "hinted-handoff.h"
 
+#include <algorithm>
 #include <kj/debug.h>
 
 #include "codec.h"
+#include "hash.h"
 
 namespace dynkv::storaged {
 
-HintedHandoff::HintedHandoff(Store& store, Membership& membership, NodePool& pool,
-                             kj::Timer& timer)
-    : store_(store), membership_(membership), pool_(pool), timer_(timer) {}
+HintedHandoff::HintedHandoff(Store& store, Membership& membership, NodePool& pool, kj::Timer& timer,
+                             uint32_t replicas, HintBudget budget)
+    : store_(store),
+      membership_(membership),
+      pool_(pool),
+      timer_(timer),
+      replicas_(replicas),
+      budget_(budget) {
+  KJ_REQUIRE(replicas_ >= 1, "hinted handoff needs N >= 1 replicas", replicas_);
+}
 
 kj::Promise<void> HintedHandoff::run() {
   return timer_.afterDelay(INTERVAL)
@@ -22,51 +31,132 @@ kj::Promise<void> HintedHandoff::run() {
 }
 
 kj::Promise<size_t> HintedHandoff::deliverRound() {
-  return deliver(store_.hintsFor(nullptr, BATCH), 0, 0);
+  auto map = membership_.current();
+  auto backlog = store_.hintBacklog();  // by owner id
+
+  // A cursor outlives its owner's last hint only until the next round.
+  for (auto it = cursors_.begin(); it != cursors_.end();) {
+    bool held = std::binary_search(
+        backlog.begin(), backlog.end(), HintBacklog{it->first, 0},
+        [](const HintBacklog& a, const HintBacklog& b) { return a.ownerId < b.ownerId; });
+    it = held ? std::next(it) : cursors_.erase(it);
+  }
+
+  auto suspected = [&](uint64_t ownerId) {
+    auto index = map->indexOf(ownerId);
+    return index && pool_.isSuspect(map->nodes()[*index].address);
+  };
+  auto turns = planHintRound(*map, backlog, suspected, budget_, round_++);
+
+  // Turns run side by side, so an owner that times out delays no one else; each one ends on
+  // its own, and a store failure in one is logged and ends only that one.
+  auto promises = kj::heapArrayBuilder<kj::Promise<size_t>>(turns.size());
+  for (auto& turn : turns) {
+    auto served = kj::evalNow([&]() { return serve(map, turn); });
+    promises.add(served.catch_([owner = turn.ownerId](kj::Exception&& e) {
+      KJ_LOG(ERROR, "hinted handoff: a turn failed in the store", owner, e);
+      return size_t(0);
+    }));
+  }
+  return kj::joinPromises(promises.finish()).then([](kj::Array<size_t> delivered) {
+    size_t total = 0;
+    for (auto n : delivered) total += n;
+    return total;
+  });
 }
 
-kj::Promise<size_t> HintedHandoff::deliver(std::vector<Store::Hint> hints, size_t next,
-                                           size_t delivered) {
-  // One hint at a time: handoff is background work and must not flood a recovering owner.
-  auto map = membership_.current();
-  while (next < hints.size()) {
-    auto& hint = hints[next];
-    auto owner = map->indexOf(hint.ownerId);
-    if (!owner) {
-      next++;  // not a member (any more): kept until membership decides (a later issue)
-      continue;
-    }
-    auto& address = map->nodes()[*owner].address;
-    if (pool_.isSuspect(address)) {
-      next++;
-      continue;
-    }
-    auto call = pool_.node(address).then(
-        [hint, version = map->version()](wire::Node::Client node)
-            -> kj::Promise<capnp::Response<wire::Node::ReplicateResults>> {
-          auto request = node.replicateRequest();
-          request.setMapVersion(version);
-          auto key = request.initKey();
-          key.setNamespace(asData(hint.key.ns));
-          key.setKey(asData(hint.key.key));
-          encodeObject(hint.object, request.initObject());
-          request.setHintFor(0);
-          return request.send();
-        });
-    return timer_.timeoutAfter(5 * kj::SECONDS, kj::mv(call))
-        .then(
-            [this, hints, next, delivered](auto&&) mutable {
-              auto done = store_.removeHint(hints[next]);
-              return done.then([this, hints = kj::mv(hints), next, delivered]() mutable {
-                return deliver(kj::mv(hints), next + 1, delivered + 1);
-              });
-            },
-            [this, hints, next, delivered, address](kj::Exception&& e) mutable {
-              pool_.reportFailure(address, e);
-              return deliver(kj::mv(hints), next + 1, delivered);
-            });
+kj::Promise<size_t> HintedHandoff::serve(MapSnapshot map, HintTurn turn) {
+  auto& cursor = cursors_[turn.ownerId];
+  auto page = store_.hintsFor(turn.ownerId, cursor, turn.max);
+  if (page.hints.empty() && !cursor.empty()) {
+    // The cursor is past the owner's last hint: wrap now rather than waste the turn.
+    page = store_.hintsFor(turn.ownerId, "", turn.max);
   }
-  return delivered;
+  return deliverFrom(kj::mv(map), turn, kj::mv(page), 0, 0);
+}
+
+void HintedHandoff::advanceCursor(uint64_t owner, const Store::HintPage& page, size_t tried) {
+  // Past every hint tried, delivered or not: a hint that fails (its owner refuses it, say) is
+  // tried again only after the owner's others, so it never blocks them.
+  bool last = tried + 1 == page.hints.size() && page.end;
+  cursors_[owner] = last ? std::string() : encodeStorageKey(page.hints[tried].key);
+}
+
+kj::Promise<size_t> HintedHandoff::deliverFrom(MapSnapshot map, HintTurn turn, Store::HintPage page,
+                                               size_t next, size_t delivered) {
+  if (next == page.hints.size()) return delivered;
+  advanceCursor(turn.ownerId, page, next);
+  const Store::Hint& hint = page.hints[next];  // valid until `page` moves, below
+
+  kj::Promise<bool> handedOff = nullptr;  // false: the owner failed, its turn ends
+  if (turn.route == HintRoute::TO_OWNER) {
+    auto index = map->indexOf(turn.ownerId);
+    KJ_ASSERT(index.has_value(), "the policy routes only members to themselves");
+    auto& owner = map->nodes()[*index];
+    handedOff =
+        send(owner, map->version(), hint)
+            .then([this, hint]() { return store_.removeHint(hint).then([]() { return true; }); },
+                  [this, address = owner.address](kj::Exception&& e) {
+                    pool_.reportFailure(address, e);
+                    return kj::Promise<bool>(false);
+                  });
+  } else {
+    auto targets = hintTargets(*map, keyHash(hint.key.ns, hint.key.key), replicas_);
+    KJ_ASSERT(!targets.empty(), "a non-empty map places every key");
+    handedOff = reassign(map, hint, kj::mv(targets), 0)
+                    .then([this, hint]() { return store_.removeHint(hint); })
+                    .then([]() { return true; });
+  }
+  return handedOff.then([this, map = kj::mv(map), turn, page = kj::mv(page), next,
+                         delivered](bool ok) mutable -> kj::Promise<size_t> {
+    if (!ok) return delivered;
+    return deliverFrom(kj::mv(map), turn, kj::mv(page), next + 1, delivered + 1);
+  });
+}
+
+kj::Promise<void> HintedHandoff::reassign(MapSnapshot map, Store::Hint hint,
+                                          std::vector<uint64_t> targets, size_t next) {
+  // The owner left the ring: the write belongs to the key's current replicas. One target at a
+  // time; one that cannot take it now gets a hint here, delivered when it answers again, so
+  // that the original hint can go (its owner will never come back for it).
+  if (next == targets.size()) return kj::READY_NOW;
+  uint64_t target = targets[next];
+  kj::Promise<void> done = nullptr;
+  if (target == store_.self().node) {
+    done = store_.replicate(hint.key, hint.object);
+  } else {
+    auto index = map->indexOf(target);
+    KJ_ASSERT(index.has_value(), "hintTargets() returns members");
+    auto& node = map->nodes()[*index];
+    if (pool_.isSuspect(node.address)) {
+      done = store_.storeHint(target, hint.key, hint.object);
+    } else {
+      done = send(node, map->version(), hint)
+                 .catch_([this, target, hint, address = node.address](kj::Exception&& e) {
+                   pool_.reportFailure(address, e);
+                   return store_.storeHint(target, hint.key, hint.object);
+                 });
+    }
+  }
+  return done.then(
+      [this, map = kj::mv(map), hint = kj::mv(hint), targets = kj::mv(targets), next]() mutable {
+        return reassign(kj::mv(map), kj::mv(hint), kj::mv(targets), next + 1);
+      });
+}
+
+kj::Promise<void> HintedHandoff::send(const NodeInfo& node, uint64_t mapVersion,
+                                      const Store::Hint& hint) {
+  auto call = pool_.node(node.address).then([hint, mapVersion](wire::Node::Client client) {
+    auto request = client.replicateRequest();
+    request.setMapVersion(mapVersion);
+    auto key = request.initKey();
+    key.setNamespace(asData(hint.key.ns));
+    key.setKey(asData(hint.key.key));
+    encodeObject(hint.object, request.initObject());
+    request.setHintFor(0);
+    return request.send().ignoreResult();
+  });
+  return timer_.timeoutAfter(DELIVERY_TIMEOUT, kj::mv(call));
 }
 
 }  // namespace dynkv::storaged

@@ -1,11 +1,18 @@
 // Hinted handoff (DESIGN.md, "Request paths"; the paper's §4.6): writes this node accepted
 // as a fallback for an unreachable owner wait in the hint store; this loop hands each one to
-// its owner once the owner answers again, then deletes it.
+// its owner once the owner answers again, then deletes it. Which owners are served in a round,
+// and how many hints each, is decided by the pure policy in common/coordinator/hint-policy.h;
+// this class is the shell that reads the hints and sends them.
 #pragma once
 
 #include <kj/async.h>
 #include <kj/timer.h>
 
+#include <map>
+#include <string>
+#include <vector>
+
+#include "hint-policy.h"
 #include "membership.h"
 #include "node-pool.h"
 #include "store.h"
@@ -14,26 +21,56 @@ namespace dynkv::storaged {
 
 class HintedHandoff {
  public:
-  HintedHandoff(Store& store, Membership& membership, NodePool& pool, kj::Timer& timer);
+  HintedHandoff(Store& store, Membership& membership, NodePool& pool, kj::Timer& timer,
+                uint32_t replicas, HintBudget budget = {});
+  // `replicas` is the cluster's N: hints for an owner that has left the ring go to the first N
+  // nodes of their key's preference list. This node is store.self().node; all references must
+  // outlive the HintedHandoff.
 
   static constexpr auto INTERVAL = 1 * kj::SECONDS;
-  static constexpr size_t BATCH = 256;  // hints read per round
+  static constexpr auto DELIVERY_TIMEOUT = 5 * kj::SECONDS;  // one hint to one node
 
   kj::Promise<void> run();
   // Delivers forever, one round every INTERVAL. Never fails: a failed delivery is retried in
   // a later round.
 
   kj::Promise<size_t> deliverRound();
-  // One round: tries every held hint (up to BATCH) whose owner is not suspected; resolves to
-  // the number delivered.
+  // One round: the owners planHintRound() picks for the store's current backlog and map are
+  // served concurrently, each one hint at a time (background work: a recovering owner gets
+  // at most one write from us at a time), from where that owner's previous turn stopped;
+  // at the end of an owner's hints its cursor wraps to the first. Resolves, once every turn
+  // has ended, to the number of hints handed off and deleted.
+  //
+  // - An owner that is a member: each hint is sent as an owner write (hintFor = 0), then
+  //   deleted (unless it changed meanwhile). A failed or timed-out send is reported to the
+  //   pool's failure detector and ends that owner's turn, not anyone else's; the hint is
+  //   retried after the cursor has wrapped, so a hint the owner refuses cannot block the rest.
+  // - An owner that is not in the map any more: each hint goes to its key's current
+  //   preference list (hintTargets()). A target that is this node stores it locally; a target
+  //   that is suspected, or fails or times out, gets it as a hint held here for it. Once every
+  //   target has it (or a hint for it is held), the original hint is deleted.
+  //
+  // Never fails: a store failure (reading hints, keeping or deleting one) is logged and ends
+  // only the turn it happened in.
 
  private:
   Store& store_;
   Membership& membership_;
   NodePool& pool_;
   kj::Timer& timer_;
+  uint32_t replicas_;
+  HintBudget budget_;
+  uint64_t round_ = 0;
+  std::map<uint64_t, std::string> cursors_;  // owner id -> storage key its next turn starts
+                                             // after ("" = from its first hint)
 
-  kj::Promise<size_t> deliver(std::vector<Store::Hint> hints, size_t next, size_t delivered);
+  kj::Promise<size_t> serve(MapSnapshot map, HintTurn turn);
+  kj::Promise<size_t> deliverFrom(MapSnapshot map, HintTurn turn, Store::HintPage page, size_t next,
+                                  size_t delivered);
+  void advanceCursor(uint64_t owner, const Store::HintPage& page, size_t tried);
+  kj::Promise<void> send(const NodeInfo& node, uint64_t mapVersion, const Store::Hint& hint);
+  kj::Promise<void> reassign(MapSnapshot map, Store::Hint hint, std::vector<uint64_t> targets,
+                             size_t next);
 };
 
 }  // namespace dynkv::storaged

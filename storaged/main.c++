@@ -95,7 +95,7 @@ int run(const Config& config) {
   };
   auto gossipLoop = membership.run().eagerlyEvaluate(logFailure("gossip stopped"));
   auto transferLoop = transfers.run().eagerlyEvaluate(logFailure("partition transfer stopped"));
-  HintedHandoff handoff(store, membership, peers, timer);
+  HintedHandoff handoff(store, membership, peers, timer, config.replicas);
   auto handoffLoop = handoff.run().eagerlyEvaluate(logFailure("hinted handoff stopped"));
 
   auto serving = serve(*listener, kj::mv(gateway), readerOptionsFor(config.limits.maxValueBytes));

@@ -1,5 +1,6 @@
 #include "store.h"
 
+#include <algorithm>
 #include <kj/debug.h>
 
 #include "codec.h"
@@ -16,20 +17,18 @@ kj::ArrayPtr<const kj::byte> bytesOf(const kj::Array<capnp::word>& words) {
   return words.asBytes();
 }
 
-// Hint keys are [storage key length: 2 bytes BE][storage key][owner id: 8 bytes BE]: the
-// length prefix makes every hint for one key a contiguous range whatever its owner, so a
-// fallback answering a read can include the writes it holds for others.
-std::string hintPrefix(const std::string& storageKey) {
+// Hint keys are [owner id: 8 bytes BE][storage key]: each owner's hints are one contiguous
+// range in storage-key order, so handoff reads one owner from a cursor without passing over
+// anyone else's backlog. A read of one key looks its hints up owner by owner (hintCounts_
+// knows which owners have any; usually none).
+std::string ownerPrefix(uint64_t ownerId) {
   std::string out;
-  out.push_back(char(storageKey.size() >> 8));
-  out.push_back(char(storageKey.size() & 0xff));
-  return out + storageKey;
+  for (int i = 0; i < 8; i++) out.push_back(char(ownerId >> (56 - 8 * i)));
+  return out;
 }
 
 std::string hintKey(uint64_t ownerId, const std::string& storageKey) {
-  std::string out = hintPrefix(storageKey);
-  for (int i = 0; i < 8; i++) out.push_back(char(ownerId >> (56 - 8 * i)));
-  return out;
+  return ownerPrefix(ownerId) + storageKey;
 }
 
 struct ParsedHintKey {
@@ -38,9 +37,22 @@ struct ParsedHintKey {
 };
 
 ParsedHintKey parseHintKey(kj::ArrayPtr<const kj::byte> key) {
-  KJ_REQUIRE(key.size() >= 10, "malformed hint key");
+  KJ_REQUIRE(key.size() > 8, "malformed hint key");
+  uint64_t id = 0;
+  for (size_t i = 0; i < 8; i++) id = (id << 8) | key[i];
+  return ParsedHintKey{id, key.slice(8, key.size())};
+}
+
+// Before per-owner cursors, hint keys were [storage key length: 2 bytes BE][storage key]
+// [owner id: 8 bytes BE]. A data directory whose META table lacks HINT_LAYOUT_KEY may hold
+// hints in that layout; once any hint is written in the current one, the key is set.
+const kj::byte HINT_LAYOUT_KEY[] = {'h', 'i', 'n', 't', '-', 'l', 'a', 'y', 'o', 'u', 't'};
+const kj::byte HINT_LAYOUT_OWNER_FIRST[] = {'o', 'w', 'n', 'e', 'r', '-', 'f', 'i', 'r', 's', 't'};
+
+ParsedHintKey parseLegacyHintKey(kj::ArrayPtr<const kj::byte> key) {
+  KJ_REQUIRE(key.size() >= 10, "malformed hint key in the previous layout");
   size_t len = (size_t(key[0]) << 8) | key[1];
-  KJ_REQUIRE(key.size() == 2 + len + 8, "malformed hint key");
+  KJ_REQUIRE(key.size() == 2 + len + 8, "malformed hint key in the previous layout");
   uint64_t id = 0;
   for (size_t i = 2 + len; i < key.size(); i++) id = (id << 8) | key[i];
   return ParsedHintKey{id, key.slice(2, 2 + len)};
@@ -89,7 +101,8 @@ struct Store::PendingWrite {
   VersionVector context;
   std::optional<std::string> value;
   int64_t nowMicros = 0;
-  Object object;  // REPLICATE, HINT: what to merge in; REMOVE_HINT: what was delivered
+  uint64_t hintOwner = 0;  // HINT, REMOVE_HINT
+  Object object;           // REPLICATE, HINT: what to merge in; REMOVE_HINT: what was delivered
   kj::Own<kj::PromiseFulfiller<Object>> fulfiller;
   kj::Maybe<kj::Exception> refusal;  // set when this write alone is refused
   Object result;
@@ -97,6 +110,7 @@ struct Store::PendingWrite {
 
 Store::Store(StorageEngine& engine, const Actor& self, const Limits& limits, kj::Timer& timer)
     : engine_(engine), self_(self), limits_(limits), timer_(timer) {
+  openHints();
   if (engine_.durability() == Durability::BUFFERED) {
     flusher_ = std::thread([this]() { flusherLoop(); });
   }
@@ -111,6 +125,61 @@ Store::~Store() noexcept(false) {
     flusherWake_.notify_all();
     flusher_.join();
   }
+}
+
+void Store::openHints() {
+  bool legacy = false;
+  engine_.read([&](ReadTransaction& txn) {
+    hintLayoutRecorded_ =
+        txn.get(Table::META, kj::arrayPtr(HINT_LAYOUT_KEY, sizeof(HINT_LAYOUT_KEY))) != nullptr;
+    txn.scan(Table::HINTS, nullptr, nullptr, [&](Bytes key, Bytes) {
+      if (!hintLayoutRecorded_) {
+        legacy = true;
+        return false;
+      }
+      hintCounts_[parseHintKey(key).owner]++;
+      return true;
+    });
+  });
+  if (!legacy) return;
+
+  // Rewrite the previous layout's hints in one transaction, so that a crash leaves either all
+  // of them or none rewritten. Only the keys are collected first (a rewritten key may sort
+  // after the scan's position and must not be read as an old one); values are moved one by
+  // one, and held back only in the (unlikely) case that a new key equals an old key not yet
+  // moved.
+  std::map<uint64_t, uint64_t> counts;
+  size_t moved = 0;
+  engine_.write([&](WriteTransaction& txn) {
+    std::vector<std::string> keys;  // in byte order, as scanned
+    txn.scan(Table::HINTS, nullptr, nullptr, [&](Bytes key, Bytes) {
+      keys.emplace_back(key.asChars().begin(), key.size());
+      return true;
+    });
+    std::vector<std::pair<std::string, kj::Array<kj::byte>>> heldBack;
+    for (size_t i = 0; i < keys.size(); i++) {
+      auto parsed = parseLegacyHintKey(bytesOf(keys[i]));
+      auto newKey = hintKey(
+          parsed.owner, std::string(parsed.storageKey.asChars().begin(), parsed.storageKey.size()));
+      KJ_IF_MAYBE(value, txn.get(Table::HINTS, bytesOf(keys[i]))) {
+        auto copy = kj::heapArray(*value);  // remove() may move the page the value is on
+        txn.remove(Table::HINTS, bytesOf(keys[i]));
+        if (std::binary_search(keys.begin() + ptrdiff_t(i + 1), keys.end(), newKey)) {
+          heldBack.emplace_back(kj::mv(newKey), kj::mv(copy));
+        } else {
+          txn.put(Table::HINTS, bytesOf(newKey), copy);
+        }
+      }
+      counts[parsed.owner]++;
+    }
+    moved = keys.size();
+    for (auto& [key, value] : heldBack) txn.put(Table::HINTS, bytesOf(key), value);
+    txn.put(Table::META, kj::arrayPtr(HINT_LAYOUT_KEY, sizeof(HINT_LAYOUT_KEY)),
+            kj::arrayPtr(HINT_LAYOUT_OWNER_FIRST, sizeof(HINT_LAYOUT_OWNER_FIRST)));
+  });
+  KJ_LOG(INFO, "hint store rewritten with each owner's hints together", moved, counts.size());
+  hintCounts_ = kj::mv(counts);
+  hintLayoutRecorded_ = true;
 }
 
 void Store::flusherLoop() {
@@ -136,17 +205,16 @@ std::optional<Object> Store::get(const StorageKey& key) {
       result = objectFromBytes(*bytes, limits_);
     }
     // Writes held here for an unreachable owner are part of what this node knows of the key.
-    auto prefix = hintPrefix(engineKey);
-    auto end = prefixEnd(prefix);
-    txn.scan(Table::HINTS, bytesOf(prefix), bytesOf(end), [&](Bytes, Bytes value) {
-      auto hinted = objectFromBytes(value, limits_);
-      if (!result) {
-        result = kj::mv(hinted);
-      } else if (result->kind == hinted.kind) {
-        result = sync(*result, hinted);
+    for (auto& [owner, count] : hintCounts_) {
+      KJ_IF_MAYBE(bytes, txn.get(Table::HINTS, bytesOf(hintKey(owner, engineKey)))) {
+        auto hinted = objectFromBytes(*bytes, limits_);
+        if (!result) {
+          result = kj::mv(hinted);
+        } else if (result->kind == hinted.kind) {
+          result = sync(*result, hinted);
+        }
       }
-      return true;
-    });
+    }
   });
   return result;
 }
@@ -179,6 +247,7 @@ kj::Promise<void> Store::storeHint(uint64_t ownerId, StorageKey key, Object obje
   write->op = PendingWrite::Op::HINT;
   write->table = Table::HINTS;
   write->engineKey = hintKey(ownerId, encodeStorageKey(key));
+  write->hintOwner = ownerId;
   write->object = kj::mv(object);
   return enqueue(kj::mv(write)).ignoreResult();
 }
@@ -188,35 +257,44 @@ kj::Promise<void> Store::removeHint(const Hint& delivered) {
   write->op = PendingWrite::Op::REMOVE_HINT;
   write->table = Table::HINTS;
   write->engineKey = hintKey(delivered.ownerId, encodeStorageKey(delivered.key));
+  write->hintOwner = delivered.ownerId;
   write->object = delivered.object;
   return enqueue(kj::mv(write)).ignoreResult();
 }
 
-std::vector<Store::Hint> Store::hintsFor(kj::Maybe<uint64_t> ownerId, size_t max) {
-  std::vector<Hint> hints;
+Store::HintPage Store::hintsFor(uint64_t ownerId, const std::string& after, size_t max) {
+  HintPage page;
+  page.next = after;
+  page.end = true;
+  auto prefix = ownerPrefix(ownerId);
+  std::string begin = after.empty() ? prefix : hintKey(ownerId, after) + std::string(1, '\0');
+  std::string end = prefixEnd(prefix);
   engine_.read([&](ReadTransaction& txn) {
-    txn.scan(Table::HINTS, nullptr, nullptr, [&](Bytes key, Bytes value) {
-      auto parsed = parseHintKey(key);
-      KJ_IF_MAYBE(id, ownerId) {
-        if (parsed.owner != *id) return true;
+    txn.scan(Table::HINTS, bytesOf(begin), bytesOf(end), [&](Bytes key, Bytes value) {
+      if (page.hints.size() >= max) {
+        page.end = false;
+        return false;
       }
-      hints.push_back(Hint{parsed.owner, decodeStorageKey(parsed.storageKey),
-                           objectFromBytes(value, limits_)});
-      return hints.size() < max;
-    });
-  });
-  return hints;
-}
-
-uint64_t Store::hintCount() {
-  uint64_t count = 0;
-  engine_.read([&](ReadTransaction& txn) {
-    txn.scan(Table::HINTS, nullptr, nullptr, [&](Bytes, Bytes) {
-      count++;
+      auto parsed = parseHintKey(key);
+      page.hints.push_back(
+          Hint{ownerId, decodeStorageKey(parsed.storageKey), objectFromBytes(value, limits_)});
+      page.next.assign(parsed.storageKey.asChars().begin(), parsed.storageKey.size());
       return true;
     });
   });
-  return count;
+  return page;
+}
+
+std::vector<HintBacklog> Store::hintBacklog() const {
+  std::vector<HintBacklog> backlog;
+  for (auto& [owner, count] : hintCounts_) backlog.push_back(HintBacklog{owner, count});
+  return backlog;
+}
+
+uint64_t Store::hintCount() const {
+  uint64_t total = 0;
+  for (auto& [owner, count] : hintCounts_) total += count;
+  return total;
 }
 
 Store::PartitionChunk Store::scanPartition(uint32_t partition, const std::string& after,
@@ -263,12 +341,17 @@ void Store::commitBatch() {
   auto batch = kj::mv(pending_);
   pending_.clear();
 
+  // What the batch does to the hint store, applied to hintCounts_ only once it is committed.
+  std::map<uint64_t, int64_t> hintDeltas;
+  bool recordsHintLayout = false;
   auto failure = kj::runCatchingExceptions([&]() {
     engine_.write([&](WriteTransaction& txn) {
       for (auto& w : batch) {
         w->refusal = nullptr;
+        bool stored = false;
         Object current;
         KJ_IF_MAYBE(bytes, txn.get(w->table, bytesOf(w->engineKey))) {
+          stored = true;
           current = objectFromBytes(*bytes, limits_);
         }
         bool kindsDiffer = !current.empty() && !w->object.empty() && current.kind != w->object.kind;
@@ -300,11 +383,22 @@ void Store::commitBatch() {
             if (w->result == current) continue;  // nothing new: no write
             break;
           case PendingWrite::Op::REMOVE_HINT:
-            if (current == w->object) txn.remove(w->table, bytesOf(w->engineKey));
+            if (stored && current == w->object) {
+              txn.remove(w->table, bytesOf(w->engineKey));
+              hintDeltas[w->hintOwner]--;
+            }
             continue;
         }
         auto words = objectToWords(w->result);
         txn.put(w->table, bytesOf(w->engineKey), bytesOf(words));
+        if (w->op == PendingWrite::Op::HINT) {
+          if (!stored) hintDeltas[w->hintOwner]++;
+          if (!hintLayoutRecorded_ && !recordsHintLayout) {
+            txn.put(Table::META, kj::arrayPtr(HINT_LAYOUT_KEY, sizeof(HINT_LAYOUT_KEY)),
+                    kj::arrayPtr(HINT_LAYOUT_OWNER_FIRST, sizeof(HINT_LAYOUT_OWNER_FIRST)));
+            recordsHintLayout = true;
+          }
+        }
       }
     });
   });
@@ -314,6 +408,12 @@ void Store::commitBatch() {
     return;
   }
   dirty_ = true;
+  if (recordsHintLayout) hintLayoutRecorded_ = true;
+  for (auto& [owner, delta] : hintDeltas) {
+    auto& count = hintCounts_[owner];
+    count = uint64_t(int64_t(count) + delta);
+    if (count == 0) hintCounts_.erase(owner);
+  }
   for (auto& w : batch) {
     KJ_IF_MAYBE(refusal, w->refusal) {
       w->fulfiller->reject(kj::mv(*refusal));

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <kj/async.h>
 #include <kj/timer.h>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -18,6 +19,7 @@
 
 #include "dvv.h"
 #include "engine.h"
+#include "hint-policy.h"
 #include "limits.h"
 
 namespace dynkv::storaged {
@@ -40,6 +42,10 @@ class Store {
   // With a BUFFERED engine a flusher thread makes committed writes durable every
   // BUFFERED_FLUSH_INTERVAL while there are any: the fsync never blocks the event loop (it
   // did, 7% of the time, when the loop ran it; see bench/).
+  //
+  // Hints that an earlier version stored in its layout (all owners' hints for one key
+  // together) are rewritten in the current one, in one transaction, before the constructor
+  // returns; it throws, leaving them as they were, if that transaction fails.
 
   static constexpr auto BUFFERED_FLUSH_INTERVAL = std::chrono::milliseconds(5);
 
@@ -59,6 +65,11 @@ class Store {
   kj::Promise<void> replicate(StorageKey key, Object object);
   // Stores sync(local, object) once committed.
 
+  // The hint store (DESIGN.md, "Request paths": sloppy quorum and hinted handoff). Hints are
+  // kept per owner, each owner's in storage-key order, so that a holder can hand them off owner
+  // by owner from a cursor: one owner's backlog never stands in front of another's. The Store
+  // is the only writer of Table::HINTS (it keeps the per-owner counts in memory).
+
   kj::Promise<void> storeHint(uint64_t ownerId, StorageKey key, Object object);
   // Keeps a write meant for `ownerId` in the hint store (merged with any hint already held
   // for the same owner and key) until it can be handed off.
@@ -68,14 +79,24 @@ class Store {
     StorageKey key;
     Object object;
   };
-  std::vector<Hint> hintsFor(kj::Maybe<uint64_t> ownerId, size_t max);
-  // Up to `max` held hints, for one owner or for all, in storage order.
+  struct HintPage {
+    std::vector<Hint> hints;
+    std::string next;  // the storage key of the last hint returned (else `after`): the cursor
+    bool end = false;  // the owner had no hints after `next` when read
+  };
+  HintPage hintsFor(uint64_t ownerId, const std::string& after, size_t max);
+  // Up to `max` hints held for `ownerId`, in storage-key order, starting after the encoded
+  // storage key `after` (empty: from the first). Reads only that owner's hints: O(max),
+  // whatever else is held.
 
   kj::Promise<void> removeHint(const Hint& delivered);
   // Deletes a delivered hint, unless it changed since it was read (then it stays for the next
   // round).
 
-  uint64_t hintCount();
+  std::vector<HintBacklog> hintBacklog() const;
+  // How many hints are held for each owner that has any, by owner id. From memory: O(owners).
+
+  uint64_t hintCount() const;
 
   struct PartitionChunk {
     std::vector<std::pair<StorageKey, Object>> entries;
@@ -103,6 +124,10 @@ class Store {
   bool stopFlusher_ = false;
   std::thread flusher_;
 
+  std::map<uint64_t, uint64_t> hintCounts_;  // owner id -> committed hints, owners with any
+  bool hintLayoutRecorded_ = false;          // META says the hint keys are owner-first
+
+  void openHints();
   kj::Promise<Object> enqueue(kj::Own<PendingWrite> write);
   void commitBatch();
   void flusherLoop();
