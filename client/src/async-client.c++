@@ -98,6 +98,7 @@ class ReadOp final : public kj::Refcounted {
  public:
   ReadOp(AsyncClientImpl& client, MapSnapshot map, Key key, NamespaceKind kind, Quorum q);
   kj::Promise<Result<GetResult>> run();
+  void fail(size_t slot, ReplicaError error, std::string detail);  // the replica in slot failed
 
  private:
   AsyncClientImpl& client_;
@@ -119,6 +120,7 @@ class WriteOp final : public kj::Refcounted {
   WriteOp(AsyncClientImpl& client, MapSnapshot map, Key key, NamespaceKind kind, Quorum q,
           std::optional<std::string> value, DecodedContext context);
   kj::Promise<Result<Context>> run();
+  void fail(size_t slot, ReplicaError error, std::string detail);  // the replica in slot failed
 
  private:
   AsyncClientImpl& client_;
@@ -200,6 +202,26 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
   kj::Timer& timer() { return timer_; }
   const Limits& limits() const { return limits_; }
   void addTask(kj::Promise<void> task) { tasks_.add(kj::mv(task)); }
+
+  template <typename Op, typename Response, typename OnReply>
+  void callReplica(Op& op, size_t slot, const std::string& address, kj::Duration timeout,
+                   kj::Promise<Response> sent, OnReply onReply) {
+    // One request to the replica in `slot`: its reply goes to onReply; a transport failure
+    // (classified) or silence past `timeout` goes to op.fail(slot, ...). Whichever comes
+    // first, exactly once.
+    auto call = pool_.track(address, kj::mv(sent))
+                    .then(kj::mv(onReply),
+                          [this, self = kj::addRef(op), slot, address](kj::Exception&& e) mutable {
+                            pool_.reportFailure(address, e);
+                            self->fail(slot, classify(e), e.getDescription().cStr());
+                          });
+    auto slow =
+        timer_.afterDelay(timeout).then([this, self = kj::addRef(op), slot, address]() mutable {
+          pool_.reportTimeout(address);
+          self->fail(slot, ReplicaError::TIMEOUT, "");
+        });
+    tasks_.add(call.exclusiveJoin(kj::mv(slow)));
+  }
 
   void noteVersion(uint64_t version) {
     // A node answered with a newer map: fetch it now rather than at the next periodic pull.
@@ -422,41 +444,28 @@ void ReadOp::send(size_t slot) {
         key.setKey(asData(self->key_.key));
         return request.send();
       });
-  auto call =
-      client_.pool()
-          .track(address, kj::mv(sent))
-          .then(
-              [self = kj::addRef(*this), slot,
-               address](capnp::Response<wire::Node::GetResults>&& response) mutable {
-                self->client_.noteVersion(response.getMapVersion());
-                std::optional<Object> copy;
-                if (response.getFound()) {
-                  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
-                                 copy = decodeObject(response.getObject(), self->client_.limits());
-                               })) {
-                    self->apply(self->read_.onFailure(
-                        slot, ReplicaError::MALFORMED,
-                        std::string("malformed answer: ") + e->getDescription().cStr(),
-                        self->health_));
-                    return;
-                  }
-                }
-                self->client_.pool().reportSuccess(address);
-                self->apply(self->read_.onAnswer(slot, kj::mv(copy), self->health_));
-              },
-              [self = kj::addRef(*this), slot, address](kj::Exception&& e) mutable {
-                self->client_.pool().reportFailure(address, e);
-                self->apply(self->read_.onFailure(slot, classify(e), e.getDescription().cStr(),
-                                                  self->health_));
-              });
-  auto slow =
-      client_.timer()
-          .afterDelay(q_.replicaTimeout)
-          .then([self = kj::addRef(*this), slot, address]() mutable {
-            self->client_.pool().reportTimeout(address);
-            self->apply(self->read_.onFailure(slot, ReplicaError::TIMEOUT, "", self->health_));
-          });
-  client_.addTask(call.exclusiveJoin(kj::mv(slow)));
+  client_.callReplica(
+      *this, slot, address, q_.replicaTimeout, kj::mv(sent),
+      [self = kj::addRef(*this), slot,
+       address](capnp::Response<wire::Node::GetResults>&& response) mutable {
+        self->client_.noteVersion(response.getMapVersion());
+        std::optional<Object> copy;
+        if (response.getFound()) {
+          KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                         copy = decodeObject(response.getObject(), self->client_.limits());
+                       })) {
+            self->fail(slot, ReplicaError::MALFORMED,
+                       std::string("malformed answer: ") + e->getDescription().cStr());
+            return;
+          }
+        }
+        self->client_.pool().reportSuccess(address);
+        self->apply(self->read_.onAnswer(slot, kj::mv(copy), self->health_));
+      });
+}
+
+void ReadOp::fail(size_t slot, ReplicaError error, std::string detail) {
+  apply(read_.onFailure(slot, error, kj::mv(detail), health_));
 }
 
 void ReadOp::repair(size_t slot) {
@@ -541,39 +550,22 @@ void WriteOp::coordinate(size_t slot) {
         }
         return request.send();
       });
-  auto call =
-      client_.pool()
-          .track(address, kj::mv(sent))
-          .then(
-              [self = kj::addRef(*this), slot,
-               address](capnp::Response<wire::Node::CoordinatePutResults>&& response) mutable {
-                self->client_.noteVersion(response.getMapVersion());
-                self->client_.pool().reportSuccess(address);
-                std::optional<Object> object;
-                KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
-                               object = decodeObject(response.getObject(), self->client_.limits());
-                             })) {
-                  self->apply(self->write_.onFailure(
-                      slot, ReplicaError::MALFORMED,
-                      std::string("malformed answer: ") + e->getDescription().cStr(),
-                      self->health_));
-                  return;
-                }
-                self->apply(self->write_.onCoordinated(slot, kj::mv(*object)));
-              },
-              [self = kj::addRef(*this), slot, address](kj::Exception&& e) mutable {
-                self->client_.pool().reportFailure(address, e);
-                self->apply(self->write_.onFailure(slot, classify(e), e.getDescription().cStr(),
-                                                   self->health_));
-              });
-  auto slow =
-      client_.timer()
-          .afterDelay(q_.replicaTimeout)
-          .then([self = kj::addRef(*this), slot, address]() mutable {
-            self->client_.pool().reportTimeout(address);
-            self->apply(self->write_.onFailure(slot, ReplicaError::TIMEOUT, "", self->health_));
-          });
-  client_.addTask(call.exclusiveJoin(kj::mv(slow)));
+  client_.callReplica(
+      *this, slot, address, q_.replicaTimeout, kj::mv(sent),
+      [self = kj::addRef(*this), slot,
+       address](capnp::Response<wire::Node::CoordinatePutResults>&& response) mutable {
+        self->client_.noteVersion(response.getMapVersion());
+        self->client_.pool().reportSuccess(address);
+        std::optional<Object> object;
+        KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                       object = decodeObject(response.getObject(), self->client_.limits());
+                     })) {
+          self->fail(slot, ReplicaError::MALFORMED,
+                     std::string("malformed answer: ") + e->getDescription().cStr());
+          return;
+        }
+        self->apply(self->write_.onCoordinated(slot, kj::mv(*object)));
+      });
 }
 
 void WriteOp::replicateTo(size_t slot) {
@@ -590,28 +582,17 @@ void WriteOp::replicateTo(size_t slot) {
         request.setHintFor(self->write_.target(slot).hintFor);
         return request.send();
       });
-  auto call = client_.pool()
-                  .track(address, kj::mv(sent))
-                  .then(
+  client_.callReplica(*this, slot, address, q_.replicaTimeout, kj::mv(sent),
                       [self = kj::addRef(*this), slot,
                        address](capnp::Response<wire::Node::ReplicateResults>&& response) mutable {
                         self->client_.noteVersion(response.getMapVersion());
                         self->client_.pool().reportSuccess(address);
                         self->apply(self->write_.onAck(slot));
-                      },
-                      [self = kj::addRef(*this), slot, address](kj::Exception&& e) mutable {
-                        self->client_.pool().reportFailure(address, e);
-                        self->apply(self->write_.onFailure(
-                            slot, classify(e), e.getDescription().cStr(), self->health_));
                       });
-  auto slow =
-      client_.timer()
-          .afterDelay(q_.replicaTimeout)
-          .then([self = kj::addRef(*this), slot, address]() mutable {
-            self->client_.pool().reportTimeout(address);
-            self->apply(self->write_.onFailure(slot, ReplicaError::TIMEOUT, "", self->health_));
-          });
-  client_.addTask(call.exclusiveJoin(kj::mv(slow)));
+}
+
+void WriteOp::fail(size_t slot, ReplicaError error, std::string detail) {
+  apply(write_.onFailure(slot, error, kj::mv(detail), health_));
 }
 
 }  // namespace
