@@ -1,8 +1,11 @@
 #include "lab.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +22,36 @@
 namespace dynkv::faults {
 
 std::atomic<bool> interrupted{false};
+
+namespace {
+
+// Readable once a termination signal has arrived: waits poll it beside what they wait for, so
+// an interrupted wait returns at once instead of at its next wake-up.
+const int interruptFd = eventfd(0, EFD_CLOEXEC);
+
+bool waitReadable(int fd, std::chrono::steady_clock::time_point deadline, bool interruptible) {
+  // Until fd (-1: none) is readable (true) or the deadline passes (false). An interruptible
+  // wait throws Interrupted as soon as a termination signal arrives; cleanup's waits are not.
+  for (;;) {
+    if (interruptible && interrupted) throw Interrupted();
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd fds[2] = {{fd, POLLIN, 0}, {interruptible ? interruptFd : -1, POLLIN, 0}};
+    int n = poll(fds, 2, int(std::max<int64_t>(left.count(), 0)));
+    if (n < 0 && errno == EINTR) continue;
+    if (interruptible && interrupted) throw Interrupted();
+    if (n > 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+  }
+}
+
+std::chrono::steady_clock::time_point after(double seconds) {
+  return std::chrono::steady_clock::now() +
+         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+             std::chrono::duration<double>(seconds));
+}
+
+}  // namespace
 
 namespace {
 
@@ -120,21 +153,16 @@ void blockTerminationSignals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::thread([set]() {
     int sig = 0;
-    while (sigwait(&set, &sig) == 0) interrupted = true;
+    while (sigwait(&set, &sig) == 0) {
+      interrupted = true;
+      uint64_t one = 1;
+      (void)!write(interruptFd, &one, sizeof(one));
+    }
   }).detach();
 }
 
 void pauseFor(double seconds) {
-  auto deadline = std::chrono::steady_clock::now() +
-                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                      std::chrono::duration<double>(seconds));
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (interrupted) throw Interrupted();
-    auto left = deadline - std::chrono::steady_clock::now();
-    std::this_thread::sleep_for(
-        std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(50)));
-  }
-  if (interrupted) throw Interrupted();
+  waitReadable(-1, after(seconds), true);
 }
 
 int run(const std::vector<std::string>& argv, std::string* output) {
@@ -265,24 +293,36 @@ pid_t Lab::spawn(const std::string& hostName, const std::vector<std::string>& ar
 
 void Lab::signal(pid_t pid, int sig) {
   ::kill(pid, sig);
-  if (sig == SIGKILL) reap(pid, 30);
+  if (sig == SIGKILL) reap(pid, 30, false);
 }
 
-std::optional<int> Lab::reap(pid_t pid, double timeoutSeconds) {
-  auto deadline = std::chrono::steady_clock::now() +
-                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                      std::chrono::duration<double>(timeoutSeconds));
-  while (true) {
-    int status = 0;
-    pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) {
-      children_.erase(std::remove(children_.begin(), children_.end(), pid), children_.end());
-      return statusOf(status);
+std::optional<int> Lab::reap(pid_t pid, double timeoutSeconds, bool interruptible) {
+  // A pidfd becomes readable when the process exits: the wait is an event, not a poll loop.
+  auto deadline = after(timeoutSeconds);
+  // The raw system call: glibc 2.36 declares pidfd_open without C linkage for C++.
+  int pidfd = int(syscall(SYS_pidfd_open, pid, 0));
+  std::optional<int> result;
+  try {
+    for (;;) {
+      int status = 0;
+      pid_t r = waitpid(pid, &status, WNOHANG);
+      if (r == pid) {
+        children_.erase(std::remove(children_.begin(), children_.end(), pid), children_.end());
+        result = statusOf(status);
+        break;
+      }
+      if (r < 0 && errno == ECHILD) {
+        result = -1;
+        break;
+      }
+      if (!waitReadable(pidfd, deadline, interruptible)) break;
     }
-    if (r < 0 && errno == ECHILD) return -1;
-    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  } catch (...) {
+    if (pidfd >= 0) close(pidfd);
+    throw;
   }
+  if (pidfd >= 0) close(pidfd);
+  return result;
 }
 
 bool Lab::alive(pid_t pid) {
@@ -376,7 +416,7 @@ void Lab::cleanup() {
     ::kill(-pid, SIGCONT);  // a paused process must run to die of SIGKILL's reaping
     ::kill(-pid, SIGKILL);
     ::kill(pid, SIGKILL);
-    reap(pid, 10);
+    reap(pid, 10, false);
   }
   for (auto& ns : namespaces_) killNamespaceProcesses(ns);
   for (auto it = mounts_.rbegin(); it != mounts_.rend(); ++it) umount2(it->c_str(), MNT_DETACH);

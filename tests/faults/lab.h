@@ -38,7 +38,7 @@ void blockTerminationSignals();
 // starts a thread that waits for them and sets `interrupted`.
 
 void pauseFor(double seconds);
-// Sleeps, waking every 50 ms to throw Interrupted if a termination signal arrived.
+// Waits that long, or throws Interrupted as soon as a termination signal arrives.
 
 std::optional<std::string> labUnavailable();
 // Why this machine cannot host a lab (not root, no `ip` or `nft`, namespaces refused), or
@@ -79,8 +79,9 @@ class Lab {
   // terminal's ^C reaches only the lab. The lab kills it at the end if it still runs.
   void signal(pid_t pid, int sig);
   // kill(2); for SIGKILL also reaps it and returns once it is gone.
-  std::optional<int> reap(pid_t pid, double timeoutSeconds);
-  // Waits for the process to exit (exit status, or 128+signal), nullopt on timeout.
+  std::optional<int> reap(pid_t pid, double timeoutSeconds, bool interruptible = true);
+  // Waits for the process to exit (exit status, or 128+signal), nullopt on timeout. An
+  // interruptible wait throws Interrupted when a termination signal arrives.
   bool alive(pid_t pid);
   int exec(const std::string& host, const std::vector<std::string>& argv,
            std::string* output = nullptr);

@@ -78,21 +78,15 @@ void Run::runInObserver(const std::vector<std::string>& args, double timeoutSeco
   std::vector<std::string> argv = {options_.self};
   argv.insert(argv.end(), args.begin(), args.end());
   pid_t pid = lab_->spawn("obs", argv, dir_ + "/observer.log");
-  auto deadline = steadySeconds() + timeoutSeconds;
-  for (;;) {
-    if (auto status = lab_->reap(pid, 0.05)) {
-      if (*status != 0) {
-        throw std::runtime_error("`dynkv-faults " + args.front() + "` in the observer failed (" +
-                                 std::to_string(*status) + "); see " + dir_ + "/observer.log");
-      }
-      return;
-    }
-    if (interrupted) throw Interrupted();
-    if (steadySeconds() > deadline) {
-      lab_->signal(pid, SIGKILL);
-      throw std::runtime_error("`dynkv-faults " + args.front() + "` in the observer took over " +
-                               std::to_string(int(timeoutSeconds)) + " s");
-    }
+  auto status = lab_->reap(pid, timeoutSeconds);
+  if (!status) {
+    lab_->signal(pid, SIGKILL);
+    throw std::runtime_error("`dynkv-faults " + args.front() + "` in the observer took over " +
+                             std::to_string(int(timeoutSeconds)) + " s");
+  }
+  if (*status != 0) {
+    throw std::runtime_error("`dynkv-faults " + args.front() + "` in the observer failed (" +
+                             std::to_string(*status) + "); see " + dir_ + "/observer.log");
   }
 }
 
@@ -193,8 +187,12 @@ void Run::useSmallDisk(const std::string& node, uint64_t bytes) {
   lab_->mountTmpfs(nodeDir(node) + "/data", bytes);
 }
 
-void Run::fillDisk(const std::string& node) { lab_->fillDisk(nodeDir(node) + "/data"); }
-void Run::freeDisk(const std::string& node) { lab_->freeDisk(nodeDir(node) + "/data"); }
+void Run::fillDisk(const std::string& node) {
+  lab_->fillDisk(nodeDir(node) + "/data");
+}
+void Run::freeDisk(const std::string& node) {
+  lab_->freeDisk(nodeDir(node) + "/data");
+}
 
 // ---- The run ----
 
@@ -249,11 +247,7 @@ RunSummary Run::execute() {
     // The clients stop by themselves; one that hangs past its time is a finding, not a wait.
     for (auto pid : clients) {
       double left = workloadStart_ + options_.seconds + 30 - steadySeconds();
-      std::optional<int> status;
-      while (!(status = lab_->reap(pid, 0.05)) && left > 0) {
-        if (interrupted) throw Interrupted();
-        left = workloadStart_ + options_.seconds + 30 - steadySeconds();
-      }
+      auto status = lab_->reap(pid, std::max(left, 0.0));
       if (!status) {
         lab_->signal(pid, SIGKILL);
         problem += "a workload client hung past its time and was killed; ";
