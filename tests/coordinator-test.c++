@@ -225,16 +225,25 @@ TEST_CASE("write coordinator: a coordinator that fails before minting is replace
   CHECK(write.onAck(3).decided);  // a hinted ack counts toward W
 }
 
-TEST_CASE("write coordinator: when every candidate refuses, nothing was written") {
+TEST_CASE("write coordinator: a refusing coordinator is replaced; past N - W refusals it fails") {
   auto map = fiveNodes();
   FakeHealth health;
   WriteCoordinator write(map, map.preferenceList(0, 3, 2), 2, NamespaceKind::VECTOR_CLOCK, 0,
                          std::nullopt);
   write.start(health);
-  auto refused = write.onFailure(0, ReplicaError::REFUSED, "disk full", health);
-  CHECK(refused.decided);
+  // A coordinator that refuses (its disk is full) stored nothing: the next owner coordinates.
+  auto first = write.onFailure(0, ReplicaError::REFUSED, "disk full", health);
+  CHECK_FALSE(first.decided);
+  REQUIRE(first.coordinate);
+  CHECK(*first.coordinate == 1);
+  CHECK(first.replicate.empty());  // it answered: no fallback stands in for it
+  // A second refusal leaves one replica for W=2: the write fails, rejected, with nothing
+  // written anywhere.
+  auto second = write.onFailure(1, ReplicaError::REFUSED, "disk full", health);
+  CHECK(second.decided);
+  CHECK_FALSE(second.coordinate);
   CHECK(write.failure().kind == FailureKind::REJECTED);
-  CHECK(write.failure().message.find("no replica could coordinate") != std::string::npos);
+  CHECK(write.failure().faults.size() == 2);
 }
 
 TEST_CASE("write coordinator: last-write-wins goes to all N at once") {

@@ -61,8 +61,11 @@ WriteActions WriteCoordinator::onFailure(size_t slot, ReplicaError error, std::s
   WriteActions actions;
   bool fault = !answered(error);
   if (!decided_ && fault) substitute(slot, health, actions);
-  if (!object_ && !decided_ && fault) {
-    // The coordinator failed before minting: the next untried replica coordinates instead.
+  if (!object_ && !decided_ && !quorum_.failedForGood() &&
+      (fault || error == ReplicaError::REFUSED)) {
+    // The coordinator failed or refused before minting (a full disk, a partition still
+    // arriving: it stored nothing): the next untried replica coordinates instead. Only a
+    // request refused as invalid is not tried elsewhere; every replica would refuse it.
     if (auto next = nextCoordinator()) {
       triedAsCoordinator_.push_back(*next);
       actions.coordinate = *next;

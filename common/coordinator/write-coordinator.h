@@ -38,7 +38,8 @@ class WriteCoordinator {
   WriteActions onAck(size_t slot);
   WriteActions onFailure(size_t slot, ReplicaError error, std::string detail, const Health& health);
   // A replica that did not answer itself is replaced by a fallback holding a hint for its
-  // owner; a coordinator that failed before minting is replaced by the next candidate.
+  // owner; a coordinator that failed or refused (other than as INVALID_REQUEST) before
+  // minting is replaced by the next candidate.
   void onDeadline();
 
   const Target& target(size_t slot) const { return targets_.at(slot); }
