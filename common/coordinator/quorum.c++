@@ -77,4 +77,34 @@ size_t WriteQuorum::pending() const {
   return countPending(replicas_);
 }
 
+CallFailure quorumFailure(const std::vector<ReplicaOutcome>& outcomes,
+                          const std::vector<Target>& targets, uint32_t got, uint32_t required,
+                          const std::string& what, const PartitionMap& map) {
+  CallFailure failure;
+  failure.got = got;
+  failure.required = required;
+  bool refused = false;
+  for (size_t i = 0; i < outcomes.size(); i++) {
+    if (outcomes[i].state != ReplicaOutcome::State::FAILED) continue;
+    failure.faults.push_back(ReplicaFault{targets[i].node, outcomes[i].error, outcomes[i].detail});
+    refused |= answered(outcomes[i].error);
+  }
+  // A refusal that names a limit is the caller's mistake, whoever noticed it.
+  bool invalid = !failure.faults.empty();
+  for (auto& f : failure.faults) invalid &= f.error == ReplicaError::INVALID_REQUEST;
+  if (invalid) {
+    failure.kind = FailureKind::INVALID_ARGUMENT;
+    failure.message = failure.faults.front().detail;
+    return failure;
+  }
+  failure.kind = refused ? FailureKind::REJECTED : FailureKind::UNAVAILABLE;
+  failure.message = what + ": " + std::to_string(got) + " of " + std::to_string(required) +
+                    " required replicas answered";
+  for (auto& f : failure.faults) {
+    failure.message += "; " + map.nodes()[f.node].address + ": " +
+                       (f.detail.empty() ? toString(f.error) : f.detail);
+  }
+  return failure;
+}
+
 }  // namespace dynkv

@@ -63,11 +63,4 @@ class ReadCoordinator {
   ReadActions check(ReadActions actions);
 };
 
-CallFailure quorumFailure(const std::vector<ReplicaOutcome>& outcomes,
-                          const std::vector<Target>& targets, uint32_t got, uint32_t required,
-                          const std::string& what, const PartitionMap& map);
-// Classifies a quorum that failed: INVALID_ARGUMENT when every failed replica refused the
-// request as invalid, REJECTED when any refused, else UNAVAILABLE. The message names each
-// failed replica (by address) and why.
-
 }  // namespace dynkv

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 
-#include "read-coordinator.h"  // quorumFailure
-
 namespace dynkv {
 
 WriteCoordinator::WriteCoordinator(const PartitionMap& map, PreferenceList pref, uint32_t w,
