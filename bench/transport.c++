@@ -43,7 +43,8 @@ void setKey(wire::Key::Builder out, const std::string& ns, const std::string& ke
 }
 
 void setSettings(wire::Node::CallSettings::Builder out, const Settings& settings) {
-  out.setKind(toWire(settings.kind));
+  out.setKind(settings.kind == NamespaceKind::LAST_WRITE_WINS ? wire::NamespaceKind::LAST_WRITE_WINS
+                                                          : wire::NamespaceKind::VECTOR_CLOCK);
   out.setN(settings.n);
   out.setR(settings.r);
   out.setW(settings.w);

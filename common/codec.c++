@@ -26,17 +26,17 @@ capnp::ReaderOptions readerOptionsFor(uint32_t maxValueBytes) {
   return options;
 }
 
-wire::NamespaceKind toWire(NamespaceKind kind) {
-  return kind == NamespaceKind::LAST_WRITE_WINS ? wire::NamespaceKind::LAST_WRITE_WINS
+wire::NamespaceKind toWire(Versioning kind) {
+  return kind == Versioning::LAST_WRITE_WINS ? wire::NamespaceKind::LAST_WRITE_WINS
                                                 : wire::NamespaceKind::VECTOR_CLOCK;
 }
 
-NamespaceKind fromWire(wire::NamespaceKind kind) {
+Versioning fromWire(wire::NamespaceKind kind) {
   switch (kind) {
     case wire::NamespaceKind::VECTOR_CLOCK:
-      return NamespaceKind::VECTOR_CLOCK;
+      return Versioning::VECTOR_CLOCK;
     case wire::NamespaceKind::LAST_WRITE_WINS:
-      return NamespaceKind::LAST_WRITE_WINS;
+      return Versioning::LAST_WRITE_WINS;
   }
   KJ_FAIL_REQUIRE("unknown namespace kind on the wire", uint(kind));
 }
@@ -118,7 +118,7 @@ Object decodeObject(wire::Object::Reader in, const Limits& limits) {
     KJ_REQUIRE(object.siblings[i - 1].dot != object.siblings[i].dot,
                "object has two siblings with the same dot");
   }
-  if (object.kind == NamespaceKind::LAST_WRITE_WINS) {
+  if (object.kind == Versioning::LAST_WRITE_WINS) {
     KJ_REQUIRE(object.siblings.size() <= 1 && object.vv.empty(),
                "a last-write-wins object holds at most one version and no version vector");
   } else {

@@ -53,7 +53,7 @@ inline capnp::Data::Reader asData(std::string_view s) {
 capnp::ReaderOptions readerOptionsFor(uint32_t maxValueBytes);
 // RPC receive limits: room for an object at the sibling limit, and no more.
 
-wire::NamespaceKind toWire(NamespaceKind kind);
-NamespaceKind fromWire(wire::NamespaceKind kind);
+wire::NamespaceKind toWire(Versioning kind);
+Versioning fromWire(wire::NamespaceKind kind);
 
 }  // namespace dynkv

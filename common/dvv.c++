@@ -62,7 +62,7 @@ Object syncLastWriteWins(const Object& a, const Object& b) {
     }
   }
   Object result;
-  result.kind = NamespaceKind::LAST_WRITE_WINS;
+  result.kind = Versioning::LAST_WRITE_WINS;
   if (best != nullptr) {
     Sibling winner = *best;
     winner.dot = ZERO_DOT;  // canonical form: LWW versions are ordered by time, not by dots
@@ -148,11 +148,11 @@ bool Object::allTombstones() const {
 
 Object coordinatePut(const Object& local, const Actor& self, const VersionVector& context,
                      std::optional<std::string> value, int64_t nowMicros) {
-  KJ_REQUIRE(local.kind == NamespaceKind::VECTOR_CLOCK || local.empty(),
+  KJ_REQUIRE(local.kind == Versioning::VECTOR_CLOCK || local.empty(),
              "coordinatePut on a last-write-wins object; LWW writes are built by the client");
 
   Object result;
-  result.kind = NamespaceKind::VECTOR_CLOCK;
+  result.kind = Versioning::VECTOR_CLOCK;
 
   // Siblings the writer has seen are superseded; the others are concurrent with this write
   // and must survive it (a blind write with an empty context drops nothing).
@@ -186,14 +186,14 @@ Object sync(const Object& a, const Object& b) {
 
   // An empty side carries no versions, so the non-empty side decides the kind. Two empty
   // objects of different kinds are not expected; max keeps the choice symmetric.
-  NamespaceKind kind = aEmpty == bEmpty ? std::max(a.kind, b.kind) : (aEmpty ? b.kind : a.kind);
-  if (kind == NamespaceKind::LAST_WRITE_WINS) return syncLastWriteWins(a, b);
+  Versioning kind = aEmpty == bEmpty ? std::max(a.kind, b.kind) : (aEmpty ? b.kind : a.kind);
+  if (kind == Versioning::LAST_WRITE_WINS) return syncLastWriteWins(a, b);
 
   // A sibling survives when every side either holds it or has not seen its dot: a side that
   // has seen the dot but no longer holds it has seen a write that superseded it. This rule
   // is a conjunction over the sides, which is what makes sync associative.
   Object result;
-  result.kind = NamespaceKind::VECTOR_CLOCK;
+  result.kind = Versioning::VECTOR_CLOCK;
   result.siblings.reserve(a.siblings.size() + b.siblings.size());
   for (auto& s : a.siblings) {
     if (!b.vv.covers(s.dot) || hasDot(b.siblings, s.dot)) result.siblings.push_back(s);
@@ -209,7 +209,7 @@ Object sync(const Object& a, const Object& b) {
 
 Object lastWriteWinsObject(std::optional<std::string> value, int64_t timestampMicros) {
   Object result;
-  result.kind = NamespaceKind::LAST_WRITE_WINS;
+  result.kind = Versioning::LAST_WRITE_WINS;
   result.siblings.push_back(Sibling{ZERO_DOT, timestampMicros, std::move(value)});
   return result;
 }

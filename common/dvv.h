@@ -12,9 +12,14 @@
 #include <string>
 #include <vector>
 
-#include <dynkv/namespace-kind.h>
-
 namespace dynkv {
+
+enum class Versioning : uint8_t {
+  // How a namespace versions its values. The SDK's public NamespaceKind (client/include/dynkv/
+  // namespace-kind.h) says the same to applications; the SDK converts at its edge.
+  VECTOR_CLOCK = 0,     // dotted version vectors: concurrent writes become siblings
+  LAST_WRITE_WINS = 1,  // one version per key; the highest (timestamp, value) wins
+};
 
 struct Actor {
   uint64_t node = 0;   // node id
@@ -103,7 +108,7 @@ struct Sibling {
 struct Object {
   // Canonical form: siblings sorted by dot (LWW: exactly one sibling), so two objects holding
   // the same versions compare equal and serialize to the same bytes.
-  NamespaceKind kind = NamespaceKind::VECTOR_CLOCK;
+  Versioning kind = Versioning::VECTOR_CLOCK;
   VersionVector vv;
   std::vector<Sibling> siblings;
 

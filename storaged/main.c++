@@ -13,7 +13,7 @@
 #include "gossip.h"
 #include "identity.h"
 #include "membership.h"
-#include "server.h"
+#include "accept-loop.h"
 #include "server-driven.h"
 #include "service.h"
 #include "store.h"
@@ -98,7 +98,9 @@ int run(const Config& config) {
   HintedHandoff handoff(store, membership, peers, timer, config.replicas);
   auto handoffLoop = handoff.run().eagerlyEvaluate(logFailure("hinted handoff stopped"));
 
-  auto serving = serve(*listener, kj::mv(gateway), readerOptionsFor(config.limits.maxValueBytes));
+  AcceptOptions accept;
+  accept.reader = readerOptionsFor(config.limits.maxValueBytes);
+  auto serving = serve(*listener, kj::mv(gateway), accept);
   auto stop = io.unixEventPort.onSignal(SIGTERM)
                   .exclusiveJoin(io.unixEventPort.onSignal(SIGINT))
                   .then([](siginfo_t info) { return info.si_signo; });

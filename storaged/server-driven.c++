@@ -69,7 +69,7 @@ kj::Promise<void> ServerDriven::coordinateGet(CoordinateGetContext context) {
   auto params = context.getParams();
   auto wireKey = params.getKey();
   Key key(toStdString(wireKey.getNamespace()), toStdString(wireKey.getKey()));
-  auto& coordinator = coordinatorFor(key.ns, fromWire(params.getCall().getKind()));
+  auto& coordinator = coordinatorFor(key.ns, params.getCall().getKind() == wire::NamespaceKind::LAST_WRITE_WINS ? NamespaceKind::LAST_WRITE_WINS : NamespaceKind::VECTOR_CLOCK);
   auto options = callOptionsFrom(params.getCall());
   return coordinator.get(kj::mv(key), options).then([context](Result<GetResult> result) mutable {
     auto results = context.getResults();
@@ -93,7 +93,7 @@ kj::Promise<void> ServerDriven::coordinateWrite(CoordinateWriteContext context) 
   auto params = context.getParams();
   auto wireKey = params.getKey();
   Key key(toStdString(wireKey.getNamespace()), toStdString(wireKey.getKey()));
-  auto& coordinator = coordinatorFor(key.ns, fromWire(params.getCall().getKind()));
+  auto& coordinator = coordinatorFor(key.ns, params.getCall().getKind() == wire::NamespaceKind::LAST_WRITE_WINS ? NamespaceKind::LAST_WRITE_WINS : NamespaceKind::VECTOR_CLOCK);
   auto options = callOptionsFrom(params.getCall());
   Context readContext(toStdString(params.getContext()));
   auto written = params.getTombstone()

@@ -68,7 +68,7 @@ class NodeImpl final : public wire::Node::Server {
     }
     auto vv = decodeVersionVector(params.getContext());
     return store_
-        .coordinatePut(kj::mv(key), NamespaceKind::VECTOR_CLOCK, kj::mv(vv), kj::mv(value),
+        .coordinatePut(kj::mv(key), Versioning::VECTOR_CLOCK, kj::mv(vv), kj::mv(value),
                        nowMicros())
         .then([context, map](Object object) mutable {
           auto results = context.getResults();

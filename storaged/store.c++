@@ -97,7 +97,7 @@ struct Store::PendingWrite {
   Op op;
   Table table;
   std::string engineKey;
-  NamespaceKind kind = NamespaceKind::VECTOR_CLOCK;
+  Versioning kind = Versioning::VECTOR_CLOCK;
   VersionVector context;
   std::optional<std::string> value;
   int64_t nowMicros = 0;
@@ -219,7 +219,7 @@ std::optional<Object> Store::get(const StorageKey& key) {
   return result;
 }
 
-kj::Promise<Object> Store::coordinatePut(StorageKey key, NamespaceKind kind,
+kj::Promise<Object> Store::coordinatePut(StorageKey key, Versioning kind,
                                          VersionVector context, std::optional<std::string> value,
                                          int64_t nowMicros) {
   auto write = kj::heap<PendingWrite>();

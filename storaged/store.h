@@ -56,7 +56,7 @@ class Store {
   std::optional<Object> get(const StorageKey& key);
   // The local copy; nullopt if this node holds none.
 
-  kj::Promise<Object> coordinatePut(StorageKey key, NamespaceKind kind, VersionVector context,
+  kj::Promise<Object> coordinatePut(StorageKey key, Versioning kind, VersionVector context,
                                     std::optional<std::string> value, int64_t nowMicros);
   // The coordinator replica's write: dvv coordinatePut with this node's actor. Rejects (with a
   // message) a write to a key whose stored kind differs, or one that would leave more than

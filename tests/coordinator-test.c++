@@ -106,7 +106,7 @@ TEST_CASE("router: a suspected primary is replaced by a healthy fallback standin
 TEST_CASE("read coordinator: answers at R with the merge, then repairs the stale owner") {
   auto map = fiveNodes();
   FakeHealth health;
-  ReadCoordinator read(map, map.preferenceList(0, 3, 2), 2, NamespaceKind::VECTOR_CLOCK);
+  ReadCoordinator read(map, map.preferenceList(0, 3, 2), 2, Versioning::VECTOR_CLOCK);
   auto start = read.start(health);
   CHECK(start.send == std::vector<size_t>{0, 1, 2});
   auto a = versionAt(1, "a"), ab = sync(a, versionAt(2, "b"));
@@ -125,7 +125,7 @@ TEST_CASE("read coordinator: answers at R with the merge, then repairs the stale
 TEST_CASE("read coordinator: a failed owner is replaced; a fallback without a copy is no answer") {
   auto map = fiveNodes();
   FakeHealth health;
-  ReadCoordinator read(map, map.preferenceList(0, 3, 2), 2, NamespaceKind::VECTOR_CLOCK);
+  ReadCoordinator read(map, map.preferenceList(0, 3, 2), 2, Versioning::VECTOR_CLOCK);
   read.start(health);
   auto failed = read.onFailure(0, ReplicaError::UNREACHABLE, "connection refused", health);
   REQUIRE(failed.send.size() == 1);
@@ -147,7 +147,7 @@ TEST_CASE("read coordinator: a failed owner is replaced; a fallback without a co
 TEST_CASE("read coordinator: refusals are not retried, and all-invalid is the caller's mistake") {
   auto map = fiveNodes();
   FakeHealth health;
-  ReadCoordinator read(map, map.preferenceList(0, 3, 2), 2, NamespaceKind::VECTOR_CLOCK);
+  ReadCoordinator read(map, map.preferenceList(0, 3, 2), 2, Versioning::VECTOR_CLOCK);
   read.start(health);
   CHECK(read.onFailure(0, ReplicaError::INVALID_REQUEST, "invalid argument; key too long", health)
             .send.empty());
@@ -162,7 +162,7 @@ TEST_CASE("read coordinator: refusals are not retried, and all-invalid is the ca
 TEST_CASE("read coordinator: a copy of the other namespace kind is a malformed answer") {
   auto map = fiveNodes();
   FakeHealth health;
-  ReadCoordinator read(map, map.preferenceList(0, 3, 2), 1, NamespaceKind::LAST_WRITE_WINS);
+  ReadCoordinator read(map, map.preferenceList(0, 3, 2), 1, Versioning::LAST_WRITE_WINS);
   read.start(health);
   auto actions = read.onAnswer(0, versionAt(1, "vc"), health);
   CHECK_FALSE(actions.decided);
@@ -173,7 +173,7 @@ TEST_CASE("read coordinator: a copy of the other namespace kind is a malformed a
 TEST_CASE("read coordinator: the deadline fails an undecided read with TIMEOUT") {
   auto map = fiveNodes();
   FakeHealth health;
-  ReadCoordinator read(map, map.preferenceList(0, 3, 2), 2, NamespaceKind::VECTOR_CLOCK);
+  ReadCoordinator read(map, map.preferenceList(0, 3, 2), 2, Versioning::VECTOR_CLOCK);
   read.start(health);
   read.onAnswer(0, std::nullopt, health);
   read.onDeadline();
@@ -190,7 +190,7 @@ TEST_CASE("write coordinator: the read's fastest owner coordinates, then the res
   FakeHealth health;
   auto pref = map.preferenceList(0, 3, 2);
   uint64_t fastest = map.nodes()[pref.nodes[2]].id;
-  WriteCoordinator write(map, pref, 2, NamespaceKind::VECTOR_CLOCK, fastest, std::nullopt);
+  WriteCoordinator write(map, pref, 2, Versioning::VECTOR_CLOCK, fastest, std::nullopt);
   auto start = write.start(health);
   REQUIRE(start.coordinate);
   CHECK(*start.coordinate == 2);
@@ -206,7 +206,7 @@ TEST_CASE("write coordinator: the read's fastest owner coordinates, then the res
 TEST_CASE("write coordinator: a coordinator that fails before minting is replaced") {
   auto map = fiveNodes();
   FakeHealth health;
-  WriteCoordinator write(map, map.preferenceList(0, 3, 2), 2, NamespaceKind::VECTOR_CLOCK, 0,
+  WriteCoordinator write(map, map.preferenceList(0, 3, 2), 2, Versioning::VECTOR_CLOCK, 0,
                          std::nullopt);
   auto start = write.start(health);
   CHECK(*start.coordinate == 0);
@@ -228,7 +228,7 @@ TEST_CASE("write coordinator: a coordinator that fails before minting is replace
 TEST_CASE("write coordinator: a refusing coordinator is replaced; past N - W refusals it fails") {
   auto map = fiveNodes();
   FakeHealth health;
-  WriteCoordinator write(map, map.preferenceList(0, 3, 2), 2, NamespaceKind::VECTOR_CLOCK, 0,
+  WriteCoordinator write(map, map.preferenceList(0, 3, 2), 2, Versioning::VECTOR_CLOCK, 0,
                          std::nullopt);
   write.start(health);
   // A coordinator that refuses (its disk is full) stored nothing: the next owner coordinates.
@@ -249,7 +249,7 @@ TEST_CASE("write coordinator: a refusing coordinator is replaced; past N - W ref
 TEST_CASE("write coordinator: last-write-wins goes to all N at once") {
   auto map = fiveNodes();
   FakeHealth health;
-  WriteCoordinator write(map, map.preferenceList(0, 3, 2), 2, NamespaceKind::LAST_WRITE_WINS, 0,
+  WriteCoordinator write(map, map.preferenceList(0, 3, 2), 2, Versioning::LAST_WRITE_WINS, 0,
                          lastWriteWinsObject(std::string("x"), 7));
   auto start = write.start(health);
   CHECK_FALSE(start.coordinate);

@@ -35,7 +35,7 @@ void checkWellFormed(const Object& o) {
   }
   auto& entries = o.vv.entries();
   for (size_t i = 1; i < entries.size(); ++i) REQUIRE(entries[i - 1].actor < entries[i].actor);
-  if (o.kind == NamespaceKind::LAST_WRITE_WINS) {
+  if (o.kind == Versioning::LAST_WRITE_WINS) {
     REQUIRE(o.siblings.size() <= 1);
     REQUIRE(o.vv.empty());
     for (auto& s : o.siblings) REQUIRE(s.dot == Dot{});
@@ -317,7 +317,7 @@ TEST_CASE("last write wins: the highest timestamp wins, whatever the order") {
     std::shuffle(writes.begin(), writes.end(), rng);
     for (auto& w : writes) all = sync(w, all);
     checkWellFormed(all);
-    REQUIRE(all.kind == NamespaceKind::LAST_WRITE_WINS);
+    REQUIRE(all.kind == Versioning::LAST_WRITE_WINS);
     REQUIRE(all.siblings.size() == 1);
     CHECK(all.siblings[0].timestamp == newest);
     CHECK(all.siblings[0].value == newestValue);

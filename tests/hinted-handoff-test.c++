@@ -8,7 +8,7 @@
 #include "codec.h"
 #include "hash.h"
 #include "hinted-handoff.h"
-#include "server.h"
+#include "accept-loop.h"
 #include "service.h"
 #include "store.h"
 
@@ -52,7 +52,7 @@ struct Fixture {
   FixedMembership liveMembership{map};
   kj::Promise<void> serving =
       serve(*liveListener, newGateway(live, liveMembership, {"test", "s3cret"}),
-            readerOptionsFor(limits.maxValueBytes))
+            AcceptOptions{readerOptionsFor(limits.maxValueBytes)})
           .eagerlyEvaluate([](kj::Exception&& e) { KJ_LOG(ERROR, "serving failed", e); });
 
   // The holder: hints and the loop that hands them off.

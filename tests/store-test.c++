@@ -69,7 +69,7 @@ struct Fixture {
 
   StorageKey key(const char* k) { return StorageKey{5, "", k}; }
   Object put(const char* k, const char* value, VersionVector context = {}) {
-    return store.coordinatePut(key(k), NamespaceKind::VECTOR_CLOCK, kj::mv(context), value, 1000)
+    return store.coordinatePut(key(k), Versioning::VECTOR_CLOCK, kj::mv(context), value, 1000)
         .wait(waitScope);
   }
 };
@@ -96,8 +96,8 @@ TEST_CASE("store: coordinator writes mint dots of this node and keep concurrent 
 
 TEST_CASE("store: writes in one event-loop turn share one transaction (group commit)") {
   Fixture f;
-  auto a = f.store.coordinatePut(f.key("a"), NamespaceKind::VECTOR_CLOCK, {}, "1", 1);
-  auto b = f.store.coordinatePut(f.key("b"), NamespaceKind::VECTOR_CLOCK, {}, "2", 1);
+  auto a = f.store.coordinatePut(f.key("a"), Versioning::VECTOR_CLOCK, {}, "1", 1);
+  auto b = f.store.coordinatePut(f.key("b"), Versioning::VECTOR_CLOCK, {}, "2", 1);
   auto c = f.store.replicate(f.key("c"), lastWriteWinsObject(std::string("3"), 5));
   a.wait(f.waitScope);
   b.wait(f.waitScope);
@@ -122,8 +122,8 @@ TEST_CASE("store: an engine failure rejects the whole batch and stores nothing")
   Fixture f;
   f.put("k", "before");
   f.engine.failWrites = true;
-  auto a = f.store.coordinatePut(f.key("k"), NamespaceKind::VECTOR_CLOCK, {}, "x", 1);
-  auto b = f.store.coordinatePut(f.key("other"), NamespaceKind::VECTOR_CLOCK, {}, "y", 1);
+  auto a = f.store.coordinatePut(f.key("k"), Versioning::VECTOR_CLOCK, {}, "x", 1);
+  auto b = f.store.coordinatePut(f.key("other"), Versioning::VECTOR_CLOCK, {}, "y", 1);
   CHECK_THROWS_WITH(a.wait(f.waitScope), Catch::Contains("storage full"));
   CHECK_THROWS_WITH(b.wait(f.waitScope), Catch::Contains("storage full"));
   f.engine.failWrites = false;
@@ -134,8 +134,8 @@ TEST_CASE("store: an engine failure rejects the whole batch and stores nothing")
 TEST_CASE("store: a refused write does not fail the others in its batch") {
   Fixture f;
   f.store.replicate(f.key("lww"), lastWriteWinsObject(std::string("v"), 1)).wait(f.waitScope);
-  auto bad = f.store.coordinatePut(f.key("lww"), NamespaceKind::VECTOR_CLOCK, {}, "x", 1);
-  auto good = f.store.coordinatePut(f.key("vc"), NamespaceKind::VECTOR_CLOCK, {}, "y", 1);
+  auto bad = f.store.coordinatePut(f.key("lww"), Versioning::VECTOR_CLOCK, {}, "x", 1);
+  auto good = f.store.coordinatePut(f.key("vc"), Versioning::VECTOR_CLOCK, {}, "y", 1);
   CHECK_THROWS_WITH(bad.wait(f.waitScope), Catch::Contains("kind mismatch"));
   CHECK(good.wait(f.waitScope).siblings.size() == 1);
 }
@@ -143,7 +143,7 @@ TEST_CASE("store: a refused write does not fail the others in its batch") {
 TEST_CASE("store: more siblings than the limit are refused with a message naming it") {
   Fixture f;
   for (uint32_t i = 0; i < Limits::MAX_SIBLINGS; i++) f.put("k", "v");
-  auto more = f.store.coordinatePut(f.key("k"), NamespaceKind::VECTOR_CLOCK, {}, "v", 1);
+  auto more = f.store.coordinatePut(f.key("k"), Versioning::VECTOR_CLOCK, {}, "v", 1);
   CHECK_THROWS_WITH(more.wait(f.waitScope), Catch::Contains("limit"));
   CHECK(f.store.get(f.key("k"))->siblings.size() == Limits::MAX_SIBLINGS);
 }

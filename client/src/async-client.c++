@@ -96,7 +96,7 @@ class AsyncClientImpl;
 
 class ReadOp final : public kj::Refcounted {
  public:
-  ReadOp(AsyncClientImpl& client, MapSnapshot map, Key key, NamespaceKind kind, Quorum q);
+  ReadOp(AsyncClientImpl& client, MapSnapshot map, Key key, Versioning kind, Quorum q);
   kj::Promise<Result<GetResult>> run();
   void fail(size_t slot, ReplicaError error, std::string detail);  // the replica in slot failed
 
@@ -117,7 +117,7 @@ class ReadOp final : public kj::Refcounted {
 
 class WriteOp final : public kj::Refcounted {
  public:
-  WriteOp(AsyncClientImpl& client, MapSnapshot map, Key key, NamespaceKind kind, Quorum q,
+  WriteOp(AsyncClientImpl& client, MapSnapshot map, Key key, Versioning kind, Quorum q,
           std::optional<std::string> value, DecodedContext context);
   kj::Promise<Result<Context>> run();
   void fail(size_t slot, ReplicaError error, std::string detail);  // the replica in slot failed
@@ -126,7 +126,7 @@ class WriteOp final : public kj::Refcounted {
   AsyncClientImpl& client_;
   MapSnapshot map_;
   Key key_;
-  NamespaceKind kind_;
+  Versioning kind_;
   Quorum q_;
   std::optional<std::string> value_;
   DecodedContext context_;
@@ -243,9 +243,12 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
     KJ_LOG(INFO, "background task failed", exception);
   }
 
-  NamespaceKind kindOf(const std::string& ns) const {
+  Versioning kindOf(const std::string& ns) const {
+    // The public NamespaceKind becomes the core's Versioning here, at the SDK's edge.
     auto it = options_.namespaces.find(ns);
-    return it == options_.namespaces.end() ? NamespaceKind::VECTOR_CLOCK : it->second;
+    return it != options_.namespaces.end() && it->second == NamespaceKind::LAST_WRITE_WINS
+               ? Versioning::LAST_WRITE_WINS
+               : Versioning::VECTOR_CLOCK;
   }
 
   kj::Maybe<Error> quorumFor(const CallOptions& options, Quorum& q) const {
@@ -390,7 +393,7 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
 
 // ---- ReadOp ----
 
-ReadOp::ReadOp(AsyncClientImpl& client, MapSnapshot map, Key key, NamespaceKind kind, Quorum q)
+ReadOp::ReadOp(AsyncClientImpl& client, MapSnapshot map, Key key, Versioning kind, Quorum q)
     : client_(client),
       map_(kj::mv(map)),
       key_(kj::mv(key)),
@@ -485,7 +488,7 @@ void ReadOp::repair(size_t slot) {
 
 // ---- WriteOp ----
 
-WriteOp::WriteOp(AsyncClientImpl& client, MapSnapshot map, Key key, NamespaceKind kind, Quorum q,
+WriteOp::WriteOp(AsyncClientImpl& client, MapSnapshot map, Key key, Versioning kind, Quorum q,
                  std::optional<std::string> value, DecodedContext context)
     : client_(client),
       map_(kj::mv(map)),
@@ -499,7 +502,7 @@ WriteOp::WriteOp(AsyncClientImpl& client, MapSnapshot map, Key key, NamespaceKin
           *map_,
           map_->preferenceList(map_->partitionOf(keyHash(key_.ns, key_.key)), q.n, MAX_FALLBACKS),
           q.w, kind, context_.fastest,
-          kind == NamespaceKind::LAST_WRITE_WINS
+          kind == Versioning::LAST_WRITE_WINS
               ? std::make_optional(lastWriteWinsObject(value_, wallClockMicros()))
               : std::nullopt) {}
 

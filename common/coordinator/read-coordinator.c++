@@ -3,7 +3,7 @@
 namespace dynkv {
 
 ReadCoordinator::ReadCoordinator(const PartitionMap& map, PreferenceList pref, uint32_t r,
-                                 NamespaceKind kind)
+                                 Versioning kind)
     : map_(map), router_(map, std::move(pref)), kind_(kind), r_(r), quorum_(r, 0) {}
 
 ReadActions ReadCoordinator::start(const Health& health) {

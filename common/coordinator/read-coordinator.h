@@ -27,7 +27,7 @@ struct ReadActions {
 
 class ReadCoordinator {
  public:
-  ReadCoordinator(const PartitionMap& map, PreferenceList pref, uint32_t r, NamespaceKind kind);
+  ReadCoordinator(const PartitionMap& map, PreferenceList pref, uint32_t r, Versioning kind);
   // `map` must outlive the coordinator. The caller checks r <= the number of nodes.
 
   ReadActions start(const Health& health);
@@ -51,7 +51,7 @@ class ReadCoordinator {
  private:
   const PartitionMap& map_;
   Router router_;
-  NamespaceKind kind_;
+  Versioning kind_;
   uint32_t r_;
   std::vector<Target> targets_;
   ReadQuorum quorum_;

@@ -5,7 +5,7 @@
 namespace dynkv {
 
 WriteCoordinator::WriteCoordinator(const PartitionMap& map, PreferenceList pref, uint32_t w,
-                                   NamespaceKind kind, uint64_t preferredCoordinator,
+                                   Versioning kind, uint64_t preferredCoordinator,
                                    std::optional<Object> lastWriteWins)
     : map_(map),
       router_(map, std::move(pref)),
@@ -19,7 +19,7 @@ WriteActions WriteCoordinator::start(const Health& health) {
   targets_ = router_.initial(health);
   quorum_ = WriteQuorum(w_, targets_.size());
   WriteActions actions;
-  if (kind_ == NamespaceKind::LAST_WRITE_WINS) {
+  if (kind_ == Versioning::LAST_WRITE_WINS) {
     // The caller coordinates last-write-wins writes itself: one round trip to all N.
     for (size_t i = 0; i < targets_.size(); i++) actions.replicate.push_back(i);
   } else {
@@ -121,7 +121,7 @@ WriteActions WriteCoordinator::check(WriteActions actions) {
     decided_ = actions.decided = true;
     failure_ = quorumFailure(quorum_.replicas(), targets_, quorum_.acks(), w_,
                              "write quorum not reached", map_);
-  } else if (!object_ && kind_ == NamespaceKind::VECTOR_CLOCK) {
+  } else if (!object_ && kind_ == Versioning::VECTOR_CLOCK) {
     // Every candidate coordinator failed or refused: nothing was written.
     bool anyCoordinating = false;
     for (size_t j : triedAsCoordinator_) {

@@ -26,7 +26,7 @@ struct WriteActions {
 
 class WriteCoordinator {
  public:
-  WriteCoordinator(const PartitionMap& map, PreferenceList pref, uint32_t w, NamespaceKind kind,
+  WriteCoordinator(const PartitionMap& map, PreferenceList pref, uint32_t w, Versioning kind,
                    uint64_t preferredCoordinator, std::optional<Object> lastWriteWins);
   // `map` must outlive the coordinator. preferredCoordinator: node id of the replica that
   // answered the key's preceding read first (the paper's §6.4), 0 if unknown. lastWriteWins:
@@ -54,7 +54,7 @@ class WriteCoordinator {
  private:
   const PartitionMap& map_;
   Router router_;
-  NamespaceKind kind_;
+  Versioning kind_;
   uint32_t w_;
   uint64_t preferredCoordinator_;
   std::vector<Target> targets_;

@@ -125,7 +125,7 @@ void SimulatedCluster::get(const std::string& key, uint32_t r,
     bool reported = false;
   };
   auto state = std::make_shared<State>(
-      State{ReadCoordinator(map_, preferenceList(key), r, NamespaceKind::VECTOR_CLOCK), done, {}});
+      State{ReadCoordinator(map_, preferenceList(key), r, Versioning::VECTOR_CLOCK), done, {}});
   auto report = [state]() {
     if (state->reported || !state->read.decided()) return;
     state->reported = true;
@@ -192,7 +192,7 @@ void SimulatedCluster::put(const std::string& key, std::optional<std::string> va
     bool reported = false;
   };
   auto state = std::make_shared<State>(
-      State{WriteCoordinator(map_, preferenceList(key), w, NamespaceKind::VECTOR_CLOCK, fastest,
+      State{WriteCoordinator(map_, preferenceList(key), w, Versioning::VECTOR_CLOCK, fastest,
                              std::nullopt),
             done,
             {}});

@@ -1,12 +1,11 @@
-#include "server.h"
+#include "accept-loop.h"
 
 #include <capnp/rpc-twoparty.h>
 #include <kj/debug.h>
 
 #include "buffered-stream.h"
 
-
-namespace dynkv::storaged {
+namespace dynkv {
 
 namespace {
 
@@ -19,28 +18,39 @@ struct Connection {
         rpcSystem(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
 
   kj::Own<kj::AsyncIoStream> stream;
-  dynkv::BufferedStream buffered;  // batches the RPC system's reads and writes
+  BufferedStream buffered;  // batches the RPC system's reads and writes
   capnp::TwoPartyVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpcSystem;
 };
 
 class Server final : private kj::TaskSet::ErrorHandler {
  public:
-  Server(capnp::Capability::Client bootstrap, capnp::ReaderOptions options)
+  Server(capnp::Capability::Client bootstrap, AcceptOptions options)
       : bootstrap_(kj::mv(bootstrap)), options_(options), tasks_(*this) {}
 
   kj::Promise<void> acceptLoop(kj::ConnectionReceiver& listener) {
     return listener.accept().then([this, &listener](kj::Own<kj::AsyncIoStream> stream) {
-      auto connection = kj::heap<Connection>(kj::mv(stream), bootstrap_, options_);
+      if (open_ >= options_.maxConnections) {
+        // Dropping the stream closes it; the peer sees a disconnect and may retry later.
+        if (refused_++ % 1000 == 0) {
+          KJ_LOG(WARNING, "connection refused: the limit of open connections is reached",
+                 options_.maxConnections, refused_);
+        }
+        return acceptLoop(listener);
+      }
+      open_++;
+      auto connection = kj::heap<Connection>(kj::mv(stream), bootstrap_, options_.reader);
       auto done = connection->network.onDisconnect();
-      tasks_.add(done.attach(kj::mv(connection)));
+      tasks_.add(done.attach(kj::mv(connection), kj::defer([this]() { open_--; })));
       return acceptLoop(listener);
     });
   }
 
  private:
   capnp::Capability::Client bootstrap_;
-  capnp::ReaderOptions options_;
+  AcceptOptions options_;
+  uint32_t open_ = 0;
+  uint64_t refused_ = 0;
   kj::TaskSet tasks_;
 
   void taskFailed(kj::Exception&& exception) override {
@@ -51,10 +61,10 @@ class Server final : private kj::TaskSet::ErrorHandler {
 }  // namespace
 
 kj::Promise<void> serve(kj::ConnectionReceiver& listener, capnp::Capability::Client bootstrap,
-                        capnp::ReaderOptions options) {
+                        AcceptOptions options) {
   auto server = kj::heap<Server>(kj::mv(bootstrap), options);
   auto& ref = *server;
   return ref.acceptLoop(listener).attach(kj::mv(server));
 }
 
-}  // namespace dynkv::storaged
+}  // namespace dynkv

@@ -1,0 +1,23 @@
+// Accepts connections and serves a bootstrap capability on each (storaged's Gateway), with
+// message size and traversal limits set (TwoPartyServer in capnp 0.9 cannot take
+// ReaderOptions) and a bound on how many connections are open at once.
+#pragma once
+
+#include <capnp/capability.h>
+#include <capnp/message.h>
+#include <kj/async-io.h>
+
+namespace dynkv {
+
+struct AcceptOptions {
+  capnp::ReaderOptions reader;  // per-message limits: sized from the largest value allowed
+  uint32_t maxConnections = 4096;
+  // Past this many open connections a new one is closed at once (and logged) rather than
+  // served: a peer that opens connections without end cannot exhaust descriptors or memory.
+};
+
+kj::Promise<void> serve(kj::ConnectionReceiver& listener, capnp::Capability::Client bootstrap,
+                        AcceptOptions options);
+// Runs until the listener fails; each connection lives until its peer disconnects.
+
+}  // namespace dynkv
