@@ -61,7 +61,7 @@ Transport::Transport(kj::Network& network, kj::Timer& timer, std::vector<std::st
                      std::string cluster, std::string secret)
     : timer_(timer),
       seeds_(kj::mv(seeds)),
-      pool_(network, timer, kj::mv(cluster), kj::mv(secret), Limits().maxValueBytes),
+      pool_(network, timer, detector_, kj::mv(cluster), kj::mv(secret), Limits().maxValueBytes),
       map_(std::make_shared<const PartitionMap>()),
       rng_(std::random_device{}()),
       tasks_(*this) {}

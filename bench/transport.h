@@ -57,6 +57,7 @@ class Transport final : private kj::TaskSet::ErrorHandler {
  private:
   kj::Timer& timer_;
   std::vector<std::string> seeds_;
+  FailureDetector detector_;  // this client's own, as in the SDK
   NodePool pool_;
   std::shared_ptr<const PartitionMap> map_;
   bool refreshing_ = false;

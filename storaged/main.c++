@@ -52,8 +52,11 @@ int run(const Config& config) {
   self.weight = config.weight;
 
   auto& timer = io.provider->getTimer();
+  // The process's one failure detector: the pool feeds it from calls, gossip from heartbeats,
+  // and routing (hinted handoff, transfers) and gossip both ask it whom to suspect.
+  FailureDetector detector;
   // Peers are reached through the same connection pool the client SDK uses.
-  NodePool peers(io.provider->getNetwork(), timer, config.cluster, config.secret,
+  NodePool peers(io.provider->getNetwork(), timer, detector, config.cluster, config.secret,
                  config.limits.maxValueBytes);
 
   Store store(*engine, identity.actor, config.limits, timer);

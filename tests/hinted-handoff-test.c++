@@ -59,7 +59,8 @@ struct Fixture {
   kj::Own<StorageEngine> holderEngine = newMemoryEngine();
   Store holder{*holderEngine, Actor{HOLDER, 1}, limits, timer};
   FixedMembership holderMembership{map};
-  NodePool pool{io.provider->getNetwork(), timer, "test", "s3cret", limits.maxValueBytes};
+  FailureDetector detector;
+  NodePool pool{io.provider->getNetwork(), timer, detector, "test", "s3cret", limits.maxValueBytes};
   HintedHandoff handoff{holder, holderMembership, pool, timer, 3};
 
   kj::Own<kj::ConnectionReceiver> listen() {

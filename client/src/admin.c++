@@ -26,11 +26,12 @@ bool ClusterStatus::settled() const {
 struct AdminClient::Impl {
   kj::AsyncIoContext io = kj::setupAsyncIo();
   std::vector<std::string> seeds;
+  FailureDetector detector;
   NodePool pool;
 
   Impl(std::vector<std::string> seedList, std::string cluster, std::string secret)
       : seeds(std::move(seedList)),
-        pool(io.provider->getNetwork(), io.provider->getTimer(), std::move(cluster),
+        pool(io.provider->getNetwork(), io.provider->getTimer(), detector, std::move(cluster),
              std::move(secret), Limits().maxValueBytes) {}
 
   template <typename Func>

@@ -145,7 +145,7 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
   AsyncClientImpl(kj::Network& network, kj::Timer& timer, ClientOptions options)
       : options_(kj::mv(options)),
         timer_(timer),
-        pool_(network, timer, options_.cluster, options_.secret, limits_.maxValueBytes),
+        pool_(network, timer, detector_, options_.cluster, options_.secret, limits_.maxValueBytes),
         rng_(std::random_device{}()),
         tasks_(*this) {
     tasks_.add(refreshLoop());
@@ -232,6 +232,7 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
   ClientOptions options_;
   Limits limits_;
   kj::Timer& timer_;
+  FailureDetector detector_;  // this client's: it has no heartbeats, only its calls
   NodePool pool_;
   MapSnapshot map_;
   std::mt19937_64 rng_;

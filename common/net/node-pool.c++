@@ -24,10 +24,11 @@ struct NodePool::Link : public kj::Refcounted {
   }
 };
 
-NodePool::NodePool(kj::Network& network, kj::Timer& timer, std::string cluster,
-                   std::string secret, uint32_t maxValueBytes)
+NodePool::NodePool(kj::Network& network, kj::Timer& timer, FailureDetector& detector,
+                   std::string cluster, std::string secret, uint32_t maxValueBytes)
     : network_(network),
       timer_(timer),
+      detector_(detector),
       cluster_(kj::mv(cluster)),
       secret_(kj::mv(secret)),
       maxValueBytes_(maxValueBytes),
@@ -113,75 +114,35 @@ void NodePool::reportFailure(const std::string& address, const kj::Exception& ex
     }
     entries_.erase(key);
   }
-  if (exception.getType() != kj::Exception::Type::FAILED) suspect(address);
-}
-
-void NodePool::reportTimeout(const std::string& address) { suspect(address); }
-
-void NodePool::reportSuccess(const std::string& address) {
-  KJ_IF_MAYBE(h, health_.find(kj::StringPtr(address.c_str()))) {
-    h->failures = 0;
-    h->retryAt = kj::origin<kj::TimePoint>();
+  if (exception.getType() != kj::Exception::Type::FAILED) {
+    detector_.callFailed(address, nowMicros());
   }
 }
 
-PhiAccrual::Options NodePool::latencyDetectorOptions() {
-  // Loopback and LAN replies take well under a millisecond, but a busy node or a GC-like
-  // stall of a few hundred milliseconds is normal: only a call older than that (and than the
-  // spread of recent latencies) makes the node suspect.
-  PhiAccrual::Options o;
-  o.minStdDevMillis = 50;
-  o.acceptablePauseMillis = 300;
-  o.firstIntervalMillis = 1;
-  return o;
+void NodePool::reportTimeout(const std::string& address) {
+  detector_.callFailed(address, nowMicros());
 }
 
-NodePool::Health& NodePool::health(const std::string& address) {
-  return health_.findOrCreate(kj::StringPtr(address.c_str()), [&]() {
-    return kj::HashMap<kj::String, Health>::Entry{kj::str(address.c_str()), Health{}};
-  });
+void NodePool::reportSuccess(const std::string& address) { detector_.callSucceeded(address); }
+
+int64_t NodePool::nowMicros() const {
+  return (timer_.now() - kj::origin<kj::TimePoint>()) / kj::MICROSECONDS;
 }
 
 uint64_t NodePool::begin(const std::string& address) {
-  uint64_t id = nextCall_++;
-  auto now = timer_.now();
-  calls_.emplace(id, Call{address, now});
-  health(address).outstanding.emplace(id, now);
-  return id;
+  return detector_.callStarted(address, nowMicros());
 }
 
 void NodePool::finish(uint64_t id, bool answered) {
-  auto it = calls_.find(id);
-  if (it == calls_.end()) return;  // already finished (answered, then destroyed)
-  auto& h = health(it->second.address);
-  if (answered) {
-    h.latency.addInterval(double((timer_.now() - it->second.sent) / kj::MICROSECONDS) / 1000.0);
-  }
-  h.outstanding.erase(id);
-  calls_.erase(it);
+  detector_.callEnded(id, nowMicros(), answered);
 }
 
 double NodePool::phi(const std::string& address) const {
-  KJ_IF_MAYBE(h, health_.find(kj::StringPtr(address.c_str()))) {
-    if (h->outstanding.empty()) return 0;
-    kj::TimePoint oldest = h->outstanding.begin()->second;  // ids grow with time
-    return h->latency.phiAfter(double((timer_.now() - oldest) / kj::MICROSECONDS) / 1000.0);
-  }
-  return 0;
+  return detector_.phi(address, nowMicros());
 }
 
 bool NodePool::isSuspect(const std::string& address) const {
-  KJ_IF_MAYBE(h, health_.find(kj::StringPtr(address.c_str()))) {
-    if (timer_.now() < h->retryAt) return true;
-  }
-  return phi(address) > PHI_SUSPECT_THRESHOLD;
-}
-
-void NodePool::suspect(const std::string& address) {
-  auto& h = health(address);
-  h.failures = kj::min(h.failures + 1, 10u);
-  auto backoff = kj::min(100 * kj::MILLISECONDS * (1u << (h.failures - 1)), 5 * kj::SECONDS);
-  h.retryAt = timer_.now() + backoff;
+  return detector_.suspect(address, nowMicros());
 }
 
 void NodePool::taskFailed(kj::Exception&& exception) {

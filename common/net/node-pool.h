@@ -1,7 +1,8 @@
 // Connections to storage nodes, shared by every request of one client (or one node).
 // A connection is made on first use, authenticated once, and dropped when it breaks; the next
-// request reconnects. The pool also remembers which nodes failed recently so that routing
-// can skip them in favour of fallbacks (DESIGN.md, "Request paths").
+// request reconnects. The pool reports what its calls show (failures, timeouts, latencies) to
+// the process's failure detector (failure-detector.h) and answers routing's questions from it,
+// so that routing can skip suspected nodes in favour of fallbacks (DESIGN.md, "Request paths").
 #pragma once
 
 #include <kj/async-io.h>
@@ -11,14 +12,16 @@
 #include <string>
 
 #include "dynkv.capnp.h"
-#include "phi-accrual.h"
+#include "failure-detector.h"
 
 namespace dynkv {
 
 class NodePool final : private kj::TaskSet::ErrorHandler {
  public:
-  NodePool(kj::Network& network, kj::Timer& timer, std::string cluster, std::string secret,
-           uint32_t maxValueBytes);
+  NodePool(kj::Network& network, kj::Timer& timer, FailureDetector& detector, std::string cluster,
+           std::string secret, uint32_t maxValueBytes);
+  // `detector` is the process's one failure detector (storaged shares it with gossip; an SDK
+  // client has its own); it must outlive the pool. Times given to it are `timer`'s.
   ~NodePool() noexcept(false);
 
   kj::Promise<wire::Node::Client> node(const std::string& address);
@@ -41,11 +44,17 @@ class NodePool final : private kj::TaskSet::ErrorHandler {
   void reportSuccess(const std::string& address);
 
   bool isSuspect(const std::string& address) const;
-  // Suspected when a recent call failed or timed out (until the backoff passes), or when a
-  // call has been outstanding so long that, by the phi accrual detector over this node's
-  // reply latencies, an answer is no longer to be expected (phi > 8).
+  // FailureDetector::suspect now: a recent call failed or timed out (until the backoff
+  // passes), or a call has been outstanding so long that, by the phi accrual detector over
+  // this node's reply latencies, an answer is no longer to be expected (phi > 8), or (in
+  // storaged) the node's gossip heartbeats have stopped.
 
   double phi(const std::string& address) const;
+  // FailureDetector::phi now.
+
+  FailureDetector& detector() { return detector_; }
+  int64_t nowMicros() const;
+  // The detector's clock: the pool's timer, in microseconds since its origin.
 
   template <typename T>
   kj::Promise<T> track(const std::string& address, kj::Promise<T> call) {
@@ -71,34 +80,19 @@ class NodePool final : private kj::TaskSet::ErrorHandler {
     kj::Own<Link> link;
     kj::ForkedPromise<Caps> caps;
   };
-  struct Health {
-    uint32_t failures = 0;
-    kj::TimePoint retryAt = kj::origin<kj::TimePoint>();
-    PhiAccrual latency{latencyDetectorOptions()};
-    std::map<uint64_t, kj::TimePoint> outstanding;  // call id -> sent at
-  };
-  struct Call {
-    std::string address;
-    kj::TimePoint sent;
-  };
-  static PhiAccrual::Options latencyDetectorOptions();
   uint64_t begin(const std::string& address);
   void finish(uint64_t id, bool answered);
-  Health& health(const std::string& address);
-  std::map<uint64_t, Call> calls_;
-  uint64_t nextCall_ = 1;
 
   kj::Network& network_;
   kj::Timer& timer_;
+  FailureDetector& detector_;
   std::string cluster_;
   std::string secret_;
   uint32_t maxValueBytes_;
   kj::HashMap<kj::String, Entry> entries_;
-  kj::HashMap<kj::String, Health> health_;
   kj::TaskSet tasks_;
 
   Entry& entry(const std::string& address);
-  void suspect(const std::string& address);
   void taskFailed(kj::Exception&& exception) override;
 };
 
