@@ -1,44 +1,51 @@
-// Gossip membership (DESIGN.md, "Membership and failure detection"; the paper's §4.8).
-// Every second the node bumps its heartbeat and exchanges its membership state with a
-// random live peer (and now and then a seed, so the cluster never splits into islands that
-// each believe they are whole). The state and the map are kept in the data directory.
+// Gossip membership (DESIGN.md, "Membership and failure detection"; the paper's §4.8): the
+// shell that runs the pure gossip round (common/coordinator/gossip-round.h) over the network.
+// Every interval it starts a round and exchanges the round's message with the peer the round
+// picks, through the connection pool, with a timeout; it answers peers' exchanges; it keeps
+// the membership state and the map in the data directory, written only when the round says
+// something durable changed (a heartbeat alone is never written); it tells the partition
+// transfers about each map adopted.
 //
-// The phi accrual detector watches each member's heartbeat; it decides routing and which
-// node is designated to recompute the map, never ownership: a node that merely stops keeps
-// its partitions until an operator says `dynkv admin leave`.
+// Liveness comes from the process's one failure detector, shared with routing: the round
+// reports each fresh heartbeat to it and asks it whom to suspect. It decides routing and which
+// node is designated to recompute the map, never ownership: a node that merely stops keeps its
+// partitions until an operator says `dynkv admin leave`.
 #pragma once
 
 #include <kj/async.h>
 #include <kj/function.h>
 #include <kj/timer.h>
-#include <map>
-#include <random>
+
 #include <string>
 #include <vector>
 
+#include "engine.h"
+#include "failure-detector.h"
+#include "gossip-round.h"
 #include "membership-state.h"
 #include "membership.h"
 #include "node-pool.h"
-#include "phi-accrual.h"
-#include "engine.h"
 
 namespace dynkv::storaged {
 
 struct GossipOptions {
   NodeInfo self;
-  uint64_t generation = 0;          // this process's start time, microseconds
-  std::vector<std::string> seeds;   // addresses
+  uint64_t generation = 0;         // this process's start time, microseconds
+  std::vector<std::string> seeds;  // addresses
   uint32_t partitionBits = 10;
   kj::Duration interval = 1 * kj::SECONDS;
-  uint32_t seedEvery = 10;          // gossip with a seed at least every this many rounds
+  uint32_t seedEvery = 10;  // gossip with a seed at least every this many rounds
 };
 
 class GossipMembership final : public Membership {
  public:
   GossipMembership(GossipOptions options, StorageEngine& engine, NodePool& pool,
-                   kj::Timer& timer);
+                   FailureDetector& detector, kj::Timer& timer);
+  // Restores the state kept in `engine` (if any) and writes it back with this process's
+  // record. `detector` is the process's one failure detector, the one `pool` reports to; every
+  // reference must outlive this object.
 
-  MapSnapshot current() const override { return state_.map(); }
+  MapSnapshot current() const override { return round_.state().map(); }
   void observeVersion(uint64_t peerVersion) override;
   void gossip(wire::GossipState::Reader in, wire::GossipState::Builder out) override;
   void join(const std::string& address) override;
@@ -50,34 +57,46 @@ class GossipMembership final : public Membership {
   void setPendingTransfers(kj::Function<uint32_t()> count) { pendingTransfers_ = kj::mv(count); }
 
   kj::Promise<void> run();
-  // Gossips forever, one round per interval.
+  // Gossips forever, one round per interval (at once after an admin change or a newer map).
 
   bool suspected(uint64_t id) const;
-  const MembershipState& state() const { return state_; }
+  const MembershipState& state() const { return round_.state(); }
+
+  uint64_t writes() const { return writes_; }
+  // How many times the state was written to the engine (start-up included).
 
  private:
+  class DetectorLiveness final : public Liveness {
+   public:
+    explicit DetectorLiveness(FailureDetector& detector) : detector_(detector) {}
+    void heartbeat(const std::string& address, GossipMicros now) override {
+      detector_.heartbeat(address, now);
+    }
+    bool suspected(const std::string& address, GossipMicros now) const override {
+      return detector_.suspect(address, now);
+    }
+
+   private:
+    FailureDetector& detector_;
+  };
+
   GossipOptions options_;
   StorageEngine& engine_;
   NodePool& pool_;
+  FailureDetector& detector_;
   kj::Timer& timer_;
-  MembershipState state_;
-  std::map<uint64_t, PhiAccrual> detectors_;
-  std::mt19937_64 rng_;
-  uint64_t round_ = 0;
-  bool dirty_ = false;
-  bool eagerRound_ = false;
+  DetectorLiveness liveness_;
+  GossipRound round_;
   kj::Maybe<MapListener> listener_;
   kj::Maybe<kj::Function<uint32_t()>> pendingTransfers_;
+  uint64_t writes_ = 0;
 
-  int64_t nowMillis() const;
+  int64_t nowMicros() const;
+  uint32_t pendingTransfers();
+  void apply(GossipChanges changes);
   kj::Promise<void> exchange();
-  void fill(wire::GossipState::Builder out, bool includeMap) const;
-  void mergeIn(wire::GossipState::Reader in);
-  void adopt(MapPtr map);
-  void tick();
-  const Member* byAddress(const std::string& address) const;
   void persist();
-  void load();
+  static MembershipState load(StorageEngine& engine);
 };
 
 }  // namespace dynkv::storaged

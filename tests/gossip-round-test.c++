@@ -1,0 +1,235 @@
+// The gossip round's rules, one at a time, with a fake liveness and explicit times. The round
+// under a simulated network is tests/simulation/membership-simulation-test.c++.
+#include "gossip-round.h"
+
+#include <catch2/catch.hpp>
+#include <set>
+
+namespace dynkv {
+namespace {
+
+class FakeLiveness final : public Liveness {
+ public:
+  std::set<std::string> down;
+  std::vector<std::string> heartbeats;
+  void heartbeat(const std::string& address, GossipMicros) override {
+    heartbeats.push_back(address);
+  }
+  bool suspected(const std::string& address, GossipMicros) const override {
+    return down.count(address) != 0;
+  }
+};
+
+NodeInfo node(uint64_t id) {
+  return NodeInfo{id, "n" + std::to_string(id), "a" + std::to_string(id), "", 1};
+}
+
+GossipRoundOptions options(uint64_t id, std::vector<std::string> seeds = {}) {
+  GossipRoundOptions o;
+  o.self = node(id);
+  o.generation = 100;
+  o.seeds = std::move(seeds);
+  o.partitionBits = 6;
+  return o;
+}
+
+Member record(uint64_t id, uint64_t heartbeat, MemberStatus status = MemberStatus::UP,
+              uint64_t statusVersion = 1) {
+  Member m;
+  m.info = node(id);
+  m.generation = 7;
+  m.heartbeat = heartbeat;
+  m.status = status;
+  m.statusVersion = statusVersion;
+  return m;
+}
+
+TEST_CASE("gossip round: a new node joins as JOINING, a restarted one keeps its status") {
+  FakeLiveness liveness;
+  GossipRound fresh(options(1), MembershipState(), liveness);
+  CHECK(fresh.state().find(1)->status == MemberStatus::JOINING);
+
+  MembershipState restored;
+  auto old = record(1, 55, MemberStatus::UP, 3);
+  old.generation = 90;
+  restored.merge(old);
+  GossipRound restarted(options(1), restored, liveness);
+  auto self = restarted.state().find(1);
+  CHECK(self->status == MemberStatus::UP);
+  CHECK(self->statusVersion == 3);
+  CHECK(self->generation == 100);
+  CHECK(self->heartbeat == 0);
+}
+
+TEST_CASE("gossip round: others may change our status, never our liveness") {
+  FakeLiveness liveness;
+  GossipRound round(options(1), MembershipState(), liveness);
+  round.beginRound(0, 0);
+  GossipMessage in;
+  auto forged = record(1, 1000, MemberStatus::UP, 1);
+  forged.generation = 999;
+  in.members.push_back(forged);
+  auto changes = round.receive(in, 0);
+  auto self = round.state().find(1);
+  CHECK(changes.durable);
+  CHECK(self->status == MemberStatus::UP);
+  CHECK(self->generation == 100);
+  CHECK(self->heartbeat == 1);
+}
+
+TEST_CASE(
+    "gossip round: only durable changes ask to be persisted; fresher heartbeats are "
+    "reported") {
+  FakeLiveness liveness;
+  GossipRound round(options(1), MembershipState(), liveness);
+  GossipMessage in;
+  in.members.push_back(record(2, 1));
+  CHECK(round.receive(in, 0).durable);  // a new member
+  CHECK(liveness.heartbeats == std::vector<std::string>{"a2"});
+
+  in.members[0].heartbeat = 2;
+  CHECK_FALSE(round.receive(in, 1000).durable);  // a heartbeat alone
+  CHECK(liveness.heartbeats.size() == 2);
+  CHECK_FALSE(round.receive(in, 2000).durable);  // the same record again: no news
+  CHECK(liveness.heartbeats.size() == 2);
+  in.members[0].heartbeat = 1;  // an older copy
+  CHECK_FALSE(round.receive(in, 3000).durable);
+  CHECK(round.state().find(2)->heartbeat == 2);
+
+  in.members[0] = record(2, 2, MemberStatus::LEAVING, 2);
+  CHECK(round.receive(in, 4000).durable);  // a status change
+  CHECK(round.state().find(2)->status == MemberStatus::LEAVING);
+  CHECK_FALSE(round.beginRound(5000, 0).durable);  // our own heartbeat
+}
+
+TEST_CASE(
+    "gossip round: a member not heard from since we started is suspected, whatever "
+    "liveness says") {
+  FakeLiveness liveness;
+  MembershipState restored;
+  restored.merge(record(2, 5));
+  GossipRound round(options(1), restored, liveness);
+  CHECK_FALSE(round.suspected(1, 0));
+  CHECK(round.suspected(2, 0));
+  GossipMessage in;
+  in.members.push_back(record(2, 6));
+  round.receive(in, 0);
+  CHECK_FALSE(round.suspected(2, 0));
+  liveness.down.insert("a2");
+  CHECK(round.suspected(2, 0));
+}
+
+TEST_CASE("gossip round: peers are live members, seeds when none is, suspected ones last") {
+  FakeLiveness liveness;
+  GossipRound round(options(1, {"a1", "s9"}), MembershipState(), liveness);
+  round.beginRound(0, 0);
+  auto first = round.pickExchange(0);
+  REQUIRE(first);
+  CHECK(first->peer == "s9");  // nobody heard of yet: a seed (never ourselves)
+
+  GossipMessage in;
+  in.members.push_back(record(2, 1));
+  in.members.push_back(record(3, 1, MemberStatus::REMOVED, 2));
+  round.receive(in, 0);
+  for (int i = 0; i < 20; i++) {
+    round.beginRound(0, 0);
+    auto exchange = round.pickExchange(0);
+    REQUIRE(exchange);
+    // Node 2 is live; node 3 is removed; every tenth round goes to a seed.
+    CHECK(exchange->peer == (round.rounds() % 10 == 0 ? "s9" : "a2"));
+  }
+
+  GossipRound alone(options(1), MembershipState(), liveness);
+  alone.receive(in, 0);
+  liveness.down.insert("a2");
+  alone.beginRound(0, 0);
+  auto fallback = alone.pickExchange(0);
+  REQUIRE(fallback);
+  CHECK(fallback->peer == "a2");  // no seed, nobody live: a suspected member
+}
+
+TEST_CASE(
+    "gossip round: the designated node maps the up members; others adopt the map and "
+    "get it only when behind") {
+  FakeLiveness liveness;
+  GossipRound one(options(1), MembershipState(), liveness);
+  GossipRound two(options(2), MembershipState(), liveness);
+  auto exchange = [&](GossipRound& from, GossipRound& to, GossipMicros now) {
+    from.beginRound(now, 0);
+    GossipMessage message;
+    message.members.assign(from.state().members().size(), Member());
+    size_t i = 0;
+    for (auto& [id, m] : from.state().members()) message.members[i++] = m;
+    message.mapVersion = from.state().map()->version();
+    auto toChanges = to.receive(message, now);
+    auto reply = to.reply(message.mapVersion);
+    auto fromChanges = from.receive(reply, now);
+    return std::make_pair(std::move(fromChanges), std::move(toChanges));
+  };
+  exchange(one, two, 0);
+  one.join("a1");
+  one.join("a2");
+  CHECK(one.takeEager());
+  CHECK_FALSE(one.takeEager());
+  auto changes = one.beginRound(2000, 0);
+  REQUIRE(changes.adopted.size() == 1);  // one is the lowest-id up member alive
+  CHECK(changes.adopted[0].second->nodes().size() == 2);
+  CHECK(changes.durable);
+
+  auto reply = one.reply(0);
+  REQUIRE(reply.map);
+  CHECK_FALSE(one.reply(one.state().map()->version()).map);
+  auto adopted = two.receive(reply, 3000);
+  REQUIRE(adopted.adopted.size() == 1);
+  CHECK(two.state().find(2)->status == MemberStatus::UP);  // others may set our status
+  CHECK(two.state().map()->version() == one.state().map()->version());
+  CHECK(two.state().find(2)->mapVersion == one.state().map()->version());
+}
+
+TEST_CASE(
+    "gossip round: a leaving node is removed once every up member has the map without "
+    "it and nothing pending") {
+  FakeLiveness liveness;
+  MembershipState settled;
+  for (uint64_t id : {1, 2}) settled.merge(record(id, 1));
+  settled.adoptMap(settled.recomputedMap(6, 1));
+  for (uint64_t id : {1, 2}) settled.mutableMember(id).mapVersion = settled.map()->version();
+  GossipRound leaver(options(2), settled, liveness);
+  leaver.leave("a2");
+  GossipMessage in;
+  in.members.push_back(record(1, 2));
+  leaver.receive(in, 0);
+  CHECK(leaver.beginRound(0, 0).adopted.empty());  // node 1 is designated, not us
+  CHECK(leaver.state().find(2)->status == MemberStatus::LEAVING);
+
+  // Node 1 maps the ring without us; we adopt it, but node 1 is still streaming.
+  MembershipState mapper = leaver.state();
+  auto map = mapper.recomputedMap(6, 1);
+  in.map = map;
+  in.members[0].heartbeat = 3;
+  in.members[0].mapVersion = map->version();
+  in.members[0].pendingTransfers = 4;
+  leaver.receive(in, 1000);
+  leaver.beginRound(1000, 0);
+  CHECK(leaver.state().find(2)->status == MemberStatus::LEAVING);
+
+  in.members[0].heartbeat = 4;
+  in.members[0].pendingTransfers = 0;
+  leaver.receive(in, 2000);
+  CHECK(leaver.beginRound(2000, 0).durable);
+  CHECK(leaver.state().find(2)->status == MemberStatus::REMOVED);
+}
+
+TEST_CASE("gossip round: admin commands name known members; only ring members may leave") {
+  FakeLiveness liveness;
+  GossipRound round(options(1), MembershipState(), liveness);
+  CHECK_THROWS_WITH(round.join("nowhere"), Catch::Contains("unknown node"));
+  CHECK_THROWS_WITH(round.leave("a1"), Catch::Contains("only a node in the ring"));
+  CHECK(round.join("a1").durable);
+  CHECK_FALSE(round.join("a1").durable);  // idempotent
+  CHECK(round.leave("a1").durable);
+  CHECK_FALSE(round.leave("a1").durable);
+}
+
+}  // namespace
+}  // namespace dynkv
