@@ -20,9 +20,10 @@ const char* toString(MemberStatus status) {
 }
 
 bool Member::operator==(const Member& o) const {
-  return info == o.info && status == o.status && statusVersion == o.statusVersion &&
-         generation == o.generation && heartbeat == o.heartbeat && mapVersion == o.mapVersion &&
-         pendingTransfers == o.pendingTransfers;
+  // The integers first: they differ most often, and cost least.
+  return heartbeat == o.heartbeat && generation == o.generation && status == o.status &&
+         statusVersion == o.statusVersion && mapVersion == o.mapVersion &&
+         pendingTransfers == o.pendingTransfers && info == o.info;
 }
 
 Member mergeMember(const Member& a, const Member& b) {
@@ -64,10 +65,30 @@ bool MembershipState::merge(const Member& member) {
     members_.emplace(member.info.id, member);
     return true;
   }
-  Member merged = mergeMember(it->second, member);
-  if (merged == it->second) return false;
-  it->second = std::move(merged);
-  return true;
+  // mergeMember(mine, member) done in place: gossip merges every record of every message, and
+  // most are copies we have or older ones, which this answers from a few integers without
+  // copying a record. The property tests check that both agree.
+  auto& mine = it->second;
+  auto liveness = [](const Member& m) {
+    return std::tie(m.generation, m.heartbeat, m.mapVersion, m.pendingTransfers, m.info.address,
+                    m.info.name, m.info.zone, m.info.weight);
+  };
+  bool changed = false;
+  if (liveness(member) > liveness(mine)) {
+    mine.info = member.info;
+    mine.generation = member.generation;
+    mine.heartbeat = member.heartbeat;
+    mine.mapVersion = member.mapVersion;
+    mine.pendingTransfers = member.pendingTransfers;
+    changed = true;
+  }
+  if (std::make_pair(member.statusVersion, uint8_t(member.status)) >
+      std::make_pair(mine.statusVersion, uint8_t(mine.status))) {
+    mine.status = member.status;
+    mine.statusVersion = member.statusVersion;
+    changed = true;
+  }
+  return changed;
 }
 
 bool MembershipState::merge(const MembershipState& other) {

@@ -11,15 +11,19 @@ void PhiAccrual::heartbeat(int64_t nowMillis) {
 }
 
 void PhiAccrual::addInterval(double interval) {
-  intervals_.push_back(interval);
+  if (options_.window == 0) return;
   sum_ += interval;
   sumSquares_ += interval * interval;
-  if (intervals_.size() > options_.window) {
-    double old = intervals_.front();
-    intervals_.pop_front();
-    sum_ -= old;
-    sumSquares_ -= old * old;
+  if (intervals_.size() < options_.window) {
+    if (intervals_.empty()) intervals_.reserve(options_.window);
+    intervals_.push_back(interval);
+    return;
   }
+  double old = intervals_[next_];
+  intervals_[next_] = interval;
+  next_ = (next_ + 1) % intervals_.size();
+  sum_ -= old;
+  sumSquares_ -= old * old;
 }
 
 double PhiAccrual::meanMillis() const {

@@ -6,7 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
+#include <vector>
 
 namespace dynkv {
 
@@ -41,7 +41,8 @@ class PhiAccrual {
 
  private:
   Options options_;
-  std::deque<double> intervals_;
+  std::vector<double> intervals_;  // a ring of the last `window` samples, allocated on the first
+  size_t next_ = 0;                // where the next sample goes once the ring is full
   double sum_ = 0;
   double sumSquares_ = 0;
   int64_t last_ = -1;
