@@ -11,13 +11,15 @@
 #include "config.h"
 #include "hinted-handoff.h"
 #include "gossip.h"
+#include "group-commit.h"
+#include "hint-store.h"
 #include "identity.h"
 #include "membership.h"
 #include "accept-loop.h"
 #include "server-driven.h"
 #include "service.h"
-#include "store.h"
 #include "transfer.h"
+#include "versioned-store.h"
 
 namespace dynkv::storaged {
 namespace {
@@ -56,8 +58,10 @@ int run(const Config& config) {
   NodePool peers(io.provider->getNetwork(), timer, config.cluster, config.secret,
                  config.limits.maxValueBytes);
 
-  Store store(*engine, identity.actor, config.limits, timer);
-  TransferManager transfers(store, peers, timer, self.id, config.replicas,
+  GroupCommit commits(*engine);
+  HintStore hints(commits, config.limits);
+  VersionedStore store(commits, hints, identity.actor, config.limits);
+  TransferManager transfers(store, *engine, peers, timer, self.id, config.replicas,
                             config.transferBytesPerSecond);
   GossipOptions gossipOptions;
   gossipOptions.self = self;
@@ -77,7 +81,7 @@ int run(const Config& config) {
   // ---- end server-driven coordination ----
   ServiceOptions serviceOptions{config.cluster, config.secret, &serverDriven};
   serviceOptions.transfers = &transfers;
-  auto gateway = newGateway(store, membership, kj::mv(serviceOptions));
+  auto gateway = newGateway(store, hints, membership, kj::mv(serviceOptions));
 
   auto address = io.provider->getNetwork().parseAddress(config.listen).wait(io.waitScope);
   auto listener = address->listen();
@@ -95,7 +99,7 @@ int run(const Config& config) {
   };
   auto gossipLoop = membership.run().eagerlyEvaluate(logFailure("gossip stopped"));
   auto transferLoop = transfers.run().eagerlyEvaluate(logFailure("partition transfer stopped"));
-  HintedHandoff handoff(store, membership, peers, timer, config.replicas);
+  HintedHandoff handoff(store, hints, membership, peers, timer, config.replicas);
   auto handoffLoop = handoff.run().eagerlyEvaluate(logFailure("hinted handoff stopped"));
 
   AcceptOptions accept;

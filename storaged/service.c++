@@ -19,9 +19,9 @@ int64_t nowMicros() {
 
 class NodeImpl final : public wire::Node::Server {
  public:
-  NodeImpl(Store& store, Membership& membership, ServerDriven* serverDriven = nullptr,
-           TransferManager* transfers = nullptr)
-      : store_(store), membership_(membership), serverDriven_(serverDriven),
+  NodeImpl(VersionedStore& store, HintStore& hints, Membership& membership,
+           ServerDriven* serverDriven = nullptr, TransferManager* transfers = nullptr)
+      : store_(store), hints_(hints), membership_(membership), serverDriven_(serverDriven),
         transfers_(transfers) {}
 
   kj::Promise<void> get(GetContext context) override {
@@ -84,7 +84,7 @@ class NodeImpl final : public wire::Node::Server {
     auto object = decodeObject(params.getObject(), store_.limits());
     uint64_t hintFor = params.getHintFor();
     auto done = hintFor == 0 ? store_.replicate(kj::mv(key), kj::mv(object))
-                             : store_.storeHint(hintFor, kj::mv(key), kj::mv(object));
+                             : hints_.storeHint(hintFor, kj::mv(key), kj::mv(object));
     return done.then([context, map]() mutable {
       context.getResults().setMapVersion(map->version());
     });
@@ -126,7 +126,8 @@ class NodeImpl final : public wire::Node::Server {
   // ---- end server-driven coordination ----
 
  private:
-  Store& store_;
+  VersionedStore& store_;
+  HintStore& hints_;
   Membership& membership_;
   ServerDriven* serverDriven_;
   TransferManager* transfers_;
@@ -159,7 +160,8 @@ class NodeImpl final : public wire::Node::Server {
 class PeerImpl final : public wire::Peer::Server {
   // Node-to-node calls: gossip and partition streaming.
  public:
-  PeerImpl(Store& store, Membership& membership) : store_(store), membership_(membership) {}
+  PeerImpl(VersionedStore& store, Membership& membership)
+      : store_(store), membership_(membership) {}
 
   kj::Promise<void> gossip(GossipContext context) override {
     membership_.gossip(context.getParams().getState(), context.getResults().initState());
@@ -188,7 +190,7 @@ class PeerImpl final : public wire::Peer::Server {
   }
 
  private:
-  Store& store_;
+  VersionedStore& store_;
   Membership& membership_;
 };
 
@@ -217,8 +219,10 @@ class AdminImpl final : public wire::Admin::Server {
 
 class GatewayImpl final : public wire::Gateway::Server {
  public:
-  GatewayImpl(Store& store, Membership& membership, ServiceOptions options)
-      : node_(kj::heap<NodeImpl>(store, membership, options.serverDriven, options.transfers)),
+  GatewayImpl(VersionedStore& store, HintStore& hints, Membership& membership,
+              ServiceOptions options)
+      : node_(kj::heap<NodeImpl>(store, hints, membership, options.serverDriven,
+                                 options.transfers)),
         peer_(kj::heap<PeerImpl>(store, membership)),
         admin_(kj::heap<AdminImpl>(membership)),
         options_(kj::mv(options)) {}
@@ -246,9 +250,9 @@ class GatewayImpl final : public wire::Gateway::Server {
 
 }  // namespace
 
-capnp::Capability::Client newGateway(Store& store, Membership& membership,
-                                     ServiceOptions options) {
-  return kj::heap<GatewayImpl>(store, membership, kj::mv(options));
+capnp::Capability::Client newGateway(VersionedStore& store, HintStore& hints,
+                                     Membership& membership, ServiceOptions options) {
+  return kj::heap<GatewayImpl>(store, hints, membership, kj::mv(options));
 }
 
 }  // namespace dynkv::storaged
