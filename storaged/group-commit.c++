@@ -98,17 +98,22 @@ void GroupCommit::commitBatch() {
 }
 
 void GroupCommit::flusherLoop() {
-  std::unique_lock<std::mutex> lock(flusherMutex_);
-  while (!stopFlusher_) {
-    flusherWake_.wait_for(lock, BUFFERED_FLUSH_INTERVAL, [this]() { return stopFlusher_; });
-    if (dirty_.exchange(false) || stopFlusher_) {
-      lock.unlock();
+  for (;;) {
+    bool stop;
+    {
+      std::unique_lock<std::mutex> lock(flusherMutex_);
+      flusherWake_.wait_for(lock, BUFFERED_FLUSH_INTERVAL, [this]() { return stopFlusher_; });
+      stop = stopFlusher_;
+    }
+    // Checked after the wait, so that what was committed before the stop is flushed, even when
+    // the stop comes during a flush.
+    if (dirty_.exchange(false)) {
       KJ_IF_MAYBE(e, kj::runCatchingExceptions([this]() { engine_.flush(); })) {
-        KJ_LOG(ERROR, "buffered flush failed; will retry", *e);
+        KJ_LOG(ERROR, "buffered flush failed; retried next interval unless stopping", *e);
         dirty_ = true;
       }
-      lock.lock();
     }
+    if (stop) return;
   }
 }
 

@@ -56,8 +56,8 @@ class GroupCommit {
   // when the loop ran it; see bench/).
 
   ~GroupCommit() noexcept(false);
-  // Stops the flusher after one last flush. Writes still pending are dropped unrun: their
-  // promises are rejected, nothing of them is stored.
+  // Stops the flusher once it has flushed what was committed since its last flush. Writes
+  // still pending are dropped unrun: their promises are rejected, nothing of them is stored.
 
   static constexpr auto BUFFERED_FLUSH_INTERVAL = std::chrono::milliseconds(5);
 

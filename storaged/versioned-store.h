@@ -50,8 +50,8 @@ class VersionedStore {
 
   struct PartitionChunk {
     std::vector<std::pair<StorageKey, Object>> entries;
-    std::string next;  // the last storage key returned: pass it back as `after`
-    bool done = false; // no keys of the partition after `next`
+    std::string next;   // the last storage key returned: pass it back as `after`
+    bool done = false;  // no keys of the partition after `next`
   };
   PartitionChunk scanPartition(uint32_t partition, const std::string& after, size_t maxBytes);
   // The partition's objects in key order, starting after the storage key `after` (empty: from

@@ -92,6 +92,48 @@ TEST_CASE("hint store: one owner's hints are read from a cursor without passing 
   CHECK(f.hints.hintsFor(3, "", 10).hints.size() == 1);
 }
 
+TEST_CASE("hint store: a removed owner's hints move to the key's current owner without "
+          "disturbing another owner's cursor") {
+  // What hinted handoff does for an owner that left the ring and a current owner that cannot
+  // take the write yet (hinted-handoff.h): keep the hint for the current owner, delete the
+  // removed owner's. Meanwhile a down owner's turn is half-way through its own hints.
+  constexpr uint64_t DOWN = 1, REMOVED = 2, CURRENT = 3;
+  Fixture f;
+  Object o = coordinatePut(Object{}, Actor{1, 1}, {}, std::string("v"), 10);
+  kj::Vector<kj::Promise<void>> writes;
+  for (auto k : {"a", "b", "c", "d"}) writes.add(f.hints.storeHint(DOWN, f.key(k), o));
+  for (auto k : {"b", "x", "y"}) writes.add(f.hints.storeHint(REMOVED, f.key(k), o));
+  kj::joinPromises(writes.releaseAsArray()).wait(f.waitScope);
+
+  auto first = f.hints.hintsFor(DOWN, "", 2);
+  REQUIRE(first.hints.size() == 2);
+  auto cursor = first.next;
+
+  // Each removed owner's hint is kept for the current owner and deleted for the removed one,
+  // both in the same turn: one transaction, so a crash leaves the hint in one place or the other.
+  int before = f.engine.writes;
+  auto moving = f.hints.hintsFor(REMOVED, "", 10);
+  REQUIRE(moving.end);
+  kj::Vector<kj::Promise<void>> moves;
+  for (auto& hint : moving.hints) {
+    moves.add(f.hints.storeHint(CURRENT, hint.key, hint.object));
+    moves.add(f.hints.removeHint(hint));
+  }
+  kj::joinPromises(moves.releaseAsArray()).wait(f.waitScope);
+  CHECK(f.engine.writes == before + 1);
+  CHECK(f.hints.hintBacklog() == std::vector<HintBacklog>{{DOWN, 4}, {CURRENT, 3}});
+  CHECK(f.hints.hintsFor(REMOVED, "", 10).hints.empty());
+
+  // The down owner's turn goes on where it stopped, as if nothing else had happened.
+  auto rest = f.hints.hintsFor(DOWN, cursor, 10);
+  REQUIRE(rest.hints.size() == 2);
+  CHECK(rest.hints[0].key.key == "c");
+  CHECK(rest.hints[1].key.key == "d");
+  CHECK(rest.end);
+  // The key both held hints for is still one object to a read: the hints merged.
+  CHECK(*f.store.get(f.key("b")) == o);
+}
+
 TEST_CASE("hint store: hint counts per owner are rebuilt when the store is opened again") {
   Fixture f;
   Object o = coordinatePut(Object{}, Actor{1, 1}, {}, std::string("v"), 10);
@@ -107,6 +149,23 @@ TEST_CASE("hint store: hint counts per owner are rebuilt when the store is opene
   VersionedStore reopenedObjects{f.commits, reopened, f.self, f.limits};
   CHECK(reopened.hintBacklog() == std::vector<HintBacklog>{{5, 2}, {6, 1}});
   CHECK(reopenedObjects.get(f.key("b")));
+}
+
+TEST_CASE("hint store: counts follow what is committed, also for a write nobody waits for") {
+  Fixture f;
+  Object o = coordinatePut(Object{}, Actor{1, 1}, {}, std::string("v"), 10);
+  // A caller that goes away (a cancelled RPC) drops its promise; the hint is stored and counted.
+  { auto dropped = f.hints.storeHint(5, f.key("dropped"), o); }
+  f.hints.storeHint(5, f.key("kept"), o).wait(f.waitScope);
+  CHECK(f.hints.hintBacklog() == std::vector<HintBacklog>{{5, 2}});
+
+  // A batch that fails counts nothing.
+  f.engine.failCommits = true;
+  auto failed = f.hints.storeHint(6, f.key("a"), o);
+  CHECK_THROWS_WITH(failed.wait(f.waitScope), Catch::Contains("commit failed"));
+  f.engine.failCommits = false;
+  CHECK(f.hints.hintBacklog() == std::vector<HintBacklog>{{5, 2}});
+  CHECK(f.hints.hintsFor(6, "", 10).hints.empty());
 }
 
 TEST_CASE("hint store: hints stored in the previous layout are rewritten when the store opens") {

@@ -2,8 +2,12 @@
 // LevelDB's FaultInjectionTestEnv wraps its Env), and a node's stores over it.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <kj/async.h>
 #include <kj/debug.h>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,10 +36,12 @@ class CountingRead final : public ReadTransaction {
   size_t& visited_;
 };
 
-// Wraps an engine to count transactions and visited keys and to fail on demand.
+// Wraps an engine to count transactions, visited keys and flushes, and to fail on demand.
 class FaultyEngine final : public StorageEngine {
  public:
-  explicit FaultyEngine(kj::Own<StorageEngine> inner) : inner_(kj::mv(inner)) {}
+  explicit FaultyEngine(kj::Own<StorageEngine> inner,
+                        std::optional<Durability> durability = std::nullopt)
+      : inner_(kj::mv(inner)), durability_(durability) {}
   void read(kj::FunctionParam<void(ReadTransaction&)> body) override {
     inner_->read([&](ReadTransaction& txn) {
       CountingRead counting(txn, visited);
@@ -45,17 +51,44 @@ class FaultyEngine final : public StorageEngine {
   void write(kj::FunctionParam<void(WriteTransaction&)> body) override {
     writes++;
     if (failWrites) KJ_FAIL_REQUIRE("storage full: injected");
-    inner_->write(body);
+    inner_->write([&](WriteTransaction& txn) {
+      body(txn);
+      // The body ran; the commit fails (as mdb_txn_commit can: a full disk, an I/O error).
+      if (failCommits) KJ_FAIL_REQUIRE("commit failed: injected");
+    });
   }
-  void flush() override { inner_->flush(); }
-  Durability durability() const override { return inner_->durability(); }
+  void flush() override {
+    inner_->flush();
+    {
+      std::lock_guard<std::mutex> lock(flushMutex_);
+      flushes++;
+    }
+    flushed_.notify_all();
+  }
+  Durability durability() const override { return durability_.value_or(inner_->durability()); }
+
+  bool awaitFlushes(int n) {
+    // Waits for the flusher thread's n-th flush (an event, not a time); false if it never
+    // comes within a deadline far beyond any flush interval.
+    std::unique_lock<std::mutex> lock(flushMutex_);
+    return flushed_.wait_for(lock, std::chrono::seconds(60), [&]() { return flushes >= n; });
+  }
+  int flushCount() {
+    std::lock_guard<std::mutex> lock(flushMutex_);
+    return flushes;
+  }
 
   int writes = 0;
   size_t visited = 0;  // keys visited by reads' scans
-  bool failWrites = false;
+  bool failWrites = false;   // write() throws before running the body
+  bool failCommits = false;  // write() runs the body, then the commit throws
 
  private:
   kj::Own<StorageEngine> inner_;
+  std::optional<Durability> durability_;
+  std::mutex flushMutex_;
+  std::condition_variable flushed_;
+  int flushes = 0;  // guarded by flushMutex_: flush() runs on the flusher thread
 };
 
 // One node's stores over the in-memory engine, on an event loop of the test's own.

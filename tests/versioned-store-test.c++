@@ -73,12 +73,43 @@ TEST_CASE("versioned store: a refused write does not fail the others in its batc
   CHECK(good.wait(f.waitScope).siblings.size() == 1);
 }
 
+TEST_CASE("versioned store: a replica of another kind is refused, the stored object kept") {
+  Fixture f;
+  auto mine = f.put("k", "vc");
+  auto other = f.store.replicate(f.key("k"), lastWriteWinsObject(std::string("lww"), 5));
+  CHECK_THROWS_WITH(other.wait(f.waitScope), Catch::Contains("kind mismatch"));
+  CHECK(*f.store.get(f.key("k")) == mine);
+}
+
 TEST_CASE("versioned store: more siblings than the limit are refused with a message naming it") {
   Fixture f;
   for (uint32_t i = 0; i < Limits::MAX_SIBLINGS; i++) f.put("k", "v");
   auto more = f.store.coordinatePut(f.key("k"), Versioning::VECTOR_CLOCK, {}, "v", 1);
   CHECK_THROWS_WITH(more.wait(f.waitScope), Catch::Contains("limit"));
   CHECK(f.store.get(f.key("k"))->siblings.size() == Limits::MAX_SIBLINGS);
+}
+
+TEST_CASE("versioned store: a partition is scanned in chunks, its own keys only, from a cursor") {
+  Fixture f;
+  for (auto k : {"c", "a", "b"}) f.put(k, "v");
+  f.store.replicate(StorageKey{6, "", "next partition"}, lastWriteWinsObject(std::string("v"), 1))
+      .wait(f.waitScope);
+  Object hinted = coordinatePut(Object{}, Actor{1, 1}, {}, std::string("held"), 10);
+  f.hints.storeHint(77, f.key("hinted"), hinted).wait(f.waitScope);  // not this node's own
+
+  std::vector<std::string> seen;
+  std::string cursor;
+  for (;;) {
+    auto chunk = f.store.scanPartition(5, cursor, 1);  // one object a chunk
+    for (auto& [key, object] : chunk.entries) {
+      CHECK(key.partition == 5);
+      seen.push_back(key.key);
+    }
+    cursor = chunk.next;
+    if (chunk.done) break;
+    REQUIRE(chunk.entries.size() == 1);
+  }
+  CHECK(seen == std::vector<std::string>{"a", "b", "c"});
 }
 
 }  // namespace
