@@ -26,7 +26,7 @@ ReplicaFailed malformed(const kj::Exception& e) {
 ReplicaError classify(const kj::Exception& e) {
   // A node's refusal arrives as a FAILED exception; the wire carries no error type, so a
   // limit is recognised by the words the service puts first ("invalid argument",
-  // storaged/service.c++).
+  // storaged/local-replica.c++).
   switch (e.getType()) {
     case kj::Exception::Type::FAILED:
     case kj::Exception::Type::UNIMPLEMENTED: {
