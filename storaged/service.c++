@@ -192,8 +192,10 @@ class GatewayImpl final : public wire::Gateway::Server {
     KJ_REQUIRE(params.getCluster() == kj::StringPtr(options_.cluster.c_str()),
                "wrong cluster: this node belongs to another cluster", options_.cluster.c_str(),
                params.getCluster());
-    KJ_REQUIRE(asStringView(params.getSecret()) == options_.secret,
-               "authentication failed: wrong cluster secret");
+    // Compared apart from KJ_REQUIRE, which would print both operands, the secret among them,
+    // into the error the caller gets.
+    bool secretMatches = asStringView(params.getSecret()) == options_.secret;
+    KJ_REQUIRE(secretMatches, "authentication failed: wrong cluster secret");
     auto results = context.getResults();
     results.setNode(node_);
     results.setPeer(peer_);
