@@ -54,7 +54,9 @@ int run(const Config& config) {
   self.weight = config.weight;
 
   auto& timer = io.provider->getTimer();
-  // Peers are reached through the same connection pool the client SDK uses.
+  // Peers are reached through one connection pool (common/net/, as the SDK reaches nodes):
+  // gossip, handoff, transfer and server-driven coordination share its connections and its
+  // failure detector.
   NodePool peers(io.provider->getNetwork(), timer, config.cluster, config.secret,
                  config.limits.maxValueBytes);
 
@@ -76,8 +78,7 @@ int run(const Config& config) {
   membership.setPendingTransfers([&transfers]() { return transfers.pendingCount(); });
 
   // ---- server-driven coordination (server-driven.h; bench/) ----
-  ServerDriven serverDriven(io.provider->getNetwork(), timer,
-                            ServerDrivenOptions{config.advertise, config.cluster, config.secret});
+  ServerDriven serverDriven(store, hints, membership, &transfers, peers, timer);
   // ---- end server-driven coordination ----
   ServiceOptions serviceOptions{config.cluster, config.secret, &serverDriven};
   serviceOptions.transfers = &transfers;
