@@ -15,8 +15,8 @@
 namespace dynkv {
 
 enum class Versioning : uint8_t {
-  // How a namespace versions its values. The SDK's public NamespaceKind (client/include/dynkv/
-  // namespace-kind.h) says the same to applications; the SDK converts at its edge.
+  // How a namespace versions its values. The SDK's public NamespaceKind says the same to
+  // applications; the SDK converts at its edge (common/ knows nothing of the SDK's types).
   VECTOR_CLOCK = 0,     // dotted version vectors: concurrent writes become siblings
   LAST_WRITE_WINS = 1,  // one version per key; the highest (timestamp, value) wins
 };

@@ -8,9 +8,10 @@
 
 namespace dynkv::storaged {
 
-HintedHandoff::HintedHandoff(Store& store, Membership& membership, NodePool& pool, kj::Timer& timer,
-                             uint32_t replicas, HintBudget budget)
+HintedHandoff::HintedHandoff(VersionedStore& store, HintStore& hints, Membership& membership,
+                             NodePool& pool, kj::Timer& timer, uint32_t replicas, HintBudget budget)
     : store_(store),
+      hints_(hints),
       membership_(membership),
       pool_(pool),
       timer_(timer),
@@ -32,7 +33,7 @@ kj::Promise<void> HintedHandoff::run() {
 
 kj::Promise<size_t> HintedHandoff::deliverRound() {
   auto map = membership_.current();
-  auto backlog = store_.hintBacklog();  // by owner id
+  auto backlog = hints_.hintBacklog();  // by owner id
 
   // A cursor outlives its owner's last hint only until the next round.
   for (auto it = cursors_.begin(); it != cursors_.end();) {
@@ -67,26 +68,28 @@ kj::Promise<size_t> HintedHandoff::deliverRound() {
 
 kj::Promise<size_t> HintedHandoff::serve(MapSnapshot map, HintTurn turn) {
   auto& cursor = cursors_[turn.ownerId];
-  auto page = store_.hintsFor(turn.ownerId, cursor, turn.max);
+  auto page = hints_.hintsFor(turn.ownerId, cursor, turn.max);
   if (page.hints.empty() && !cursor.empty()) {
     // The cursor is past the owner's last hint: wrap now rather than waste the turn.
-    page = store_.hintsFor(turn.ownerId, "", turn.max);
+    page = hints_.hintsFor(turn.ownerId, "", turn.max);
   }
   return deliverFrom(kj::mv(map), turn, kj::mv(page), 0, 0);
 }
 
-void HintedHandoff::advanceCursor(uint64_t owner, const Store::HintPage& page, size_t tried) {
+void HintedHandoff::advanceCursor(uint64_t owner, const HintStore::HintPage& page,
+                                  size_t tried) {
   // Past every hint tried, delivered or not: a hint that fails (its owner refuses it, say) is
   // tried again only after the owner's others, so it never blocks them.
   bool last = tried + 1 == page.hints.size() && page.end;
   cursors_[owner] = last ? std::string() : encodeStorageKey(page.hints[tried].key);
 }
 
-kj::Promise<size_t> HintedHandoff::deliverFrom(MapSnapshot map, HintTurn turn, Store::HintPage page,
-                                               size_t next, size_t delivered) {
+kj::Promise<size_t> HintedHandoff::deliverFrom(MapSnapshot map, HintTurn turn,
+                                               HintStore::HintPage page, size_t next,
+                                               size_t delivered) {
   if (next == page.hints.size()) return delivered;
   advanceCursor(turn.ownerId, page, next);
-  const Store::Hint& hint = page.hints[next];  // valid until `page` moves, below
+  const HintStore::Hint& hint = page.hints[next];  // valid until `page` moves, below
 
   kj::Promise<bool> handedOff = nullptr;  // false: the owner failed, its turn ends
   if (turn.route == HintRoute::TO_OWNER) {
@@ -95,7 +98,7 @@ kj::Promise<size_t> HintedHandoff::deliverFrom(MapSnapshot map, HintTurn turn, S
     auto& owner = map->nodes()[*index];
     handedOff =
         send(owner, map->version(), hint)
-            .then([this, hint]() { return store_.removeHint(hint).then([]() { return true; }); },
+            .then([this, hint]() { return hints_.removeHint(hint).then([]() { return true; }); },
                   [this, address = owner.address](kj::Exception&& e) {
                     pool_.reportFailure(address, e);
                     return kj::Promise<bool>(false);
@@ -104,7 +107,7 @@ kj::Promise<size_t> HintedHandoff::deliverFrom(MapSnapshot map, HintTurn turn, S
     auto targets = hintTargets(*map, keyHash(hint.key.ns, hint.key.key), replicas_);
     KJ_ASSERT(!targets.empty(), "a non-empty map places every key");
     handedOff = reassign(map, hint, kj::mv(targets), 0)
-                    .then([this, hint]() { return store_.removeHint(hint); })
+                    .then([this, hint]() { return hints_.removeHint(hint); })
                     .then([]() { return true; });
   }
   return handedOff.then([this, map = kj::mv(map), turn, page = kj::mv(page), next,
@@ -114,7 +117,7 @@ kj::Promise<size_t> HintedHandoff::deliverFrom(MapSnapshot map, HintTurn turn, S
   });
 }
 
-kj::Promise<void> HintedHandoff::reassign(MapSnapshot map, Store::Hint hint,
+kj::Promise<void> HintedHandoff::reassign(MapSnapshot map, HintStore::Hint hint,
                                           std::vector<uint64_t> targets, size_t next) {
   // The owner left the ring: the write belongs to the key's current replicas. One target at a
   // time; one that cannot take it now gets a hint here, delivered when it answers again, so
@@ -129,12 +132,12 @@ kj::Promise<void> HintedHandoff::reassign(MapSnapshot map, Store::Hint hint,
     KJ_ASSERT(index.has_value(), "hintTargets() returns members");
     auto& node = map->nodes()[*index];
     if (pool_.isSuspect(node.address)) {
-      done = store_.storeHint(target, hint.key, hint.object);
+      done = hints_.storeHint(target, hint.key, hint.object);
     } else {
       done = send(node, map->version(), hint)
                  .catch_([this, target, hint, address = node.address](kj::Exception&& e) {
                    pool_.reportFailure(address, e);
-                   return store_.storeHint(target, hint.key, hint.object);
+                   return hints_.storeHint(target, hint.key, hint.object);
                  });
     }
   }
@@ -145,7 +148,7 @@ kj::Promise<void> HintedHandoff::reassign(MapSnapshot map, Store::Hint hint,
 }
 
 kj::Promise<void> HintedHandoff::send(const NodeInfo& node, uint64_t mapVersion,
-                                      const Store::Hint& hint) {
+                                      const HintStore::Hint& hint) {
   auto call = pool_.node(node.address).then([hint, mapVersion](wire::Node::Client client) {
     auto request = client.replicateRequest();
     request.setMapVersion(mapVersion);

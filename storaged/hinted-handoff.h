@@ -13,19 +13,21 @@
 #include <vector>
 
 #include "hint-policy.h"
+#include "hint-store.h"
 #include "membership.h"
 #include "node-pool.h"
-#include "store.h"
+#include "versioned-store.h"
 
 namespace dynkv::storaged {
 
 class HintedHandoff {
  public:
-  HintedHandoff(Store& store, Membership& membership, NodePool& pool, kj::Timer& timer,
-                uint32_t replicas, HintBudget budget = {});
-  // `replicas` is the cluster's N: hints for an owner that has left the ring go to the first N
-  // nodes of their key's preference list. This node is store.self().node; all references must
-  // outlive the HintedHandoff.
+  HintedHandoff(VersionedStore& store, HintStore& hints, Membership& membership, NodePool& pool,
+                kj::Timer& timer, uint32_t replicas, HintBudget budget = {});
+  // Delivers what `hints` holds; a hint reassigned to this node goes into `store`. `replicas`
+  // is the cluster's N: hints for an owner that has left the ring go to the first N nodes of
+  // their key's preference list. This node is store.self().node; all references must outlive
+  // the HintedHandoff.
 
   static constexpr auto INTERVAL = 1 * kj::SECONDS;
   static constexpr auto DELIVERY_TIMEOUT = 5 * kj::SECONDS;  // one hint to one node
@@ -54,7 +56,8 @@ class HintedHandoff {
   // only the turn it happened in.
 
  private:
-  Store& store_;
+  VersionedStore& store_;
+  HintStore& hints_;
   Membership& membership_;
   NodePool& pool_;
   kj::Timer& timer_;
@@ -65,12 +68,13 @@ class HintedHandoff {
                                              // after ("" = from its first hint)
 
   kj::Promise<size_t> serve(MapSnapshot map, HintTurn turn);
-  kj::Promise<size_t> deliverFrom(MapSnapshot map, HintTurn turn, Store::HintPage page, size_t next,
-                                  size_t delivered);
-  void advanceCursor(uint64_t owner, const Store::HintPage& page, size_t tried);
-  kj::Promise<void> send(const NodeInfo& node, uint64_t mapVersion, const Store::Hint& hint);
-  kj::Promise<void> reassign(MapSnapshot map, Store::Hint hint, std::vector<uint64_t> targets,
-                             size_t next);
+  kj::Promise<size_t> deliverFrom(MapSnapshot map, HintTurn turn, HintStore::HintPage page,
+                                  size_t next, size_t delivered);
+  void advanceCursor(uint64_t owner, const HintStore::HintPage& page, size_t tried);
+  kj::Promise<void> send(const NodeInfo& node, uint64_t mapVersion,
+                         const HintStore::Hint& hint);
+  kj::Promise<void> reassign(MapSnapshot map, HintStore::Hint hint,
+                             std::vector<uint64_t> targets, size_t next);
 };
 
 }  // namespace dynkv::storaged

@@ -11,13 +11,15 @@
 #include "config.h"
 #include "hinted-handoff.h"
 #include "gossip.h"
+#include "group-commit.h"
+#include "hint-store.h"
 #include "identity.h"
 #include "membership.h"
 #include "accept-loop.h"
 #include "server-driven.h"
 #include "service.h"
-#include "store.h"
 #include "transfer.h"
+#include "versioned-store.h"
 
 namespace dynkv::storaged {
 namespace {
@@ -53,14 +55,18 @@ int run(const Config& config) {
 
   auto& timer = io.provider->getTimer();
   // The process's one failure detector: the pool feeds it from calls, gossip from heartbeats,
-  // and routing (hinted handoff, transfers) and gossip both ask it whom to suspect.
+  // and routing (server-driven coordination, hinted handoff, transfers) and gossip both ask it
+  // whom to suspect.
   FailureDetector detector;
-  // Peers are reached through the same connection pool the client SDK uses.
+  // Peers are reached through one connection pool (common/net/, as the SDK reaches nodes):
+  // gossip, handoff, transfer and server-driven coordination share its connections.
   NodePool peers(io.provider->getNetwork(), timer, detector, config.cluster, config.secret,
                  config.limits.maxValueBytes);
 
-  Store store(*engine, identity.actor, config.limits, timer);
-  TransferManager transfers(store, peers, timer, self.id, config.replicas,
+  GroupCommit commits(*engine);
+  HintStore hints(commits, config.limits);
+  VersionedStore store(commits, hints, identity.actor, config.limits);
+  TransferManager transfers(store, *engine, peers, timer, self.id, config.replicas,
                             config.transferBytesPerSecond);
   GossipOptions gossipOptions;
   gossipOptions.self = self;
@@ -75,12 +81,11 @@ int run(const Config& config) {
   membership.setPendingTransfers([&transfers]() { return transfers.pendingCount(); });
 
   // ---- server-driven coordination (server-driven.h; bench/) ----
-  ServerDriven serverDriven(io.provider->getNetwork(), timer,
-                            ServerDrivenOptions{config.advertise, config.cluster, config.secret});
+  ServerDriven serverDriven(store, hints, membership, &transfers, peers, timer);
   // ---- end server-driven coordination ----
   ServiceOptions serviceOptions{config.cluster, config.secret, &serverDriven};
   serviceOptions.transfers = &transfers;
-  auto gateway = newGateway(store, membership, kj::mv(serviceOptions));
+  auto gateway = newGateway(store, hints, membership, kj::mv(serviceOptions));
 
   auto address = io.provider->getNetwork().parseAddress(config.listen).wait(io.waitScope);
   auto listener = address->listen();
@@ -98,7 +103,7 @@ int run(const Config& config) {
   };
   auto gossipLoop = membership.run().eagerlyEvaluate(logFailure("gossip stopped"));
   auto transferLoop = transfers.run().eagerlyEvaluate(logFailure("partition transfer stopped"));
-  HintedHandoff handoff(store, membership, peers, timer, config.replicas);
+  HintedHandoff handoff(store, hints, membership, peers, timer, config.replicas);
   auto handoffLoop = handoff.run().eagerlyEvaluate(logFailure("hinted handoff stopped"));
 
   AcceptOptions accept;

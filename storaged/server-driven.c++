@@ -1,112 +1,220 @@
 #include "server-driven.h"
 
-#include <chrono>
 #include <kj/debug.h>
+#include <kj/time.h>
 
 #include "codec.h"
+#include "read-context.h"
 
 namespace dynkv::storaged {
 
 namespace {
 
-std::string toStdString(capnp::Data::Reader data) { return std::string(asStringView(data)); }
+using Kind = wire::Node::CoordinationError::Kind;
 
-CallOptions callOptionsFrom(wire::Node::CallSettings::Reader call) {
-  CallOptions options;
-  if (call.getN() != 0) options.n = call.getN();
-  if (call.getR() != 0) options.r = call.getR();
-  if (call.getW() != 0) options.w = call.getW();
-  if (call.getTimeoutMillis() != 0) {
-    options.timeout = std::chrono::milliseconds(call.getTimeoutMillis());
-  }
-  return options;
+int64_t nowMicros() {
+  return (kj::systemPreciseCalendarClock().now() - kj::UNIX_EPOCH) / kj::MICROSECONDS;
 }
 
-wire::Node::CoordinationError::Kind toWire(ErrorKind kind) {
-  using Kind = wire::Node::CoordinationError::Kind;
+void setError(wire::Node::CoordinationError::Builder out, Kind kind, const std::string& message) {
+  // The message reads as the SDK's Error::what() ("unavailable: ..."): a caller sees the same
+  // text whichever mode coordinated its request.
+  const char* name = "unavailable";
   switch (kind) {
-    case ErrorKind::INVALID_ARGUMENT: return Kind::INVALID_ARGUMENT;
-    case ErrorKind::UNAVAILABLE: return Kind::UNAVAILABLE;
-    case ErrorKind::TIMEOUT: return Kind::TIMEOUT;
-    case ErrorKind::REJECTED: return Kind::REJECTED;
+    case Kind::NONE:
+      break;
+    case Kind::INVALID_ARGUMENT:
+      name = "invalid argument";
+      break;
+    case Kind::UNAVAILABLE:
+      name = "unavailable";
+      break;
+    case Kind::TIMEOUT:
+      name = "timeout";
+      break;
+    case Kind::REJECTED:
+      name = "rejected";
+      break;
   }
-  return Kind::UNAVAILABLE;
+  out.setKind(kind);
+  out.setMessage(std::string(name) + ": " + message);
 }
 
-void setError(wire::Node::CoordinationError::Builder out, const Error& error) {
-  out.setKind(toWire(error.kind()));
-  out.setMessage(error.what());
+void setError(wire::Node::CoordinationError::Builder out, const CallFailure& failure) {
+  switch (failure.kind) {
+    case FailureKind::UNAVAILABLE:
+      return setError(out, Kind::UNAVAILABLE, failure.message);
+    case FailureKind::REJECTED:
+      return setError(out, Kind::REJECTED, failure.message);
+    case FailureKind::INVALID_ARGUMENT:
+      return setError(out, Kind::INVALID_ARGUMENT, failure.message);
+    case FailureKind::TIMEOUT:
+      return setError(out, Kind::TIMEOUT, failure.message);
+  }
+  setError(out, Kind::UNAVAILABLE, failure.message);
+}
+
+std::optional<std::string> quorumFrom(wire::Node::CallSettings::Reader call, Quorum& q) {
+  // 0 means the default (Quorum's, which are the SDK's).
+  if (call.getN() != 0) q.n = call.getN();
+  if (call.getR() != 0) q.r = call.getR();
+  if (call.getW() != 0) q.w = call.getW();
+  int64_t millis = q.timeout / kj::MILLISECONDS;
+  if (call.getTimeoutMillis() != 0) millis = call.getTimeoutMillis();
+  if (auto problem = checkQuorum(q.n, q.r, q.w, millis)) return problem;
+  q.timeout = millis * kj::MILLISECONDS;
+  return std::nullopt;
+}
+
+template <typename T>
+kj::Promise<Reply<T>> asReply(kj::Promise<T> answer) {
+  return answer.then([](T&& value) -> Reply<T> { return kj::mv(value); });
 }
 
 }  // namespace
 
-ServerDriven::ServerDriven(kj::Network& network, kj::Timer& timer, ServerDrivenOptions options)
-    : network_(network), timer_(timer), options_(kj::mv(options)) {}
+// ---- the replicas: this node's store, and the pool for the others ----
 
-AsyncClient& ServerDriven::coordinatorFor(const std::string& ns, NamespaceKind kind) {
-  ClientOptions client;
-  client.seeds = {options_.advertise};
-  client.cluster = options_.cluster;
-  client.secret = options_.secret;
-  if (kind == NamespaceKind::VECTOR_CLOCK) {
-    if (vectorClock_.get() == nullptr) {
-      vectorClock_ = AsyncClient::create(network_, timer_, kj::mv(client));
-    }
-    return *vectorClock_;
-  }
-  auto name = kj::str(ns.c_str());
-  KJ_IF_MAYBE(existing, lastWriteWins_.find(name)) { return **existing; }
-  KJ_REQUIRE(lastWriteWins_.size() < MAX_LWW_NAMESPACES,
-             "server-driven coordination serves at most MAX_LWW_NAMESPACES last-write-wins "
-             "namespaces per node", MAX_LWW_NAMESPACES);
-  client.namespaces[ns] = NamespaceKind::LAST_WRITE_WINS;
-  auto& entry = lastWriteWins_.insert(kj::mv(name),
-                                      AsyncClient::create(network_, timer_, kj::mv(client)));
-  return *entry.value;
+ServerDriven::NodeReplicas::NodeReplicas(VersionedStore& store, HintStore& hints,
+                                         Membership& membership, TransferManager* transfers,
+                                         NodePool& pool)
+    : self_(store.self().node),
+      local_(store, hints, membership, transfers),
+      // A reply carrying a newer map tells membership to catch up, as any peer's does.
+      remote_(pool, store.limits(),
+              [&membership](uint64_t version) { membership.observeVersion(version); }) {}
+
+StorageKey ServerDriven::NodeReplicas::storageKey(const ReplicaKey& key) {
+  auto map = local_.observe(key.mapVersion);
+  return local_.storageKey(*map, key.ns, key.key);
 }
+
+kj::Promise<Reply<std::optional<Object>>> ServerDriven::NodeReplicas::get(const NodeInfo& node,
+                                                                          const ReplicaKey& key) {
+  if (node.id != self_) return remote_.get(node, key);
+  // evalNow: a request the replica refuses at once fails the promise, as a remote one would.
+  return asReply(kj::evalNow([&]() { return local_.get(storageKey(key)); }));
+}
+
+kj::Promise<Reply<Object>> ServerDriven::NodeReplicas::coordinatePut(
+    const NodeInfo& node, const ReplicaKey& key, const VersionVector& context,
+    const std::optional<std::string>& value) {
+  if (node.id != self_) return remote_.coordinatePut(node, key, context, value);
+  return asReply(kj::evalNow(
+      [&]() { return local_.coordinatePut(storageKey(key), context, value, nowMicros()); }));
+}
+
+kj::Promise<void> ServerDriven::NodeReplicas::replicate(const NodeInfo& node, const ReplicaKey& key,
+                                                        const Object& object, uint64_t hintFor) {
+  if (node.id != self_) return remote_.replicate(node, key, object, hintFor);
+  return kj::evalNow([&]() { return local_.replicate(storageKey(key), object, hintFor); });
+}
+
+void ServerDriven::NodeReplicas::timedOut(const NodeInfo& node) {
+  if (node.id != self_) remote_.timedOut(node);
+}
+
+bool ServerDriven::NodeReplicas::suspect(const NodeInfo& node) const {
+  return node.id != self_ && remote_.suspect(node);
+}
+
+// ---- the calls ----
+
+ServerDriven::ServerDriven(VersionedStore& store, HintStore& hints, Membership& membership,
+                           TransferManager* transfers, NodePool& pool, kj::Timer& timer)
+    : store_(store),
+      membership_(membership),
+      replicas_(store, hints, membership, transfers, pool),
+      driver_(replicas_, timer) {}
+
+ServerDriven::~ServerDriven() noexcept(false) {}
 
 kj::Promise<void> ServerDriven::coordinateGet(CoordinateGetContext context) {
   auto params = context.getParams();
+  auto results = context.getResults();
+  auto settings = params.getCall();
+  Quorum q;
+  if (auto problem = quorumFrom(settings, q)) {
+    setError(results.initError(), Kind::INVALID_ARGUMENT, *problem);
+    return kj::READY_NOW;
+  }
+  auto map = membership_.current();
+  if (map->empty()) {
+    setError(results.initError(), Kind::UNAVAILABLE,
+             "this node is not in a ring yet: `dynkv admin join` adds it");
+    return kj::READY_NOW;
+  }
   auto wireKey = params.getKey();
-  Key key(toStdString(wireKey.getNamespace()), toStdString(wireKey.getKey()));
-  auto& coordinator = coordinatorFor(key.ns, params.getCall().getKind() == wire::NamespaceKind::LAST_WRITE_WINS ? NamespaceKind::LAST_WRITE_WINS : NamespaceKind::VECTOR_CLOCK);
-  auto options = callOptionsFrom(params.getCall());
-  return coordinator.get(kj::mv(key), options).then([context](Result<GetResult> result) mutable {
+  CoordinatedCall call{map, std::string(asStringView(wireKey.getNamespace())),
+                       std::string(asStringView(wireKey.getKey())), fromWire(settings.getKind()),
+                       q};
+  if (auto problem = checkKey(store_.limits(), call.ns, call.key)) {
+    setError(results.initError(), Kind::INVALID_ARGUMENT, *problem);
+    return kj::READY_NOW;
+  }
+  return driver_.read(kj::mv(call)).then([context](ReadOutcome&& outcome) mutable {
     auto results = context.getResults();
-    if (!result.ok()) {
-      setError(results.initError(), result.error());
+    if (outcome.failure) {
+      setError(results.initError(), *outcome.failure);
       return;
     }
-    auto& got = result.value();
-    auto siblings = results.initSiblings(got.siblings.size());
-    for (size_t i = 0; i < got.siblings.size(); i++) {
-      auto& version = got.siblings[i];
-      siblings[i].setValue(asData(version.value));
-      siblings[i].setDeleted(version.deleted);
-      siblings[i].setTimestamp(version.timestampMicros);
+    auto& merged = outcome.merged.siblings;
+    auto siblings = results.initSiblings(merged.size());
+    for (size_t i = 0; i < merged.size(); i++) {
+      siblings[i].setValue(asData(merged[i].value.value_or("")));
+      siblings[i].setDeleted(merged[i].isTombstone());
+      siblings[i].setTimestamp(merged[i].timestamp);
     }
-    results.setContext(asData(got.context.bytes()));
+    auto bytes = encodeReadContext(ReadContext{outcome.merged.vv, outcome.fastest});
+    results.setContext(asData(bytes));
   });
 }
 
 kj::Promise<void> ServerDriven::coordinateWrite(CoordinateWriteContext context) {
   auto params = context.getParams();
+  auto results = context.getResults();
+  auto settings = params.getCall();
+  Quorum q;
+  if (auto problem = quorumFrom(settings, q)) {
+    setError(results.initError(), Kind::INVALID_ARGUMENT, *problem);
+    return kj::READY_NOW;
+  }
+  Write write;
+  if (auto problem = decodeReadContext(asStringView(params.getContext()), write.context)) {
+    setError(results.initError(), Kind::INVALID_ARGUMENT, *problem);
+    return kj::READY_NOW;
+  }
+  auto map = membership_.current();
+  if (map->empty()) {
+    setError(results.initError(), Kind::UNAVAILABLE,
+             "this node is not in a ring yet: `dynkv admin join` adds it");
+    return kj::READY_NOW;
+  }
   auto wireKey = params.getKey();
-  Key key(toStdString(wireKey.getNamespace()), toStdString(wireKey.getKey()));
-  auto& coordinator = coordinatorFor(key.ns, params.getCall().getKind() == wire::NamespaceKind::LAST_WRITE_WINS ? NamespaceKind::LAST_WRITE_WINS : NamespaceKind::VECTOR_CLOCK);
-  auto options = callOptionsFrom(params.getCall());
-  Context readContext(toStdString(params.getContext()));
-  auto written = params.getTombstone()
-                     ? coordinator.remove(kj::mv(key), kj::mv(readContext), options)
-                     : coordinator.put(kj::mv(key), toStdString(params.getValue()),
-                                       kj::mv(readContext), options);
-  return written.then([context](Result<Context> result) mutable {
+  CoordinatedCall call{map, std::string(asStringView(wireKey.getNamespace())),
+                       std::string(asStringView(wireKey.getKey())), fromWire(settings.getKind()),
+                       q};
+  if (auto problem = checkKey(store_.limits(), call.ns, call.key)) {
+    setError(results.initError(), Kind::INVALID_ARGUMENT, *problem);
+    return kj::READY_NOW;
+  }
+  if (!params.getTombstone()) {
+    auto value = asStringView(params.getValue());
+    if (auto problem = checkValue(store_.limits(), value)) {
+      setError(results.initError(), Kind::INVALID_ARGUMENT, *problem);
+      return kj::READY_NOW;
+    }
+    write.value = std::string(value);
+  }
+  write.nowMicros = nowMicros();
+  return driver_.write(kj::mv(call), kj::mv(write)).then([context](WriteOutcome&& outcome) mutable {
     auto results = context.getResults();
-    if (!result.ok()) {
-      setError(results.initError(), result.error());
+    if (outcome.failure) {
+      setError(results.initError(), *outcome.failure);
       return;
     }
-    results.setContext(asData(result.value().bytes()));
+    auto bytes = encodeReadContext(ReadContext{outcome.object.vv, outcome.coordinator});
+    results.setContext(asData(bytes));
   });
 }
 

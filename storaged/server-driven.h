@@ -1,19 +1,23 @@
 // Server-driven coordination (DESIGN.md, "Server-driven mode"): the node coordinates a get
 // or a write on behalf of a caller that sent it to a random node, as a load balancer would.
-// It runs the SDK's own coordinator (dynkv::AsyncClient, client/) seeded with this node's
-// address, so it routes by this node's membership view; there is no second implementation
-// of the quorum logic. It exists for the benchmark's comparison with client-driven
-// coordination (bench/, the paper's Table 2).
+// It runs the same coordinators as the SDK (common/coordinator/, driven by common/net/'s
+// RequestDriver), routed by this node's membership view: its own replica is served from its
+// store without a round trip, every other node is reached over the node's connection pool.
+// It exists for the benchmark's comparison with client-driven coordination (bench/, the
+// paper's Table 2).
 #pragma once
 
-#include <dynkv/async-client.h>
-
-#include <kj/async-io.h>
-#include <kj/map.h>
+#include <kj/async.h>
 #include <kj/timer.h>
-#include <string>
 
 #include "dynkv.capnp.h"
+#include "local-replica.h"
+#include "membership.h"
+#include "node-pool.h"
+#include "replicas.h"
+#include "request-driver.h"
+#include "hint-store.h"
+#include "versioned-store.h"
 
 namespace dynkv::storaged {
 
@@ -22,35 +26,49 @@ using CoordinateGetContext =
 using CoordinateWriteContext =
     capnp::CallContext<wire::Node::CoordinateWriteParams, wire::Node::CoordinateWriteResults>;
 
-struct ServerDrivenOptions {
-  std::string advertise;  // this node's HOST:PORT: the coordinator's only seed
-  std::string cluster = "dynkv";
-  std::string secret;
-};
-
 class ServerDriven {
  public:
-  ServerDriven(kj::Network& network, kj::Timer& timer, ServerDrivenOptions options);
-  // `network` and `timer` must outlive it. No connection is made until the first request.
+  ServerDriven(VersionedStore& store, HintStore& hints, Membership& membership,
+               TransferManager* transfers, NodePool& pool, kj::Timer& timer);
+  // All must outlive it (transfers may be null: every partition is readable). This node is
+  // the store's actor; requests are checked against the store's limits.
+  ~ServerDriven() noexcept(false);
 
   kj::Promise<void> coordinateGet(CoordinateGetContext context);
   kj::Promise<void> coordinateWrite(CoordinateWriteContext context);
-  // Fill the call's results. A quorum failure is a result (error.kind != none); only a
-  // malformed request throws.
-
-  static constexpr size_t MAX_LWW_NAMESPACES = 16;
-  // The SDK picks a namespace's versioning from ClientOptions::namespaces, fixed when the
-  // client is created, so each last-write-wins namespace gets a coordinator of its own (one
-  // more connection per node). Requests for more namespaces than this are refused.
+  // Fill the call's results. A quorum failure or a request that breaks a limit is a result
+  // (error.kind != none, the message as the SDK's Error::what() reads); only a malformed
+  // request throws.
 
  private:
-  kj::Network& network_;
-  kj::Timer& timer_;
-  ServerDrivenOptions options_;
-  kj::Own<AsyncClient> vectorClock_;  // every namespace not listed below
-  kj::HashMap<kj::String, kj::Own<AsyncClient>> lastWriteWins_;
+  class NodeReplicas final : public Replicas {
+    // This node's replica from its store, every other node over the pool.
+   public:
+    NodeReplicas(VersionedStore& store, HintStore& hints, Membership& membership,
+                 TransferManager* transfers, NodePool& pool);
 
-  AsyncClient& coordinatorFor(const std::string& ns, NamespaceKind kind);
+    kj::Promise<Reply<std::optional<Object>>> get(const NodeInfo& node,
+                                                  const ReplicaKey& key) override;
+    kj::Promise<Reply<Object>> coordinatePut(const NodeInfo& node, const ReplicaKey& key,
+                                             const VersionVector& context,
+                                             const std::optional<std::string>& value) override;
+    kj::Promise<void> replicate(const NodeInfo& node, const ReplicaKey& key, const Object& object,
+                                uint64_t hintFor) override;
+    void timedOut(const NodeInfo& node) override;
+    bool suspect(const NodeInfo& node) const override;
+
+   private:
+    uint64_t self_;
+    LocalReplica local_;
+    PooledReplicas remote_;
+
+    StorageKey storageKey(const ReplicaKey& key);
+  };
+
+  VersionedStore& store_;
+  Membership& membership_;
+  NodeReplicas replicas_;
+  RequestDriver driver_;
 };
 
 }  // namespace dynkv::storaged

@@ -4,9 +4,8 @@
 #include <kj/time.h>
 
 #include "codec.h"
-#include "hash.h"
+#include "local-replica.h"
 #include "server-driven.h"
-#include "transfer.h"
 #include "dynkv.capnp.h"
 
 namespace dynkv::storaged {
@@ -18,58 +17,42 @@ int64_t nowMicros() {
 }
 
 class NodeImpl final : public wire::Node::Server {
+  // Decodes each replica call, has the LocalReplica answer it, and encodes the answer.
  public:
-  NodeImpl(Store& store, Membership& membership, ServerDriven* serverDriven = nullptr,
-           TransferManager* transfers = nullptr)
-      : store_(store), membership_(membership), serverDriven_(serverDriven),
-        transfers_(transfers) {}
+  NodeImpl(VersionedStore& store, HintStore& hints, Membership& membership,
+           ServerDriven* serverDriven = nullptr, TransferManager* transfers = nullptr)
+      : store_(store), hints_(hints), membership_(membership),
+        local_(store, hints, membership, transfers), serverDriven_(serverDriven) {}
 
   kj::Promise<void> get(GetContext context) override {
     auto params = context.getParams();
-    auto map = observe(params.getMapVersion());
-    auto key = storageKey(*map, params.getKey());
-    auto local = store_.get(key);
-    if (transfers_ != nullptr && !transfers_->readable(key.partition)) {
-      // The partition is still streaming in: answer with what this node has merged with what
-      // a previous owner has, so the read sees the key's history (Riak forwards likewise).
-      return transfers_->readThrough(key, kj::mv(local))
-          .then([context, map](std::optional<Object> object) mutable {
-            auto results = context.getResults();
-            results.setMapVersion(map->version());
-            if (object) {
-              results.setFound(true);
-              encodeObject(*object, results.initObject());
-            }
-          });
-    }
-    auto results = context.getResults();
-    results.setMapVersion(map->version());
-    if (local) {
-      results.setFound(true);
-      encodeObject(*local, results.initObject());
-    }
-    return kj::READY_NOW;
+    auto map = local_.observe(params.getMapVersion());
+    auto wireKey = params.getKey();
+    auto key = local_.storageKey(*map, asStringView(wireKey.getNamespace()),
+                                 asStringView(wireKey.getKey()));
+    return local_.get(kj::mv(key)).then([context, map](std::optional<Object> object) mutable {
+      auto results = context.getResults();
+      results.setMapVersion(map->version());
+      if (object) {
+        results.setFound(true);
+        encodeObject(*object, results.initObject());
+      }
+    });
   }
 
   kj::Promise<void> coordinatePut(CoordinatePutContext context) override {
     auto params = context.getParams();
-    auto map = observe(params.getMapVersion());
-    auto key = storageKey(*map, params.getKey());
+    auto map = local_.observe(params.getMapVersion());
+    auto wireKey = params.getKey();
+    auto key = local_.storageKey(*map, asStringView(wireKey.getNamespace()),
+                                 asStringView(wireKey.getKey()));
     KJ_REQUIRE(params.getKind() == wire::NamespaceKind::VECTOR_CLOCK,
                "coordinatePut is for vector-clock namespaces; last-write-wins writes replicate "
                "directly");
     std::optional<std::string> value;
-    if (!params.getTombstone()) {
-      auto v = params.getValue();
-      if (auto error = checkValue(store_.limits(), asStringView(v))) {
-        KJ_FAIL_REQUIRE("invalid argument", *error);
-      }
-      value = std::string(asStringView(v));
-    }
+    if (!params.getTombstone()) value = std::string(asStringView(params.getValue()));
     auto vv = decodeVersionVector(params.getContext());
-    return store_
-        .coordinatePut(kj::mv(key), Versioning::VECTOR_CLOCK, kj::mv(vv), kj::mv(value),
-                       nowMicros())
+    return local_.coordinatePut(kj::mv(key), kj::mv(vv), kj::mv(value), nowMicros())
         .then([context, map](Object object) mutable {
           auto results = context.getResults();
           results.setMapVersion(map->version());
@@ -79,15 +62,13 @@ class NodeImpl final : public wire::Node::Server {
 
   kj::Promise<void> replicate(ReplicateContext context) override {
     auto params = context.getParams();
-    auto map = observe(params.getMapVersion());
-    auto key = storageKey(*map, params.getKey());
+    auto map = local_.observe(params.getMapVersion());
+    auto wireKey = params.getKey();
+    auto key = local_.storageKey(*map, asStringView(wireKey.getNamespace()),
+                                 asStringView(wireKey.getKey()));
     auto object = decodeObject(params.getObject(), store_.limits());
-    uint64_t hintFor = params.getHintFor();
-    auto done = hintFor == 0 ? store_.replicate(kj::mv(key), kj::mv(object))
-                             : store_.storeHint(hintFor, kj::mv(key), kj::mv(object));
-    return done.then([context, map]() mutable {
-      context.getResults().setMapVersion(map->version());
-    });
+    return local_.replicate(kj::mv(key), kj::mv(object), params.getHintFor())
+        .then([context, map]() mutable { context.getResults().setMapVersion(map->version()); });
   }
 
   kj::Promise<void> getView(GetViewContext context) override {
@@ -106,30 +87,31 @@ class NodeImpl final : public wire::Node::Server {
   }
 
   kj::Promise<void> ping(PingContext context) override {
-    auto map = observe(context.getParams().getMapVersion());
+    auto map = local_.observe(context.getParams().getMapVersion());
     context.getResults().setMapVersion(map->version());
     return kj::READY_NOW;
   }
 
   // ---- server-driven coordination (server-driven.h; bench/) ----
   kj::Promise<void> coordinateGet(CoordinateGetContext context) override {
-    auto map = observe(context.getParams().getMapVersion());
+    auto map = local_.observe(context.getParams().getMapVersion());
     context.getResults().setMapVersion(map->version());
     return serverDriven().coordinateGet(context);
   }
 
   kj::Promise<void> coordinateWrite(CoordinateWriteContext context) override {
-    auto map = observe(context.getParams().getMapVersion());
+    auto map = local_.observe(context.getParams().getMapVersion());
     context.getResults().setMapVersion(map->version());
     return serverDriven().coordinateWrite(context);
   }
   // ---- end server-driven coordination ----
 
  private:
-  Store& store_;
+  VersionedStore& store_;
+  HintStore& hints_;
   Membership& membership_;
+  LocalReplica local_;
   ServerDriven* serverDriven_;
-  TransferManager* transfers_;
 
   ServerDriven& serverDriven() {
     if (serverDriven_ == nullptr) {
@@ -137,29 +119,13 @@ class NodeImpl final : public wire::Node::Server {
     }
     return *serverDriven_;
   }
-
-  MapSnapshot observe(uint64_t senderVersion) {
-    // A sender with an older map still gets an answer; the reply's version tells it to
-    // refresh. A sender with a newer one tells us to.
-    membership_.observeVersion(senderVersion);
-    return membership_.current();
-  }
-
-  StorageKey storageKey(const PartitionMap& map, wire::Key::Reader wireKey) {
-    auto ns = asStringView(wireKey.getNamespace());
-    auto key = asStringView(wireKey.getKey());
-    if (auto error = checkKey(store_.limits(), ns, key)) {
-      KJ_FAIL_REQUIRE("invalid argument", *error);
-    }
-    KJ_REQUIRE(!map.empty(), "this node has no partition map yet");
-    return StorageKey{map.partitionOf(keyHash(ns, key)), std::string(ns), std::string(key)};
-  }
 };
 
 class PeerImpl final : public wire::Peer::Server {
   // Node-to-node calls: gossip and partition streaming.
  public:
-  PeerImpl(Store& store, Membership& membership) : store_(store), membership_(membership) {}
+  PeerImpl(VersionedStore& store, Membership& membership)
+      : store_(store), membership_(membership) {}
 
   kj::Promise<void> gossip(GossipContext context) override {
     membership_.gossip(context.getParams().getState(), context.getResults().initState());
@@ -188,7 +154,7 @@ class PeerImpl final : public wire::Peer::Server {
   }
 
  private:
-  Store& store_;
+  VersionedStore& store_;
   Membership& membership_;
 };
 
@@ -217,8 +183,10 @@ class AdminImpl final : public wire::Admin::Server {
 
 class GatewayImpl final : public wire::Gateway::Server {
  public:
-  GatewayImpl(Store& store, Membership& membership, ServiceOptions options)
-      : node_(kj::heap<NodeImpl>(store, membership, options.serverDriven, options.transfers)),
+  GatewayImpl(VersionedStore& store, HintStore& hints, Membership& membership,
+              ServiceOptions options)
+      : node_(kj::heap<NodeImpl>(store, hints, membership, options.serverDriven,
+                                 options.transfers)),
         peer_(kj::heap<PeerImpl>(store, membership)),
         admin_(kj::heap<AdminImpl>(membership)),
         options_(kj::mv(options)) {}
@@ -228,8 +196,10 @@ class GatewayImpl final : public wire::Gateway::Server {
     KJ_REQUIRE(params.getCluster() == kj::StringPtr(options_.cluster.c_str()),
                "wrong cluster: this node belongs to another cluster", options_.cluster.c_str(),
                params.getCluster());
-    KJ_REQUIRE(asStringView(params.getSecret()) == options_.secret,
-               "authentication failed: wrong cluster secret");
+    // Compared apart from KJ_REQUIRE, which would print both operands, the secret among them,
+    // into the error the caller gets.
+    bool secretMatches = asStringView(params.getSecret()) == options_.secret;
+    KJ_REQUIRE(secretMatches, "authentication failed: wrong cluster secret");
     auto results = context.getResults();
     results.setNode(node_);
     results.setPeer(peer_);
@@ -246,9 +216,9 @@ class GatewayImpl final : public wire::Gateway::Server {
 
 }  // namespace
 
-capnp::Capability::Client newGateway(Store& store, Membership& membership,
-                                     ServiceOptions options) {
-  return kj::heap<GatewayImpl>(store, membership, kj::mv(options));
+capnp::Capability::Client newGateway(VersionedStore& store, HintStore& hints,
+                                     Membership& membership, ServiceOptions options) {
+  return kj::heap<GatewayImpl>(store, hints, membership, kj::mv(options));
 }
 
 }  // namespace dynkv::storaged

@@ -6,8 +6,9 @@
 #include <kj/async.h>
 #include <string>
 
+#include "hint-store.h"
 #include "membership.h"
-#include "store.h"
+#include "versioned-store.h"
 
 namespace dynkv::storaged {
 
@@ -19,13 +20,14 @@ struct ServiceOptions {
   std::string secret;  // empty: no secret required
   ServerDriven* serverDriven = nullptr;
   // Serves Node.coordinateGet/coordinateWrite (server-driven mode, for bench/); null: those
-  // calls fail as unimplemented. Must outlive every connection, as store and membership do.
+  // calls fail as unimplemented. Must outlive every connection, as the stores and membership do.
   TransferManager* transfers = nullptr;
   // Partitions still streaming in are refused for reads; null: every partition is readable.
 };
 
-capnp::Capability::Client newGateway(Store& store, Membership& membership,
-                                     ServiceOptions options);
-// Store and membership must outlive every connection that holds the capability.
+capnp::Capability::Client newGateway(VersionedStore& store, HintStore& hints,
+                                     Membership& membership, ServiceOptions options);
+// Replication with hintFor set keeps the object in `hints`; everything else is `store`'s. The
+// stores and membership must outlive every connection that holds the capability.
 
 }  // namespace dynkv::storaged

@@ -15,9 +15,11 @@ const kj::byte TRANSFERS_KEY[] = {'t', 'r', 'a', 'n', 's', 'f', 'e', 'r', 's'};
 
 }  // namespace
 
-TransferManager::TransferManager(Store& store, NodePool& pool, kj::Timer& timer, uint64_t selfId,
-                                 uint32_t replicas, uint64_t bytesPerSecond)
+TransferManager::TransferManager(VersionedStore& store, StorageEngine& engine, NodePool& pool,
+                                 kj::Timer& timer, uint64_t selfId, uint32_t replicas,
+                                 uint64_t bytesPerSecond)
     : store_(store),
+      engine_(engine),
       pool_(pool),
       timer_(timer),
       selfId_(selfId),
@@ -183,7 +185,7 @@ void TransferManager::persist() {
     out << '\n';
   }
   auto text = out.str();
-  store_.engine().write([&](WriteTransaction& txn) {
+  engine_.write([&](WriteTransaction& txn) {
     txn.put(Table::META, kj::arrayPtr(TRANSFERS_KEY, sizeof(TRANSFERS_KEY)),
             kj::arrayPtr(reinterpret_cast<const kj::byte*>(text.data()), text.size()));
   });
@@ -191,7 +193,7 @@ void TransferManager::persist() {
 
 void TransferManager::load() {
   std::string text;
-  store_.engine().read([&](ReadTransaction& txn) {
+  engine_.read([&](ReadTransaction& txn) {
     KJ_IF_MAYBE(bytes, txn.get(Table::META, kj::arrayPtr(TRANSFERS_KEY, sizeof(TRANSFERS_KEY)))) {
       text.assign(reinterpret_cast<const char*>(bytes->begin()), bytes->size());
     }

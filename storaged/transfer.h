@@ -15,16 +15,17 @@
 
 #include "node-pool.h"
 #include "partition-map.h"
-#include "store.h"
+#include "versioned-store.h"
 
 namespace dynkv::storaged {
 
 class TransferManager {
  public:
-  TransferManager(Store& store, NodePool& pool, kj::Timer& timer, uint64_t selfId,
-                  uint32_t replicas, uint64_t bytesPerSecond);
-  // `replicas` is the cluster's default N: the node holds every partition in whose first
-  // `replicas` preference-list entries it appears.
+  TransferManager(VersionedStore& store, StorageEngine& engine, NodePool& pool, kj::Timer& timer,
+                  uint64_t selfId, uint32_t replicas, uint64_t bytesPerSecond);
+  // Objects that arrive go into `store`; the pending streams are recorded in `engine`'s META
+  // table (the engine under `store`). `replicas` is the cluster's default N: the node holds
+  // every partition in whose first `replicas` preference-list entries it appears.
 
   static constexpr size_t CHUNK_BYTES = 256 * 1024;
 
@@ -49,7 +50,8 @@ class TransferManager {
     size_t nextSource = 0;
   };
 
-  Store& store_;
+  VersionedStore& store_;
+  StorageEngine& engine_;
   NodePool& pool_;
   kj::Timer& timer_;
   uint64_t selfId_;

@@ -10,7 +10,7 @@
 #include "hinted-handoff.h"
 #include "accept-loop.h"
 #include "service.h"
-#include "store.h"
+#include "versioned-store.h"
 
 namespace dynkv::storaged {
 namespace {
@@ -48,20 +48,24 @@ struct Fixture {
 
   // The live owner: a storaged service on loopback.
   kj::Own<StorageEngine> liveEngine = newMemoryEngine();
-  Store live{*liveEngine, Actor{LIVE, 1}, limits, timer};
+  GroupCommit liveCommits{*liveEngine};
+  HintStore liveHints{liveCommits, limits};
+  VersionedStore live{liveCommits, liveHints, Actor{LIVE, 1}, limits};
   FixedMembership liveMembership{map};
   kj::Promise<void> serving =
-      serve(*liveListener, newGateway(live, liveMembership, {"test", "s3cret"}),
+      serve(*liveListener, newGateway(live, liveHints, liveMembership, {"test", "s3cret"}),
             AcceptOptions{readerOptionsFor(limits.maxValueBytes)})
           .eagerlyEvaluate([](kj::Exception&& e) { KJ_LOG(ERROR, "serving failed", e); });
 
   // The holder: hints and the loop that hands them off.
   kj::Own<StorageEngine> holderEngine = newMemoryEngine();
-  Store holder{*holderEngine, Actor{HOLDER, 1}, limits, timer};
+  GroupCommit holderCommits{*holderEngine};
+  HintStore holderHints{holderCommits, limits};
+  VersionedStore holder{holderCommits, holderHints, Actor{HOLDER, 1}, limits};
   FixedMembership holderMembership{map};
   FailureDetector detector;
   NodePool pool{io.provider->getNetwork(), timer, detector, "test", "s3cret", limits.maxValueBytes};
-  HintedHandoff handoff{holder, holderMembership, pool, timer, 3};
+  HintedHandoff handoff{holder, holderHints, holderMembership, pool, timer, 3};
 
   kj::Own<kj::ConnectionReceiver> listen() {
     return io.provider->getNetwork().parseAddress("127.0.0.1:0").wait(io.waitScope)->listen();
@@ -73,7 +77,7 @@ struct Fixture {
 
   void hint(uint64_t owner, const std::string& k) {
     auto object = coordinatePut(Object{}, Actor{HOLDER, 1}, {}, "value-" + k, 10);
-    holder.storeHint(owner, key(k), kj::mv(object)).wait(io.waitScope);
+    holderHints.storeHint(owner, key(k), kj::mv(object)).wait(io.waitScope);
   }
 
   size_t round() { return timer.timeoutAfter(DEADLINE, handoff.deliverRound()).wait(io.waitScope); }
@@ -97,7 +101,7 @@ TEST_CASE("hinted handoff: a dead owner's backlog does not hold up a live owner'
   Fixture f;
   for (int i = 0; i < 300; i++) f.hint(DEAD, "dead-" + std::to_string(i));
   for (int i = 0; i < 40; i++) f.hint(LIVE, "live-" + std::to_string(i));
-  REQUIRE(f.holder.hintBacklog() == std::vector<HintBacklog>{{DEAD, 300}, {LIVE, 40}});
+  REQUIRE(f.holderHints.hintBacklog() == std::vector<HintBacklog>{{DEAD, 300}, {LIVE, 40}});
 
   size_t rounds = 0;
   auto allDelivered = [&]() {
@@ -112,22 +116,22 @@ TEST_CASE("hinted handoff: a dead owner's backlog does not hold up a live owner'
   }
   CHECK(allDelivered());
   // Delivered hints are deleted; the dead owner's all stay for when it comes back.
-  CHECK(f.holder.hintBacklog() == std::vector<HintBacklog>{{DEAD, 300}});
-  CHECK(f.holder.hintsFor(DEAD, "", 1000).hints.size() == 300);
+  CHECK(f.holderHints.hintBacklog() == std::vector<HintBacklog>{{DEAD, 300}});
+  CHECK(f.holderHints.hintsFor(DEAD, "", 1000).hints.size() == 300);
 
   // Later rounds deliver nothing and keep every hint for the dead owner, whether they skip it
   // (suspected) or try it again (once the pool's backoff, measured in real time, has passed).
   CHECK(f.round() == 0);
-  CHECK(f.holder.hintCount() == 300);
+  CHECK(f.holderHints.hintCount() == 300);
 }
 
 TEST_CASE("hinted handoff: a live owner's backlog is handed off over rounds, within budget") {
   Fixture f;
   for (int i = 0; i < 600; i++) f.hint(LIVE, "live-" + std::to_string(i));
   CHECK(f.round() == HintBudget{}.perOwner);  // one owner gets at most its cap per round
-  CHECK(f.holder.hintCount() == 600 - HintBudget{}.perOwner);
-  for (int n = 0; n < 3 && f.holder.hintCount() > 0; n++) f.round();
-  CHECK(f.holder.hintCount() == 0);
+  CHECK(f.holderHints.hintCount() == 600 - HintBudget{}.perOwner);
+  for (int n = 0; n < 3 && f.holderHints.hintCount() > 0; n++) f.round();
+  CHECK(f.holderHints.hintCount() == 0);
   for (int i = 0; i < 600; i += 37) CHECK(f.liveHolds("live-" + std::to_string(i)));
 }
 
@@ -145,8 +149,8 @@ TEST_CASE("hinted handoff: hints for an owner that left the ring go to the key's
     CHECK(f.heldLocally(k));  // the holder is an owner now: stored as its own
   }
   // The dead owner's share is kept here as hints for it; nothing is left for the gone one.
-  CHECK(f.holder.hintBacklog() == std::vector<HintBacklog>{{DEAD, keys.size()}});
-  auto forDead = f.holder.hintsFor(DEAD, "", 100).hints;
+  CHECK(f.holderHints.hintBacklog() == std::vector<HintBacklog>{{DEAD, keys.size()}});
+  auto forDead = f.holderHints.hintsFor(DEAD, "", 100).hints;
   REQUIRE(forDead.size() == keys.size());
   CHECK(forDead[0].object.siblings[0].value->rfind("value-orphan-", 0) == 0);
 }

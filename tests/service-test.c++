@@ -7,24 +7,25 @@
 #include "codec.h"
 #include "membership.h"
 #include "service.h"
-#include "store.h"
+#include "versioned-store.h"
 
 namespace dynkv::storaged {
 namespace {
 
 struct Fixture {
   kj::AsyncIoContext io = kj::setupAsyncIo();
-  kj::TimerImpl timer{kj::origin<kj::TimePoint>()};
   kj::Own<StorageEngine> engine = newMemoryEngine();
   Limits limits;
-  Store store{*engine, Actor{1, 1}, limits, timer};
+  GroupCommit commits{*engine};
+  HintStore hints{commits, limits};
+  VersionedStore store{commits, hints, Actor{1, 1}, limits};
   NodeInfo self{nodeIdFor("127.0.0.1:1"), "127.0.0.1:1", "127.0.0.1:1", "", 1};
   kj::Own<Membership> membership = newStaticMembership(self, {}, 4);
   kj::TwoWayPipe pipe = kj::newTwoWayPipe();
   capnp::TwoPartyVatNetwork serverNetwork{*pipe.ends[0], capnp::rpc::twoparty::Side::SERVER,
                                           readerOptionsFor(limits.maxValueBytes)};
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> server =
-      capnp::makeRpcServer(serverNetwork, newGateway(store, *membership, {"test", "s3cret"}));
+      capnp::makeRpcServer(serverNetwork, newGateway(store, hints, *membership, {"test", "s3cret"}));
   capnp::TwoPartyClient client{*pipe.ends[1]};
 
   wire::Gateway::Client gateway() { return client.bootstrap().castAs<wire::Gateway>(); }

@@ -1,71 +1,30 @@
 // The client-driven coordinator's shell (DESIGN.md, "Request paths"): the decisions of a get
 // and a put (routing, quorums, sloppy quorum with hinted fallbacks, read repair) are the pure
-// ReadCoordinator and WriteCoordinator of common/coordinator/; this file sends what they say
-// over the connection pool and feeds their answers back.
+// ReadCoordinator and WriteCoordinator of common/coordinator/, run against the replicas by
+// the RequestDriver of common/net/. This file keeps the cluster's view, checks each call
+// against the limits, and converts between the public types and the core's.
 #include <dynkv/async-client.h>
 #include <kj/debug.h>
 #include <kj/time.h>
 
 #include <algorithm>
-#include <cstring>
 #include <memory>
 #include <random>
 
 #include "codec.h"
 #include "context.h"
-#include "hash.h"
 #include "node-pool.h"
-#include "read-coordinator.h"
-#include "write-coordinator.h"
+#include "replicas.h"
+#include "request-driver.h"
 
 namespace dynkv {
 
 namespace {
 
-using MapSnapshot = std::shared_ptr<const PartitionMap>;
-
 constexpr auto VIEW_REFRESH_INTERVAL = 10 * kj::SECONDS;
-constexpr uint32_t MAX_FALLBACKS = 8;
 
 int64_t wallClockMicros() {
   return (kj::systemPreciseCalendarClock().now() - kj::UNIX_EPOCH) / kj::MICROSECONDS;
-}
-
-struct Quorum {
-  uint32_t n, r, w;
-  kj::Duration timeout;
-  kj::Duration replicaTimeout;  // a replica silent this long is treated as failed
-};
-
-class PoolHealth final : public Health {
-  // The failure detector's view, as the coordinators ask for it.
- public:
-  PoolHealth(const PartitionMap& map, NodePool& pool) : map_(map), pool_(pool) {}
-  bool suspect(uint16_t node) const override { return pool_.isSuspect(map_.nodes()[node].address); }
-
- private:
-  const PartitionMap& map_;
-  NodePool& pool_;
-};
-
-ReplicaError classify(const kj::Exception& e) {
-  // The one place a transport failure becomes a ReplicaError. A node's refusal arrives as a
-  // FAILED exception; the wire carries no error type, so a limit is recognised by the words
-  // the service puts first ("invalid argument", storaged/service.c++).
-  switch (e.getType()) {
-    case kj::Exception::Type::FAILED:
-    case kj::Exception::Type::UNIMPLEMENTED: {
-      kj::StringPtr description = e.getDescription();
-      return strstr(description.cStr(), "invalid argument") != nullptr
-                 ? ReplicaError::INVALID_REQUEST
-                 : ReplicaError::REFUSED;
-    }
-    case kj::Exception::Type::OVERLOADED:
-      return ReplicaError::OVERLOADED;
-    case kj::Exception::Type::DISCONNECTED:
-      return ReplicaError::UNREACHABLE;
-  }
-  return ReplicaError::UNREACHABLE;
 }
 
 Error toError(const CallFailure& failure, const PartitionMap& map) {
@@ -92,53 +51,20 @@ Error toError(const CallFailure& failure, const PartitionMap& map) {
   return Error(kind, failure.message, kj::mv(failures), failure.got, failure.required);
 }
 
-class AsyncClientImpl;
+Result<GetResult> toGetResult(ReadOutcome outcome, const PartitionMap& map) {
+  if (outcome.failure) return toError(*outcome.failure, map);
+  GetResult result;
+  for (auto& s : outcome.merged.siblings) {
+    result.siblings.push_back(Version{s.value.value_or(""), s.isTombstone(), s.timestamp});
+  }
+  result.context = encodeContext(outcome.merged.vv, outcome.fastest);
+  return result;
+}
 
-class ReadOp final : public kj::Refcounted {
- public:
-  ReadOp(AsyncClientImpl& client, MapSnapshot map, Key key, Versioning kind, Quorum q);
-  kj::Promise<Result<GetResult>> run();
-  void fail(size_t slot, ReplicaError error, std::string detail);  // the replica in slot failed
-
- private:
-  AsyncClientImpl& client_;
-  MapSnapshot map_;
-  Key key_;
-  Quorum q_;
-  PoolHealth health_;
-  ReadCoordinator read_;
-  kj::Own<kj::PromiseFulfiller<Result<GetResult>>> fulfiller_;
-
-  void apply(ReadActions actions);
-  void send(size_t slot);
-  void repair(size_t slot);
-  Result<GetResult> result();
-};
-
-class WriteOp final : public kj::Refcounted {
- public:
-  WriteOp(AsyncClientImpl& client, MapSnapshot map, Key key, Versioning kind, Quorum q,
-          std::optional<std::string> value, DecodedContext context);
-  kj::Promise<Result<Context>> run();
-  void fail(size_t slot, ReplicaError error, std::string detail);  // the replica in slot failed
-
- private:
-  AsyncClientImpl& client_;
-  MapSnapshot map_;
-  Key key_;
-  Versioning kind_;
-  Quorum q_;
-  std::optional<std::string> value_;
-  DecodedContext context_;
-  PoolHealth health_;
-  WriteCoordinator write_;
-  kj::Own<kj::PromiseFulfiller<Result<Context>>> fulfiller_;
-
-  void apply(WriteActions actions);
-  void coordinate(size_t slot);
-  void replicateTo(size_t slot);
-  Result<Context> result();
-};
+Result<Context> toContext(WriteOutcome outcome, const PartitionMap& map) {
+  if (outcome.failure) return toError(*outcome.failure, map);
+  return encodeContext(outcome.object.vv, outcome.coordinator);
+}
 
 class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHandler {
  public:
@@ -146,6 +72,8 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
       : options_(kj::mv(options)),
         timer_(timer),
         pool_(network, timer, detector_, options_.cluster, options_.secret, limits_.maxValueBytes),
+        replicas_(pool_, limits_, [this](uint64_t version) { noteVersion(version); }),
+        driver_(replicas_, timer),
         rng_(std::random_device{}()),
         tasks_(*this) {
     tasks_.add(refreshLoop());
@@ -166,8 +94,8 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
           if (auto problem = checkKey(limits_, key.ns, key.key)) {
             return Result<GetResult>(Error(ErrorKind::INVALID_ARGUMENT, *problem));
           }
-          auto op = kj::refcounted<ReadOp>(*this, kj::mv(map), kj::mv(key), kind, q);
-          return op->run();
+          return driver_.read(CoordinatedCall{map, kj::mv(key.ns), kj::mv(key.key), kind, q})
+              .then([map](ReadOutcome&& outcome) { return toGetResult(kj::mv(outcome), *map); });
         });
   }
 
@@ -196,44 +124,14 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
     });
   }
 
-  // ---- shared with the operations ----
-
-  NodePool& pool() { return pool_; }
-  kj::Timer& timer() { return timer_; }
-  const Limits& limits() const { return limits_; }
-  void addTask(kj::Promise<void> task) { tasks_.add(kj::mv(task)); }
-
-  template <typename Op, typename Response, typename OnReply>
-  void callReplica(Op& op, size_t slot, const std::string& address, kj::Duration timeout,
-                   kj::Promise<Response> sent, OnReply onReply) {
-    // One request to the replica in `slot`: its reply goes to onReply; a transport failure
-    // (classified) or silence past `timeout` goes to op.fail(slot, ...). Whichever comes
-    // first, exactly once.
-    auto call = pool_.track(address, kj::mv(sent))
-                    .then(kj::mv(onReply),
-                          [this, self = kj::addRef(op), slot, address](kj::Exception&& e) mutable {
-                            pool_.reportFailure(address, e);
-                            self->fail(slot, classify(e), e.getDescription().cStr());
-                          });
-    auto slow =
-        timer_.afterDelay(timeout).then([this, self = kj::addRef(op), slot, address]() mutable {
-          pool_.reportTimeout(address);
-          self->fail(slot, ReplicaError::TIMEOUT, "");
-        });
-    tasks_.add(call.exclusiveJoin(kj::mv(slow)));
-  }
-
-  void noteVersion(uint64_t version) {
-    // A node answered with a newer map: fetch it now rather than at the next periodic pull.
-    if (map_ && version > map_->version()) tasks_.add(refresh());
-  }
-
  private:
   ClientOptions options_;
-  Limits limits_;
+  Limits limits_;  // as the cluster announced them with its view
   kj::Timer& timer_;
   FailureDetector detector_;  // this client's: it has no heartbeats, only its calls
   NodePool pool_;
+  PooledReplicas replicas_;
+  RequestDriver driver_;
   MapSnapshot map_;
   std::mt19937_64 rng_;
   kj::Maybe<kj::ForkedPromise<void>> refreshing_;
@@ -242,6 +140,11 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
 
   void taskFailed(kj::Exception&& exception) override {
     KJ_LOG(INFO, "background task failed", exception);
+  }
+
+  void noteVersion(uint64_t version) {
+    // A node answered with a newer map: fetch it now rather than at the next periodic pull.
+    if (map_ && version > map_->version()) tasks_.add(refresh());
   }
 
   Versioning kindOf(const std::string& ns) const {
@@ -257,15 +160,10 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
     q.r = options.r.value_or(options_.r);
     q.w = options.w.value_or(options_.w);
     auto ms = options.timeout.value_or(options_.timeout).count();
-    if (q.n < 1 || q.r < 1 || q.w < 1 || q.r > q.n || q.w > q.n) {
-      return Error(ErrorKind::INVALID_ARGUMENT,
-                   "quorum must satisfy 1 <= R <= N and 1 <= W <= N (got N=" + std::to_string(q.n) +
-                       " R=" + std::to_string(q.r) + " W=" + std::to_string(q.w) + ")");
+    if (auto problem = checkQuorum(q.n, q.r, q.w, ms)) {
+      return Error(ErrorKind::INVALID_ARGUMENT, *problem);
     }
-    if (q.n > 64) return Error(ErrorKind::INVALID_ARGUMENT, "N is at most 64");
-    if (ms <= 0) return Error(ErrorKind::INVALID_ARGUMENT, "timeout must be positive");
     q.timeout = ms * kj::MILLISECONDS;
-    q.replicaTimeout = kj::max(q.timeout / 2, 1 * kj::MILLISECONDS);
     return nullptr;
   }
 
@@ -275,7 +173,7 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
     KJ_IF_MAYBE (error, quorumFor(options, q)) {
       return Result<Context>(kj::mv(*error));
     }
-    DecodedContext decoded;
+    ReadContext decoded;
     try {
       decoded = decodeContext(context);
     } catch (const Error& e) {
@@ -296,9 +194,10 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
               return Result<Context>(Error(ErrorKind::INVALID_ARGUMENT, *problem));
             }
           }
-          auto op = kj::refcounted<WriteOp>(*this, kj::mv(map), kj::mv(key), kind, q, kj::mv(value),
-                                            kj::mv(decoded));
-          return op->run();
+          CoordinatedCall call{map, kj::mv(key.ns), kj::mv(key.key), kind, q};
+          Write write{kj::mv(value), kj::mv(decoded), wallClockMicros()};
+          return driver_.write(kj::mv(call), kj::mv(write))
+              .then([map](WriteOutcome&& outcome) { return toContext(kj::mv(outcome), *map); });
         });
   }
 
@@ -391,213 +290,6 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
     });
   }
 };
-
-// ---- ReadOp ----
-
-ReadOp::ReadOp(AsyncClientImpl& client, MapSnapshot map, Key key, Versioning kind, Quorum q)
-    : client_(client),
-      map_(kj::mv(map)),
-      key_(kj::mv(key)),
-      q_(q),
-      health_(*map_, client.pool()),
-      read_(*map_,
-            map_->preferenceList(map_->partitionOf(keyHash(key_.ns, key_.key)), q.n, MAX_FALLBACKS),
-            q.r, kind) {}
-
-kj::Promise<Result<GetResult>> ReadOp::run() {
-  if (map_->nodes().size() < q_.r) {
-    return Result<GetResult>(Error(ErrorKind::INVALID_ARGUMENT,
-                                   "R=" + std::to_string(q_.r) + " but the cluster has only " +
-                                       std::to_string(map_->nodes().size()) + " nodes"));
-  }
-  auto paf = kj::newPromiseAndFulfiller<Result<GetResult>>();
-  fulfiller_ = kj::mv(paf.fulfiller);
-  apply(read_.start(health_));
-  auto timeout = client_.timer().afterDelay(q_.timeout).then([self = kj::addRef(*this)]() mutable {
-    self->read_.onDeadline();
-    return self->result();
-  });
-  return paf.promise.exclusiveJoin(kj::mv(timeout));
-}
-
-void ReadOp::apply(ReadActions actions) {
-  for (size_t slot : actions.send) send(slot);
-  for (size_t slot : actions.repair) repair(slot);
-  if (actions.decided) fulfiller_->fulfill(result());
-}
-
-Result<GetResult> ReadOp::result() {
-  if (!read_.succeeded()) return toError(read_.failure(), *map_);
-  GetResult result;
-  for (auto& s : read_.merged().siblings) {
-    result.siblings.push_back(Version{s.value.value_or(""), s.isTombstone(), s.timestamp});
-  }
-  result.context = encodeContext(read_.merged().vv, read_.fastest());
-  return result;
-}
-
-void ReadOp::send(size_t slot) {
-  auto& address = map_->nodes()[read_.target(slot).node].address;
-  auto sent = client_.pool().node(address).then(
-      [self = kj::addRef(*this)](
-          wire::Node::Client node) mutable -> kj::Promise<capnp::Response<wire::Node::GetResults>> {
-        auto request = node.getRequest();
-        request.setMapVersion(self->map_->version());
-        auto key = request.initKey();
-        key.setNamespace(asData(self->key_.ns));
-        key.setKey(asData(self->key_.key));
-        return request.send();
-      });
-  client_.callReplica(
-      *this, slot, address, q_.replicaTimeout, kj::mv(sent),
-      [self = kj::addRef(*this), slot,
-       address](capnp::Response<wire::Node::GetResults>&& response) mutable {
-        self->client_.noteVersion(response.getMapVersion());
-        std::optional<Object> copy;
-        if (response.getFound()) {
-          KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
-                         copy = decodeObject(response.getObject(), self->client_.limits());
-                       })) {
-            self->fail(slot, ReplicaError::MALFORMED,
-                       std::string("malformed answer: ") + e->getDescription().cStr());
-            return;
-          }
-        }
-        self->client_.pool().reportSuccess(address);
-        self->apply(self->read_.onAnswer(slot, kj::mv(copy), self->health_));
-      });
-}
-
-void ReadOp::fail(size_t slot, ReplicaError error, std::string detail) {
-  apply(read_.onFailure(slot, error, kj::mv(detail), health_));
-}
-
-void ReadOp::repair(size_t slot) {
-  // Off the caller's path: the answer has already been returned.
-  auto& address = map_->nodes()[read_.target(slot).node].address;
-  client_.addTask(client_.pool().node(address).then(
-      [self = kj::addRef(*this)](wire::Node::Client node) mutable {
-        auto request = node.replicateRequest();
-        request.setMapVersion(self->map_->version());
-        auto key = request.initKey();
-        key.setNamespace(asData(self->key_.ns));
-        key.setKey(asData(self->key_.key));
-        encodeObject(self->read_.merged(), request.initObject());
-        return request.send().ignoreResult();
-      }));
-}
-
-// ---- WriteOp ----
-
-WriteOp::WriteOp(AsyncClientImpl& client, MapSnapshot map, Key key, Versioning kind, Quorum q,
-                 std::optional<std::string> value, DecodedContext context)
-    : client_(client),
-      map_(kj::mv(map)),
-      key_(kj::mv(key)),
-      kind_(kind),
-      q_(q),
-      value_(kj::mv(value)),
-      context_(kj::mv(context)),
-      health_(*map_, client.pool()),
-      write_(
-          *map_,
-          map_->preferenceList(map_->partitionOf(keyHash(key_.ns, key_.key)), q.n, MAX_FALLBACKS),
-          q.w, kind, context_.fastest,
-          kind == Versioning::LAST_WRITE_WINS
-              ? std::make_optional(lastWriteWinsObject(value_, wallClockMicros()))
-              : std::nullopt) {}
-
-kj::Promise<Result<Context>> WriteOp::run() {
-  if (map_->nodes().size() < q_.w) {
-    return Result<Context>(Error(ErrorKind::INVALID_ARGUMENT,
-                                 "W=" + std::to_string(q_.w) + " but the cluster has only " +
-                                     std::to_string(map_->nodes().size()) + " nodes"));
-  }
-  auto paf = kj::newPromiseAndFulfiller<Result<Context>>();
-  fulfiller_ = kj::mv(paf.fulfiller);
-  apply(write_.start(health_));
-  auto timeout = client_.timer().afterDelay(q_.timeout).then([self = kj::addRef(*this)]() mutable {
-    self->write_.onDeadline();
-    return self->result();
-  });
-  return paf.promise.exclusiveJoin(kj::mv(timeout));
-}
-
-void WriteOp::apply(WriteActions actions) {
-  if (actions.coordinate) coordinate(*actions.coordinate);
-  for (size_t slot : actions.replicate) replicateTo(slot);
-  if (actions.decided) fulfiller_->fulfill(result());
-}
-
-Result<Context> WriteOp::result() {
-  if (!write_.succeeded()) return toError(write_.failure(), *map_);
-  return encodeContext(write_.object().vv, write_.coordinator());
-}
-
-void WriteOp::coordinate(size_t slot) {
-  auto& address = map_->nodes()[write_.target(slot).node].address;
-  auto sent = client_.pool().node(address).then(
-      [self = kj::addRef(*this)](wire::Node::Client node) mutable
-      -> kj::Promise<capnp::Response<wire::Node::CoordinatePutResults>> {
-        auto request = node.coordinatePutRequest();
-        request.setMapVersion(self->map_->version());
-        auto key = request.initKey();
-        key.setNamespace(asData(self->key_.ns));
-        key.setKey(asData(self->key_.key));
-        request.setKind(toWire(self->kind_));
-        auto& vv = self->context_.vv;
-        encodeVersionVector(vv, request.initContext(vv.size()));
-        if (self->value_) {
-          request.setValue(asData(*self->value_));
-        } else {
-          request.setTombstone(true);
-        }
-        return request.send();
-      });
-  client_.callReplica(
-      *this, slot, address, q_.replicaTimeout, kj::mv(sent),
-      [self = kj::addRef(*this), slot,
-       address](capnp::Response<wire::Node::CoordinatePutResults>&& response) mutable {
-        self->client_.noteVersion(response.getMapVersion());
-        self->client_.pool().reportSuccess(address);
-        std::optional<Object> object;
-        KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
-                       object = decodeObject(response.getObject(), self->client_.limits());
-                     })) {
-          self->fail(slot, ReplicaError::MALFORMED,
-                     std::string("malformed answer: ") + e->getDescription().cStr());
-          return;
-        }
-        self->apply(self->write_.onCoordinated(slot, kj::mv(*object)));
-      });
-}
-
-void WriteOp::replicateTo(size_t slot) {
-  auto& address = map_->nodes()[write_.target(slot).node].address;
-  auto sent = client_.pool().node(address).then(
-      [self = kj::addRef(*this), slot](wire::Node::Client node) mutable
-      -> kj::Promise<capnp::Response<wire::Node::ReplicateResults>> {
-        auto request = node.replicateRequest();
-        request.setMapVersion(self->map_->version());
-        auto key = request.initKey();
-        key.setNamespace(asData(self->key_.ns));
-        key.setKey(asData(self->key_.key));
-        encodeObject(self->write_.object(), request.initObject());
-        request.setHintFor(self->write_.target(slot).hintFor);
-        return request.send();
-      });
-  client_.callReplica(*this, slot, address, q_.replicaTimeout, kj::mv(sent),
-                      [self = kj::addRef(*this), slot,
-                       address](capnp::Response<wire::Node::ReplicateResults>&& response) mutable {
-                        self->client_.noteVersion(response.getMapVersion());
-                        self->client_.pool().reportSuccess(address);
-                        self->apply(self->write_.onAck(slot));
-                      });
-}
-
-void WriteOp::fail(size_t slot, ReplicaError error, std::string detail) {
-  apply(write_.onFailure(slot, error, kj::mv(detail), health_));
-}
 
 }  // namespace
 

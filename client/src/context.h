@@ -1,20 +1,17 @@
-// What a dynkv::Context holds: the merged version vector of a read and the replica that
-// answered it first (the next put's coordinator).
+// The SDK's side of a dynkv::Context: its bytes are a ReadContext (common/read-context.h),
+// the merged version vector of a read and the replica that answered it first (the next
+// put's coordinator).
 #pragma once
 
 #include <dynkv/types.h>
 
-#include "dvv.h"
+#include "read-context.h"
 
 namespace dynkv {
 
-struct DecodedContext {
-  VersionVector vv;
-  uint64_t fastest = 0;  // node id; 0 if unknown
-};
-
 Context encodeContext(const VersionVector& vv, uint64_t fastest);
-DecodedContext decodeContext(const Context& context);
+
+ReadContext decodeContext(const Context& context);
 // Throws Error(INVALID_ARGUMENT) when the bytes are not a context.
 
 }  // namespace dynkv

@@ -2,12 +2,8 @@
 #include <dynkv/types.h>
 
 #include <algorithm>
-#include <capnp/message.h>
-#include <capnp/serialize.h>
-#include <kj/debug.h>
 #include <kj/encoding.h>
 
-#include "codec.h"
 #include "context.h"
 
 namespace dynkv {
@@ -53,32 +49,13 @@ std::string Context::token() const {
 }
 
 Context encodeContext(const VersionVector& vv, uint64_t fastest) {
-  capnp::MallocMessageBuilder message;
-  auto root = message.initRoot<wire::ReadContext>();
-  encodeVersionVector(vv, root.initVv(vv.size()));
-  root.setFastest(fastest);
-  auto words = capnp::messageToFlatArray(message);
-  auto bytes = words.asBytes();
-  return Context(std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size()));
+  return Context(encodeReadContext(ReadContext{vv, fastest}));
 }
 
-DecodedContext decodeContext(const Context& context) {
-  DecodedContext out;
-  if (context.empty()) return out;
-  auto& bytes = context.bytes();
-  if (bytes.size() % sizeof(capnp::word) != 0 || bytes.size() > 64 * 1024) {
-    throw Error(ErrorKind::INVALID_ARGUMENT, "context is malformed (wrong size)");
-  }
-  auto words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
-  memcpy(words.begin(), bytes.data(), bytes.size());
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                capnp::FlatArrayMessageReader reader(words);
-                auto root = reader.getRoot<wire::ReadContext>();
-                out.vv = decodeVersionVector(root.getVv());
-                out.fastest = root.getFastest();
-              })) {
-    throw Error(ErrorKind::INVALID_ARGUMENT,
-                std::string("context is malformed: ") + e->getDescription().cStr());
+ReadContext decodeContext(const Context& context) {
+  ReadContext out;
+  if (auto problem = decodeReadContext(context.bytes(), out)) {
+    throw Error(ErrorKind::INVALID_ARGUMENT, *problem);
   }
   return out;
 }

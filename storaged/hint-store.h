@@ -1,0 +1,85 @@
+// The hint store (DESIGN.md, "Request paths": sloppy quorum and hinted handoff; the paper's
+// §4.6): writes this node accepted as a fallback, each kept for the owner it stands in for
+// until handoff (hinted-handoff.h) delivers it.
+//
+// Hints are kept per owner, each owner's in storage-key order, so a holder hands them off owner
+// by owner from a cursor of its own: one owner's backlog, however large, never stands in front
+// of another's, and reading one owner's next hints costs what is read, whatever else is held.
+// An owner that is down keeps its hints until it answers; one that has left the ring has its
+// hints sent to the key's current owners (common/coordinator/hint-policy.h decides; the
+// handoff loop stores what it cannot send yet as hints for those owners).
+#pragma once
+
+#include <kj/async.h>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dvv.h"
+#include "engine.h"
+#include "group-commit.h"
+#include "hint-policy.h"
+#include "limits.h"
+#include "storage-key.h"
+
+namespace dynkv::storaged {
+
+class HintStore {
+ public:
+  HintStore(GroupCommit& commits, const Limits& limits);
+  // `commits` must outlive the store, which must be the only writer of Table::HINTS (it keeps
+  // the per-owner counts in memory, rebuilt here from what is stored).
+  //
+  // Hints that an earlier version stored in its layout (all owners' hints for one key together)
+  // are rewritten in the current one, in one transaction, before the constructor returns; it
+  // throws, leaving them as they were, if that transaction fails.
+
+  kj::Promise<void> storeHint(uint64_t ownerId, StorageKey key, Object object);
+  // Keeps a write meant for `ownerId` (merged with any hint already held for the same owner and
+  // key) until it can be handed off. Resolves once committed; refuses an object whose kind
+  // differs from the held hint's.
+
+  struct Hint {
+    uint64_t ownerId;
+    StorageKey key;
+    Object object;
+  };
+  struct HintPage {
+    std::vector<Hint> hints;
+    std::string next;  // the storage key of the last hint returned (else `after`): the cursor
+    bool end = false;  // the owner had no hints after `next` when read
+  };
+  HintPage hintsFor(uint64_t ownerId, const std::string& after, size_t max) const;
+  // Up to `max` hints held for `ownerId`, in storage-key order, starting after the encoded
+  // storage key `after` (empty: from the first). Reads only that owner's hints: O(max),
+  // whatever else is held.
+
+  kj::Promise<void> removeHint(const Hint& delivered);
+  // Deletes a delivered hint, unless it changed since it was read (then it stays for the next
+  // round). Removing one that is not held changes nothing.
+
+  std::vector<HintBacklog> hintBacklog() const;
+  // How many hints are held for each owner that has any, by owner id. From memory: O(owners);
+  // it counts committed hints only.
+
+  uint64_t hintCount() const;
+  // All hints held, for every owner.
+
+  void mergeHeld(ReadTransaction& txn, const std::string& storageKey,
+                 std::optional<Object>& into) const;
+  // Syncs into `into` every hint held under the encoded storage key, for any owner (one lookup
+  // per owner that has hints; usually none). A hint whose kind differs from `into`'s is left
+  // out. For the versioned store's reads, in their transaction.
+
+ private:
+  GroupCommit& commits_;
+  Limits limits_;
+  std::map<uint64_t, uint64_t> counts_;  // owner id -> committed hints, owners with any
+  bool layoutRecorded_ = false;          // META says the hint keys are owner-first
+
+  void open();
+  void recordLayout(BatchTransaction& txn);
+};
+
+}  // namespace dynkv::storaged

@@ -1,0 +1,80 @@
+// The node's versioned objects (DESIGN.md, "Versioning" and "Local storage"): DVV objects in
+// the engine's OBJECTS table under their storage key, written through the group commit. This
+// is where the dotted-version-vector rules meet the disk: a coordinator write mints a dot of
+// this node's actor over the local copy; every other copy that arrives (replication, read
+// repair, hinted handoff, transfer) is merged with sync(), so no write is lost to another.
+#pragma once
+
+#include <kj/async.h>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dvv.h"
+#include "engine.h"
+#include "group-commit.h"
+#include "limits.h"
+#include "storage-key.h"
+
+namespace dynkv::storaged {
+
+class HintStore;  // hint-store.h
+
+class VersionedStore {
+ public:
+  VersionedStore(GroupCommit& commits, const HintStore& hints, const Actor& self,
+                 const Limits& limits);
+  // `commits` and `hints` must outlive the store; `self` is this node's actor (its id and the
+  // epoch of its data directory), the one whose dots coordinatePut mints.
+
+  const Actor& self() const { return self_; }
+  const Limits& limits() const { return limits_; }
+
+  std::optional<Object> get(const StorageKey& key);
+  // What this node knows of the key: its own copy synced with the hints it holds for other
+  // owners of the key (a fallback's read answers with the writes it stands in for); nullopt
+  // if none. Sees every committed write, none still queued.
+
+  kj::Promise<Object> coordinatePut(StorageKey key, Versioning kind, VersionVector context,
+                                    std::optional<std::string> value, int64_t nowMicros);
+  // The coordinator replica's write: dvv coordinatePut with this node's actor over the local
+  // copy as the batch finds it. Refuses, with a message, a write to a key whose stored object
+  // has another kind, or one that would leave more than Limits::MAX_SIBLINGS siblings (the
+  // message says to read, resolve and write with the context); a refusal fails only this
+  // write. Resolves to the stored object once committed.
+
+  kj::Promise<void> replicate(StorageKey key, Object object);
+  // Stores sync(local, object) once committed (nothing is written if that adds nothing).
+  // Refuses an object whose kind differs from the stored one's.
+
+  struct PartitionChunk {
+    std::vector<std::pair<StorageKey, Object>> entries;
+    std::string next;   // the last storage key returned: pass it back as `after`
+    bool done = false;  // no keys of the partition after `next`
+  };
+  PartitionChunk scanPartition(uint32_t partition, const std::string& after, size_t maxBytes);
+  // The partition's objects in key order, starting after the storage key `after` (empty: from
+  // the start), until about maxBytes of stored data (at least one object). Only this node's own
+  // copies: hints held for others are not part of a partition it hands over.
+
+ private:
+  GroupCommit& commits_;
+  const HintStore& hints_;
+  Actor self_;
+  Limits limits_;
+};
+
+struct SyncedObject {
+  Object object;         // sync(stored, incoming)
+  bool existed = false;  // something was stored under the key before
+  bool changed = false;  // the merge differs from what was stored, and was written
+};
+SyncedObject syncStored(WriteTransaction& txn, Table table, Bytes key, const Object& incoming,
+                        const Limits& limits);
+// The one merge rule for every copy of an object that arrives, shared by the versioned store
+// (replicate) and the hint store (a hint merged with the one already held): stores
+// sync(stored, incoming) under `key` of `table` unless that is what is stored. Throws (FAILED)
+// before writing anything if both exist and their kinds (vector clock, last-write-wins) differ.
+
+}  // namespace dynkv::storaged
