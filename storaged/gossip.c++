@@ -45,17 +45,19 @@ GossipMessage decode(wire::GossipState::Reader in) {
 
 }  // namespace
 
-GossipMembership::GossipMembership(GossipOptions options, StorageEngine& engine, NodePool& pool,
+GossipMembership::GossipMembership(GossipOptions options, GroupCommit& commits, NodePool& pool,
                                    FailureDetector& detector, kj::Timer& timer)
     : options_(kj::mv(options)),
-      engine_(engine),
+      commits_(commits),
       pool_(pool),
       detector_(detector),
       timer_(timer),
       liveness_(detector),
-      round_(roundOptions(options_), load(engine), liveness_) {
-  // Our record changed (a new generation, perhaps a new address): keep it.
-  persist();
+      round_(roundOptions(options_), load(commits.engine()), liveness_),
+      tasks_(*this) {
+  // Our record changed (a new generation, perhaps a new address): keep it, now, before the
+  // node answers anyone (nothing is queued with the group commit yet).
+  commits_.engine().write([this](WriteTransaction& txn) { writeState(txn); });
 }
 
 int64_t GossipMembership::nowMicros() const {
@@ -98,11 +100,13 @@ void GossipMembership::gossip(wire::GossipState::Reader in, wire::GossipState::B
 
 void GossipMembership::join(const std::string& address) {
   apply(round_.join(address));
+  persistNow();
   KJ_LOG(INFO, "admin join", address.c_str());
 }
 
 void GossipMembership::leave(const std::string& address) {
   apply(round_.leave(address));
+  persistNow();
   KJ_LOG(INFO, "admin leave", address.c_str());
 }
 
@@ -125,6 +129,7 @@ void GossipMembership::status(wire::Admin::StatusResults::Builder out) {
 }
 
 kj::Promise<void> GossipMembership::run() {
+  if (persistFailed_) persist();
   auto self = options_.self.id;
   bool leaving = round_.state().find(self)->status == MemberStatus::LEAVING;
   apply(round_.beginRound(nowMicros(), pendingTransfers()));
@@ -166,6 +171,30 @@ kj::Promise<void> GossipMembership::exchange() {
 }
 
 void GossipMembership::persist() {
+  // One write per turn, of the state as it is when the batch commits: changes made later in
+  // the same turn ride along instead of queueing writes of their own.
+  if (persistQueued_) return;
+  persistQueued_ = true;
+  persistFailed_ = false;
+  tasks_.add(commits_
+                 .write([this](BatchTransaction& txn) {
+                   persistQueued_ = false;
+                   writeState(txn);
+                 })
+                 .catch_([this](kj::Exception&& e) {
+                   persistQueued_ = false;
+                   persistFailed_ = true;
+                   KJ_LOG(ERROR, "could not keep the membership state; retrying next round", e);
+                 }));
+}
+
+void GossipMembership::persistNow() {
+  // An operator's command is kept before it is acknowledged, outside the turn's batch (the
+  // batch's own write, if one is queued, writes the same state again).
+  commits_.engine().write([this](WriteTransaction& txn) { writeState(txn); });
+}
+
+void GossipMembership::writeState(WriteTransaction& txn) {
   // Everything the round holds, liveness included; what matters after a restart are the
   // members, their statuses and status versions, and the map (the round starts our own
   // liveness afresh, and others' come back by gossip).
@@ -173,9 +202,11 @@ void GossipMembership::persist() {
   capnp::MallocMessageBuilder message;
   encode(round_.snapshot(), message.initRoot<wire::GossipState>());
   auto words = capnp::messageToFlatArray(message);
-  engine_.write([&](WriteTransaction& txn) {
-    txn.put(Table::META, kj::arrayPtr(MEMBERSHIP_KEY, sizeof(MEMBERSHIP_KEY)), words.asBytes());
-  });
+  txn.put(Table::META, kj::arrayPtr(MEMBERSHIP_KEY, sizeof(MEMBERSHIP_KEY)), words.asBytes());
+}
+
+void GossipMembership::taskFailed(kj::Exception&& exception) {
+  KJ_LOG(ERROR, "membership state write failed", exception);
 }
 
 MembershipState GossipMembership::load(StorageEngine& engine) {

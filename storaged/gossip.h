@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "engine.h"
+#include "group-commit.h"
 #include "failure-detector.h"
 #include "gossip-round.h"
 #include "membership-state.h"
@@ -37,12 +38,14 @@ struct GossipOptions {
   uint32_t seedEvery = 10;  // gossip with a seed at least every this many rounds
 };
 
-class GossipMembership final : public Membership {
+class GossipMembership final : public Membership, private kj::TaskSet::ErrorHandler {
  public:
-  GossipMembership(GossipOptions options, StorageEngine& engine, NodePool& pool,
+  GossipMembership(GossipOptions options, GroupCommit& commits, NodePool& pool,
                    FailureDetector& detector, kj::Timer& timer);
-  // Restores the state kept in `engine` (if any) and writes it back with this process's
-  // record. `detector` is the process's one failure detector, the one `pool` reports to; every
+  // Restores the state kept in the commits' engine (if any) and writes it back with this
+  // process's record before returning. Later changes that must survive a restart (members,
+  // statuses, the map; not heartbeats) are written through `commits`, in the same transaction
+  // as the turn's data writes, at most once per turn however many changes the turn made. `detector` is the process's one failure detector, the one `pool` reports to; every
   // reference must outlive this object.
 
   MapSnapshot current() const override { return round_.state().map(); }
@@ -63,7 +66,7 @@ class GossipMembership final : public Membership {
   const MembershipState& state() const { return round_.state(); }
 
   uint64_t writes() const { return writes_; }
-  // How many times the state was written to the engine (start-up included).
+  // How many times the state was committed (start-up included).
 
  private:
   class DetectorLiveness final : public Liveness {
@@ -81,7 +84,7 @@ class GossipMembership final : public Membership {
   };
 
   GossipOptions options_;
-  StorageEngine& engine_;
+  GroupCommit& commits_;
   NodePool& pool_;
   FailureDetector& detector_;
   kj::Timer& timer_;
@@ -90,12 +93,18 @@ class GossipMembership final : public Membership {
   kj::Maybe<MapListener> listener_;
   kj::Maybe<kj::Function<uint32_t()>> pendingTransfers_;
   uint64_t writes_ = 0;
+  bool persistQueued_ = false;  // a write of the state is in this turn's batch
+  bool persistFailed_ = false;  // the last one failed (a full disk): try again next round
+  kj::TaskSet tasks_;           // queued writes of the state
 
   int64_t nowMicros() const;
   uint32_t pendingTransfers();
   void apply(GossipChanges changes);
   kj::Promise<void> exchange();
   void persist();
+  void persistNow();
+  void writeState(WriteTransaction& txn);
+  void taskFailed(kj::Exception&& exception) override;
   static MembershipState load(StorageEngine& engine);
 };
 

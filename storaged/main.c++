@@ -74,7 +74,7 @@ int run(const Config& config) {
   gossipOptions.seeds = config.seeds;
   gossipOptions.partitionBits = config.partitionBits;
   gossipOptions.interval = config.gossipIntervalMillis * kj::MILLISECONDS;
-  GossipMembership membership(kj::mv(gossipOptions), *engine, peers, detector, timer);
+  GossipMembership membership(kj::mv(gossipOptions), commits, peers, detector, timer);
   membership.onMapChange([&transfers](const PartitionMap& previous, const PartitionMap& now) {
     transfers.mapChanged(previous, now);
   });
