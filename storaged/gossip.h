@@ -21,11 +21,11 @@
 
 #include "engine.h"
 #include "group-commit.h"
-#include "failure-detector.h"
+#include "net/failure-detector.h"
 #include "gossip-round.h"
 #include "membership-state.h"
 #include "membership.h"
-#include "node-pool.h"
+#include "net/node-pool.h"
 
 namespace dynkv::storaged {
 

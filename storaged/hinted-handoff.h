@@ -15,7 +15,7 @@
 #include "hint-policy.h"
 #include "hint-store.h"
 #include "membership.h"
-#include "node-pool.h"
+#include "net/node-pool.h"
 #include "versioned-store.h"
 
 namespace dynkv::storaged {

@@ -15,7 +15,7 @@
 #include "hint-store.h"
 #include "identity.h"
 #include "membership.h"
-#include "accept-loop.h"
+#include "net/accept-loop.h"
 #include "server-driven.h"
 #include "service.h"
 #include "transfer.h"

@@ -13,9 +13,9 @@
 #include "dynkv.capnp.h"
 #include "local-replica.h"
 #include "membership.h"
-#include "node-pool.h"
-#include "replicas.h"
-#include "request-driver.h"
+#include "net/node-pool.h"
+#include "net/replicas.h"
+#include "net/request-driver.h"
 #include "hint-store.h"
 #include "versioned-store.h"
 

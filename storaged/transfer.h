@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "node-pool.h"
+#include "net/node-pool.h"
 #include "partition-map.h"
 #include "versioned-store.h"
 

@@ -1,5 +1,5 @@
 // dynkv end to end: the blocking Client against real storaged processes on loopback, each
-// test on a 3-node cluster of its own (tests/cluster-fixture.h). What a user of the store
+// test on a 3-node cluster of its own (tests/cluster/cluster-fixture.h). What a user of the store
 // relies on: an acknowledged write is readable, a concurrent write is never lost, a node
 // killed with SIGKILL keeps what it acknowledged and catches up when it comes back, and a
 // failure is reported with the replicas that caused it.

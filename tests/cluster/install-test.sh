@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the build tree into a temporary prefix, then builds and runs a small application
-# (tests/install-app/) that finds dynkv with find_package and links dynkv::client.
+# (tests/cluster/install-app/) that finds dynkv with find_package and links dynkv::client.
 #
 #   install-test.sh BUILD-DIR APP-SOURCE-DIR CMAKE MAKE-PROGRAM
 set -u -o pipefail
