@@ -69,20 +69,6 @@ class GossipMembership final : public Membership, private kj::TaskSet::ErrorHand
   // How many times the state was committed (start-up included).
 
  private:
-  class DetectorLiveness final : public Liveness {
-   public:
-    explicit DetectorLiveness(FailureDetector& detector) : detector_(detector) {}
-    void heartbeat(const std::string& address, GossipMicros now) override {
-      detector_.heartbeat(address, now);
-    }
-    bool suspected(const std::string& address, GossipMicros now) const override {
-      return detector_.suspect(address, now);
-    }
-
-   private:
-    FailureDetector& detector_;
-  };
-
   GossipOptions options_;
   GroupCommit& commits_;
   NodePool& pool_;

@@ -129,27 +129,29 @@ ServerDriven::ServerDriven(VersionedStore& store, HintStore& hints, Membership& 
 
 ServerDriven::~ServerDriven() noexcept(false) {}
 
+std::optional<ServerDriven::Refusal> ServerDriven::prepare(
+    wire::Node::CallSettings::Reader settings, wire::Key::Reader key, CoordinatedCall& call) {
+  if (auto problem = quorumFrom(settings, call.quorum)) {
+    return Refusal{Kind::INVALID_ARGUMENT, *problem};
+  }
+  call.map = membership_.current();
+  if (call.map->empty()) {
+    return Refusal{Kind::UNAVAILABLE, "this node is not in a ring yet: `dynkv admin join` adds it"};
+  }
+  call.ns = std::string(asStringView(key.getNamespace()));
+  call.key = std::string(asStringView(key.getKey()));
+  call.kind = fromWire(settings.getKind());
+  if (auto problem = checkKey(store_.limits(), call.ns, call.key)) {
+    return Refusal{Kind::INVALID_ARGUMENT, *problem};
+  }
+  return std::nullopt;
+}
+
 kj::Promise<void> ServerDriven::coordinateGet(CoordinateGetContext context) {
   auto params = context.getParams();
-  auto results = context.getResults();
-  auto settings = params.getCall();
-  Quorum q;
-  if (auto problem = quorumFrom(settings, q)) {
-    setError(results.initError(), Kind::INVALID_ARGUMENT, *problem);
-    return kj::READY_NOW;
-  }
-  auto map = membership_.current();
-  if (map->empty()) {
-    setError(results.initError(), Kind::UNAVAILABLE,
-             "this node is not in a ring yet: `dynkv admin join` adds it");
-    return kj::READY_NOW;
-  }
-  auto wireKey = params.getKey();
-  CoordinatedCall call{map, std::string(asStringView(wireKey.getNamespace())),
-                       std::string(asStringView(wireKey.getKey())), fromWire(settings.getKind()),
-                       q};
-  if (auto problem = checkKey(store_.limits(), call.ns, call.key)) {
-    setError(results.initError(), Kind::INVALID_ARGUMENT, *problem);
+  CoordinatedCall call;
+  if (auto refusal = prepare(params.getCall(), params.getKey(), call)) {
+    setError(context.getResults().initError(), refusal->kind, refusal->message);
     return kj::READY_NOW;
   }
   return driver_.read(kj::mv(call)).then([context](ReadOutcome&& outcome) mutable {
@@ -173,28 +175,13 @@ kj::Promise<void> ServerDriven::coordinateGet(CoordinateGetContext context) {
 kj::Promise<void> ServerDriven::coordinateWrite(CoordinateWriteContext context) {
   auto params = context.getParams();
   auto results = context.getResults();
-  auto settings = params.getCall();
-  Quorum q;
-  if (auto problem = quorumFrom(settings, q)) {
-    setError(results.initError(), Kind::INVALID_ARGUMENT, *problem);
+  CoordinatedCall call;
+  if (auto refusal = prepare(params.getCall(), params.getKey(), call)) {
+    setError(results.initError(), refusal->kind, refusal->message);
     return kj::READY_NOW;
   }
   Write write;
   if (auto problem = decodeReadContext(asStringView(params.getContext()), write.context)) {
-    setError(results.initError(), Kind::INVALID_ARGUMENT, *problem);
-    return kj::READY_NOW;
-  }
-  auto map = membership_.current();
-  if (map->empty()) {
-    setError(results.initError(), Kind::UNAVAILABLE,
-             "this node is not in a ring yet: `dynkv admin join` adds it");
-    return kj::READY_NOW;
-  }
-  auto wireKey = params.getKey();
-  CoordinatedCall call{map, std::string(asStringView(wireKey.getNamespace())),
-                       std::string(asStringView(wireKey.getKey())), fromWire(settings.getKind()),
-                       q};
-  if (auto problem = checkKey(store_.limits(), call.ns, call.key)) {
     setError(results.initError(), Kind::INVALID_ARGUMENT, *problem);
     return kj::READY_NOW;
   }

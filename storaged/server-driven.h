@@ -69,6 +69,15 @@ class ServerDriven {
   Membership& membership_;
   NodeReplicas replicas_;
   RequestDriver driver_;
+
+  struct Refusal {
+    wire::Node::CoordinationError::Kind kind;
+    std::string message;
+  };
+  std::optional<Refusal> prepare(wire::Node::CallSettings::Reader settings,
+                                 wire::Key::Reader key, CoordinatedCall& call);
+  // The call a request asks for, routed by this node's current map; or why it is refused
+  // before any replica is asked (settings or key breaking a limit, no ring yet).
 };
 
 }  // namespace dynkv::storaged

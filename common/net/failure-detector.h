@@ -23,6 +23,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "gossip-round.h"
 #include "phi-accrual.h"
 
 namespace dynkv {
@@ -104,6 +105,22 @@ class FailureDetector {
   Node& node(const std::string& address);
   const Node* find(const std::string& address) const;
   double latencyPhi(const Node& node, Micros now) const;
+};
+
+class DetectorLiveness final : public Liveness {
+  // The gossip round's liveness (common/coordinator/gossip-round.h) is the process's failure
+  // detector: heartbeats the round learns of feed it, and the round asks it whom to suspect.
+ public:
+  explicit DetectorLiveness(FailureDetector& detector) : detector_(detector) {}
+  void heartbeat(const std::string& address, GossipMicros now) override {
+    detector_.heartbeat(address, now);
+  }
+  bool suspected(const std::string& address, GossipMicros now) const override {
+    return detector_.suspect(address, now);
+  }
+
+ private:
+  FailureDetector& detector_;
 };
 
 }  // namespace dynkv

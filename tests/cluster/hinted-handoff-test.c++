@@ -6,6 +6,7 @@
 #include <kj/debug.h>
 
 #include "codec.h"
+#include "fixed-membership.h"
 #include "hash.h"
 #include "hinted-handoff.h"
 #include "accept-loop.h"
@@ -14,16 +15,6 @@
 
 namespace dynkv::storaged {
 namespace {
-
-class FixedMembership final : public Membership {
- public:
-  explicit FixedMembership(MapSnapshot map) : map_(kj::mv(map)) {}
-  MapSnapshot current() const override { return map_; }
-  void observeVersion(uint64_t) override {}
-
- private:
-  MapSnapshot map_;
-};
 
 // Node ids: the dead owner's sort first, so its hints come first in the hint store.
 constexpr uint64_t DEAD = 1;

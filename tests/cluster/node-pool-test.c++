@@ -11,6 +11,7 @@
 
 #include "accept-loop.h"
 #include "codec.h"
+#include "fixed-membership.h"
 #include "hash.h"
 #include "replicas.h"
 #include "service.h"
@@ -22,16 +23,6 @@ namespace dynkv::storaged {
 namespace {
 
 using Catch::Matchers::Contains;
-
-class FixedMembership final : public Membership {
- public:
-  explicit FixedMembership(MapSnapshot map) : map_(kj::mv(map)) {}
-  MapSnapshot current() const override { return map_; }
-  void observeVersion(uint64_t) override {}
-
- private:
-  MapSnapshot map_;
-};
 
 constexpr uint64_t NODE = 1;
 constexpr auto DEADLINE = 30 * kj::SECONDS;

@@ -10,6 +10,7 @@
 
 #include "accept-loop.h"
 #include "codec.h"
+#include "fixed-membership.h"
 #include "hash.h"
 #include "node-pool.h"
 #include "service.h"
@@ -22,16 +23,6 @@ namespace {
 
 using Catch::Matchers::StartsWith;
 using ErrorKind = wire::Node::CoordinationError::Kind;
-
-class FixedMembership final : public Membership {
- public:
-  explicit FixedMembership(MapSnapshot map) : map_(kj::mv(map)) {}
-  MapSnapshot current() const override { return map_; }
-  void observeVersion(uint64_t) override {}
-
- private:
-  MapSnapshot map_;
-};
 
 constexpr auto DEADLINE = 30 * kj::SECONDS;
 

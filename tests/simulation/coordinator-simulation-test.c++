@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "seeds.h"
 #include "simulated-cluster.h"
 
 namespace dynkv::sim {
@@ -115,16 +116,10 @@ Outcome runSeed(uint64_t seed, const Faults& faults) {
 }
 
 void runScenario(const char* name, const Faults& faults) {
-  uint64_t seeds = 500;
-  if (auto env = getenv("DYNKV_SIM_SEEDS")) seeds = std::strtoull(env, nullptr, 10);
-  uint64_t first = 1;
-  if (auto env = getenv("DYNKV_SIM_SEED")) {
-    first = std::strtoull(env, nullptr, 10);
-    seeds = 1;
-  }
+  auto seeds = seedsToRun();
   uint64_t lost = 0, unreadable = 0, failingSeeds = 0;
   std::string firstFailure;
-  for (uint64_t seed = first; seed < first + seeds; seed++) {
+  for (uint64_t seed = seeds.first; seed < seeds.end(); seed++) {
     auto outcome = runSeed(seed, faults);
     lost += outcome.lost;
     unreadable += outcome.unreadable;
@@ -135,7 +130,7 @@ void runScenario(const char* name, const Faults& faults) {
       }
     }
   }
-  std::cout << name << ": " << seeds << " seeds, " << lost << " acknowledged writes lost, "
+  std::cout << name << ": " << seeds.count << " seeds, " << lost << " acknowledged writes lost, "
             << unreadable << " unreadable after healing, in " << failingSeeds << " seeds"
             << (firstFailure.empty() ? "" : "; first: " + firstFailure) << std::endl;
   CHECK(lost == 0);

@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "seeds.h"
 #include "failure-detector.h"
 #include "hash.h"
 #include "hint-policy.h"
@@ -351,17 +352,11 @@ class HintSimulation {
 TEST_CASE(
     "simulation: hints behind a dead or removed owner at the head of the queue are all "
     "delivered, none lost") {
-  uint64_t seeds = 500;
-  if (auto env = getenv("DYNKV_SIM_SEEDS")) seeds = std::strtoull(env, nullptr, 10);
-  uint64_t first = 1;
-  if (auto env = getenv("DYNKV_SIM_SEED")) {
-    first = std::strtoull(env, nullptr, 10);
-    seeds = 1;
-  }
+  auto seeds = seedsToRun();
   auto started = std::chrono::steady_clock::now();
   uint64_t failing = 0;
   std::string firstFailure;
-  for (uint64_t seed = first; seed < first + seeds; seed++) {
+  for (uint64_t seed = seeds.first; seed < seeds.end(); seed++) {
     HintSimulation simulation(seed);
     auto problem = simulation.run();
     if (!problem.empty() && failing++ == 0) {
@@ -370,7 +365,7 @@ TEST_CASE(
     }
   }
   auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::cout << "hint delivery, dead or removed head owner: " << seeds << " seeds, " << failing
+  std::cout << "hint delivery, dead or removed head owner: " << seeds.count << " seeds, " << failing
             << " failing; " << seconds << " s to run"
             << (firstFailure.empty() ? "" : "; first: " + firstFailure) << std::endl;
   CHECK(failing == 0);

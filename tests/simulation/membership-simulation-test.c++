@@ -35,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "seeds.h"
 #include "failure-detector.h"
 #include "gossip-round.h"
 #include "simulated-network.h"
@@ -56,21 +57,6 @@ constexpr Micros CONVERGE_WITHIN = 60'000'000;
 constexpr Micros QUIET = 3'000'000;  // converged: watched this long for writes
 constexpr uint32_t PARTITION_BITS = 8;
 constexpr double LOSS = 0.05;
-
-class DetectorLiveness final : public Liveness {
-  // As storaged/gossip.h: the round's liveness is the process's failure detector.
- public:
-  explicit DetectorLiveness(FailureDetector& detector) : detector_(detector) {}
-  void heartbeat(const std::string& address, GossipMicros now) override {
-    detector_.heartbeat(address, now);
-  }
-  bool suspected(const std::string& address, GossipMicros now) const override {
-    return detector_.suspect(address, now);
-  }
-
- private:
-  FailureDetector& detector_;
-};
 
 struct Process {
   // One running storaged's gossip: dies with a crash.
@@ -366,18 +352,12 @@ class MembershipSimulation {
 TEST_CASE(
     "simulation: 100-node membership with joins, leaves, loss, a partition and crashes "
     "converges") {
-  uint64_t seeds = 500;
-  if (auto env = getenv("DYNKV_SIM_SEEDS")) seeds = std::strtoull(env, nullptr, 10);
-  uint64_t first = 1;
-  if (auto env = getenv("DYNKV_SIM_SEED")) {
-    first = std::strtoull(env, nullptr, 10);
-    seeds = 1;
-  }
+  auto seeds = seedsToRun();
   auto started = std::chrono::steady_clock::now();
   uint64_t failing = 0;
   Micros slowest = 0, total = 0;
   std::string firstFailure;
-  for (uint64_t seed = first; seed < first + seeds; seed++) {
+  for (uint64_t seed = seeds.first; seed < seeds.end(); seed++) {
     MembershipSimulation simulation(seed);
     Micros after = 0;
     auto problem = simulation.run(&after);
@@ -392,8 +372,8 @@ TEST_CASE(
     total += after;
   }
   auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  uint64_t passed = seeds - failing;
-  std::cout << "membership: " << seeds << " seeds of " << NODES << " nodes, " << failing
+  uint64_t passed = seeds.count - failing;
+  std::cout << "membership: " << seeds.count << " seeds of " << NODES << " nodes, " << failing
             << " failing; converged " << (passed ? double(total) / double(passed) / 1e6 : 0)
             << " s (mean), " << double(slowest) / 1e6
             << " s (max) of simulated time after the last fault; " << seconds << " s to run"
