@@ -111,7 +111,10 @@ std::string LocalCluster::findStoraged() {
     self[n] = '\0';
     std::string dir(self);
     dir.resize(dir.rfind('/'));
-    for (auto candidate : {dir + "/storaged", dir + "/../storaged/storaged"}) {
+    // Installed: beside this program. In a build tree: build/storaged/storaged, seen from
+    // build/client/tools/ (the dynkv tool) or from build/<folder>/ (the benchmark).
+    for (auto candidate :
+         {dir + "/storaged", dir + "/../../storaged/storaged", dir + "/../storaged/storaged"}) {
       if (access(candidate.c_str(), X_OK) == 0) return candidate;
     }
   }
