@@ -60,7 +60,7 @@ struct Hint {
 };
 
 class HolderStore {
-  // The hint store's contract (storaged/store.h): hints per owner in key order, pages from a
+  // The hint store's contract (storaged/hint-store.h): hints per owner in key order, pages from a
   // cursor, a delete that spares a hint changed since it was read.
  public:
   struct Page {
