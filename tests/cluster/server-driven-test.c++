@@ -8,15 +8,10 @@
 
 #include <catch2/catch.hpp>
 
-#include "accept-loop.h"
 #include "codec.h"
-#include "fixed-membership.h"
 #include "hash.h"
+#include "in-process-node.h"
 #include "node-pool.h"
-#include "service.h"
-#include "group-commit.h"
-#include "hint-store.h"
-#include "versioned-store.h"
 
 namespace dynkv::storaged {
 namespace {
@@ -26,33 +21,11 @@ using ErrorKind = wire::Node::CoordinationError::Kind;
 
 constexpr auto DEADLINE = 30 * kj::SECONDS;
 
-struct Node {
-  Node(kj::AsyncIoContext& io, uint64_t id, const Limits& limits)
-      : id(id),
-        listener(
-            io.provider->getNetwork().parseAddress("127.0.0.1:0").wait(io.waitScope)->listen()),
-        address("127.0.0.1:" + std::to_string(listener->getPort())),
-        engine(newMemoryEngine()),
-        commits(*engine),
-        hints(commits, limits),
-        store(commits, hints, Actor{id, 1}, limits) {}
-
-  uint64_t id;
-  kj::Own<kj::ConnectionReceiver> listener;
-  std::string address;
-  kj::Own<StorageEngine> engine;
-  GroupCommit commits;
-  HintStore hints;
-  VersionedStore store;
-  kj::Own<FixedMembership> membership;
-  kj::Promise<void> serving = nullptr;
-};
-
 struct Fixture {
   kj::AsyncIoContext io = kj::setupAsyncIo();
   kj::Timer& timer = io.provider->getTimer();
   Limits limits;
-  Node a{io, 1, limits}, b{io, 2, limits}, c{io, 3, limits};
+  InProcessNode a{io, 1, limits}, b{io, 2, limits}, c{io, 3, limits};
   MapSnapshot map = std::make_shared<const PartitionMap>(PartitionMap::build(
       {NodeInfo{a.id, "a", a.address, "", 1}, NodeInfo{b.id, "b", b.address, "", 1},
        NodeInfo{c.id, "c", c.address, "", 1}},
@@ -67,18 +40,13 @@ struct Fixture {
                   limits.maxValueBytes};
 
   Fixture() {
-    for (Node* node : {&a, &b, &c}) {
-      node->membership = kj::heap<FixedMembership>(map);
-      ServiceOptions options{"test", "s3cret"};
-      if (node == &a) {
-        serverDriven = kj::heap<ServerDriven>(a.store, a.hints, *a.membership, nullptr, aPeers, timer);
-        options.serverDriven = serverDriven.get();
-      }
-      node->serving =
-          serve(*node->listener, newGateway(node->store, node->hints, *node->membership, options),
-                AcceptOptions{readerOptionsFor(limits.maxValueBytes)})
-              .eagerlyEvaluate([](kj::Exception&& e) { KJ_LOG(ERROR, "serving failed", e); });
-    }
+    // Node a coordinates, routing by the same ring as it serves by.
+    a.membership = kj::heap<FixedMembership>(map);
+    serverDriven = kj::heap<ServerDriven>(a.store, a.hints, *a.membership, nullptr, aPeers, timer);
+    a.options.serverDriven = serverDriven.get();
+    a.serve();
+    b.serve(map);
+    c.serve(map);
   }
 
   struct Written {
@@ -136,7 +104,7 @@ struct Fixture {
     return read;
   }
 
-  bool holds(Node& node, const std::string& ns, const std::string& key, const std::string& value) {
+  bool holds(InProcessNode& node, const std::string& ns, const std::string& key, const std::string& value) {
     auto object = node.store.get(StorageKey{map->partitionOf(keyHash(ns, key)), ns, key});
     if (!object) return false;
     for (auto& sibling : object->siblings) {

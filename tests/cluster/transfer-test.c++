@@ -16,16 +16,10 @@
 #include <optional>
 #include <variant>
 
-#include "accept-loop.h"
-#include "codec.h"
-#include "fixed-membership.h"
-#include "group-commit.h"
 #include "hash.h"
-#include "hint-store.h"
+#include "in-process-node.h"
 #include "node-pool.h"
 #include "replicas.h"
-#include "service.h"
-#include "versioned-store.h"
 
 namespace dynkv::storaged {
 namespace {
@@ -39,64 +33,14 @@ constexpr uint64_t CRAWL = 1;      // one byte a second: after its first chunk a
 
 using Contents = std::map<std::pair<std::string, std::string>, Object>;  // (ns, key) -> object
 
-struct Node {
-  Node(kj::AsyncIoContext& io, uint64_t id, const Limits& limits)
-      : io(io),
-        id(id),
-        listener(listen(0)),
-        port(listener->getPort()),
-        address("127.0.0.1:" + std::to_string(port)),
-        engine(newMemoryEngine()),
-        commits(*engine),
-        hints(commits, limits),
-        store(commits, hints, Actor{id, 1}, limits) {}
-
-  kj::AsyncIoContext& io;
-  uint64_t id;
-  kj::Own<kj::ConnectionReceiver> listener;
-  uint port;
-  std::string address;
-  kj::Own<StorageEngine> engine;
-  GroupCommit commits;
-  HintStore hints;
-  VersionedStore store;
-  kj::Own<FixedMembership> membership;
-  kj::Promise<void> serving = nullptr;
-
-  kj::Own<kj::ConnectionReceiver> listen(uint on) {
-    auto where = "127.0.0.1:" + std::to_string(on);
-    return io.provider->getNetwork().parseAddress(where).wait(io.waitScope)->listen();
+Contents contents(VersionedStore& store, uint32_t partition) {
+  // Every object the store holds of the partition, as its node would hand it over.
+  Contents out;
+  for (auto& [key, object] : store.scanPartition(partition, "", SIZE_MAX).entries) {
+    out.emplace(std::make_pair(key.ns, key.key), object);
   }
-
-  void serve(MapSnapshot map, const Limits& limits, TransferManager* transfers = nullptr) {
-    membership = kj::heap<FixedMembership>(kj::mv(map));
-    ServiceOptions options{"test", "s3cret"};
-    options.transfers = transfers;
-    serving = dynkv::serve(*listener, newGateway(store, hints, *membership, options),
-                           AcceptOptions{readerOptionsFor(limits.maxValueBytes)})
-                  .eagerlyEvaluate([](kj::Exception&& e) { KJ_LOG(ERROR, "serving failed", e); });
-  }
-
-  void down() {
-    // The node's connections close and its port refuses new ones, as a crashed node's would.
-    serving = nullptr;
-    listener = nullptr;
-  }
-
-  void up(const Limits& limits) {
-    listener = listen(port);
-    serve(membership->current(), limits);
-  }
-
-  Contents contents(uint32_t partition) {
-    // Every object this node holds of the partition, as it would hand it over.
-    Contents out;
-    for (auto& [key, object] : store.scanPartition(partition, "", SIZE_MAX).entries) {
-      out.emplace(std::make_pair(key.ns, key.key), object);
-    }
-    return out;
-  }
-};
+  return out;
+}
 
 FailureDetector::Options failuresRemembered() {
   // A failed call keeps its node suspected for longer than any test runs, so that a transfer's
@@ -110,7 +54,7 @@ struct Fixture {
   kj::AsyncIoContext io = kj::setupAsyncIo();
   kj::Timer& timer = io.provider->getTimer();
   Limits limits;
-  Node a{io, 1, limits}, b{io, 2, limits}, c{io, 3, limits};
+  InProcessNode a{io, 1, limits}, b{io, 2, limits}, c{io, 3, limits};
   NodeInfo aInfo{a.id, "a", a.address, "", 1}, bInfo{b.id, "b", b.address, "", 1},
       cInfo{c.id, "c", c.address, "", 1};
   MapSnapshot previous =
@@ -127,8 +71,8 @@ struct Fixture {
   std::map<uint32_t, Contents> written;
 
   Fixture() {
-    a.serve(current, limits);
-    c.serve(current, limits);
+    a.serve(current);
+    c.serve(current);
   }
 
   std::vector<uint32_t> partitionsOfB() {
@@ -219,7 +163,7 @@ struct Fixture {
     // objects not identical, keys that were never written.
     std::vector<std::string> out;
     auto& expected = written[partition];
-    auto held = b.contents(partition);
+    auto held = contents(b.store, partition);
     for (auto& [key, object] : expected) {
       auto it = held.find(key);
       if (it == held.end()) {
@@ -242,7 +186,7 @@ struct Fixture {
         CHECK(!written[p].empty());
         CHECK(differences(p).empty());
       } else {
-        CHECK(b.contents(p).empty());  // only the partitions it gained are streamed to it
+        CHECK(contents(b.store, p).empty());  // only the partitions it gained are streamed to it
       }
     }
   }
@@ -274,7 +218,8 @@ TEST_CASE("transfer: a read of a partition still streaming in goes through a pre
   // pending, and b serves reads with it as storaged does.
   auto transfers = f.newTransfers(UNLIMITED);
   transfers->mapChanged(*f.previous, *f.current);
-  f.b.serve(f.current, f.limits, transfers.get());
+  f.b.options.transfers = transfers.get();
+  f.b.serve(f.current);
 
   // A key of a partition b gained whose previous preference list starts with a, so that a read
   // through b asks a first.
@@ -365,7 +310,7 @@ TEST_CASE("transfer: an interrupted transfer resumes where it stopped and loses 
     n++;
   }
   size_t total = f.written[big].size();
-  auto heldOfBig = [&]() { return f.b.contents(big).size(); };
+  auto heldOfBig = [&]() { return contents(f.b.store, big).size(); };
 
   auto transfers = f.newTransfers(CRAWL);
   transfers->mapChanged(*f.previous, *f.current);
@@ -417,9 +362,9 @@ TEST_CASE("transfer: with every previous owner down it retries, and completes on
   f.eventually("both previous owners were tried",
                [&]() { return f.pool.isSuspect(f.a.address) && f.pool.isSuspect(f.c.address); });
   CHECK(transfers->pendingCount() == f.gained.size());
-  for (uint32_t p : f.gained) CHECK(f.b.contents(p).empty());
+  for (uint32_t p : f.gained) CHECK(contents(f.b.store, p).empty());
 
-  f.a.up(f.limits);
+  f.a.up();
   f.eventually("every transfer finished", [&]() { return transfers->pendingCount() == 0; });
   f.checkComplete(*transfers);
 }
