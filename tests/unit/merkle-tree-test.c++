@@ -1,0 +1,117 @@
+// The anti-entropy hash tree as a value: kept current write by write it equals the tree built
+// from the final contents, in any order; replicas that differ find exactly the segments of the
+// keys that differ; its size does not grow with the keys.
+#include "merkle-tree.h"
+
+#include <catch2/catch.hpp>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+
+namespace dynkv {
+namespace {
+
+const Actor A{1, 1}, B{2, 1};
+
+Object written(const Object& local, const Actor& by, std::string value) {
+  return coordinatePut(local, by, local.vv, std::move(value), 1000);
+}
+
+using Contents = std::map<std::string, Object>;  // key -> object, in namespace "ns"
+
+MerkleTree treeOf(const Contents& contents) {
+  MerkleTree tree;
+  for (auto& [key, object] : contents) tree.update("ns", key, std::nullopt, causalDigest(object));
+  return tree;
+}
+
+TEST_CASE("merkle tree: digests tell versions apart and ignore what does not matter") {
+  auto one = written({}, A, "x");
+  CHECK(causalDigest(one) == causalDigest(written({}, A, "x")));
+  // The same dot stamped at another time is the same version: timestamps are left out.
+  CHECK(causalDigest(one) == causalDigest(coordinatePut({}, A, {}, std::string("x"), 5000)));
+  CHECK(causalDigest(one) != causalDigest(written(one, A, "y")));  // a newer version
+  CHECK(causalDigest(one) != causalDigest(written({}, B, "x")));   // another actor's dot
+  auto deleted = coordinatePut(one, A, one.vv, std::nullopt, 2000);
+  CHECK(causalDigest(deleted) != causalDigest(written(one, A, "z")));  // a tombstone is a version
+  // Concurrent writes: the sync holds both siblings, unlike either side.
+  auto left = written({}, A, "l"), right = written({}, B, "r");
+  auto both = sync(left, right);
+  CHECK(causalDigest(both) != causalDigest(left));
+  CHECK(causalDigest(both) == causalDigest(sync(right, left)));
+
+  // Last-write-wins: the one version's timestamp and value.
+  auto lww = lastWriteWinsObject(std::string("v"), 10);
+  CHECK(causalDigest(lww) == causalDigest(lastWriteWinsObject(std::string("v"), 10)));
+  CHECK(causalDigest(lww) != causalDigest(lastWriteWinsObject(std::string("w"), 10)));
+  CHECK(causalDigest(lww) != causalDigest(lastWriteWinsObject(std::string("v"), 11)));
+  CHECK(causalDigest(lww) != causalDigest(lastWriteWinsObject(std::nullopt, 10)));
+}
+
+TEST_CASE("merkle tree: kept current write by write, it equals the tree of the final contents") {
+  std::mt19937_64 rng(11);
+  for (int round = 0; round < 20; round++) {
+    INFO("round " << round);
+    Contents contents;
+    MerkleTree incremental;
+    for (int i = 0; i < 500; i++) {
+      auto key = "k" + std::to_string(rng() % 120);
+      auto it = contents.find(key);
+      std::optional<uint64_t> before;
+      if (it != contents.end()) before = causalDigest(it->second);
+      if (it != contents.end() && rng() % 5 == 0) {
+        contents.erase(it);  // collected: the key leaves the tree
+        incremental.update("ns", key, before, std::nullopt);
+        continue;
+      }
+      auto& object = contents[key];
+      object = written(object, rng() % 2 ? A : B, "v" + std::to_string(i));
+      incremental.update("ns", key, before, causalDigest(object));
+    }
+    auto rebuilt = treeOf(contents);
+    CHECK(incremental == rebuilt);
+    CHECK(incremental.root() == rebuilt.root());
+    CHECK(incremental.branches() == rebuilt.branches());
+  }
+  CHECK(MerkleTree{}.root() == 0);  // an empty partition
+}
+
+TEST_CASE("merkle tree: replicas that differ find exactly the segments of the differing keys") {
+  std::mt19937_64 rng(5);
+  Contents mine;
+  for (int i = 0; i < 20000; i++) mine["k" + std::to_string(i)] = written({}, A, "v");
+  auto theirs = mine;
+  std::set<size_t> expected;
+  // One key newer on their side, one missing there, one present only there.
+  theirs["k17"] = written(theirs["k17"], B, "newer");
+  theirs.erase("k4242");
+  theirs["only-theirs"] = written({}, B, "x");
+  for (auto key : {"k17", "k4242", "only-theirs"}) expected.insert(MerkleTree::segmentOf("ns", key));
+
+  auto a = treeOf(mine), b = treeOf(theirs);
+  REQUIRE(a.root() != b.root());
+  std::set<size_t> found;
+  for (size_t branch : MerkleTree::differingBranches(a.branches(), b.branches())) {
+    for (size_t s : a.differingSegments(branch, b.segmentsOfBranch(branch))) found.insert(s);
+  }
+  CHECK(found == expected);
+
+  // Once synced, the trees agree.
+  for (auto& [key, object] : theirs) mine[key] = sync(mine[key], object);
+  for (auto& [key, object] : mine) theirs[key] = sync(theirs[key], object);
+  CHECK(treeOf(mine) == treeOf(theirs));
+  CHECK(treeOf(mine).root() == treeOf(theirs).root());
+}
+
+TEST_CASE("merkle tree: a replica's tree is the same size with ten keys or a million") {
+  CHECK(MerkleTree::memoryBytes() < 40 * 1024);
+  // A node holding 1024 partitions, each of them on 3 of 5 nodes, keeps about 615 trees.
+  CHECK(615 * MerkleTree::memoryBytes() < 64u * 1024 * 1024);
+  MerkleTree tree;
+  CHECK_THROWS(tree.differingSegments(0, std::vector<uint64_t>(3)));
+  CHECK_THROWS(tree.segmentsOfBranch(MerkleTree::BRANCHES));
+}
+
+}  // namespace
+}  // namespace dynkv
