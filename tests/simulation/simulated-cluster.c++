@@ -15,7 +15,7 @@ class SimulatedCluster::SimHealth final : public Health {
   explicit SimHealth(const SimulatedCluster& cluster) : cluster_(cluster) {}
   bool suspect(uint16_t node) const override {
     auto it = cluster_.suspected_.find(node);
-    return it != cluster_.suspected_.end() && it->second > cluster_.now_;
+    return it != cluster_.suspected_.end() && it->second > cluster_.clock_.now();
   }
 
  private:
@@ -52,22 +52,12 @@ bool SimulatedCluster::reachable(uint16_t node) const {
 }
 
 void SimulatedCluster::at(Micros when, std::function<void()> action) {
-  events_.push(Event{std::max(when, now_), sequence_++, std::move(action)});
+  clock_.at(when, std::move(action));
 }
 
-void SimulatedCluster::runUntil(Micros when) {
-  while (!events_.empty() && events_.top().when <= when) {
-    auto event = events_.top();
-    events_.pop();
-    now_ = event.when;
-    event.action();
-  }
-  now_ = std::max(now_, when);
-}
+void SimulatedCluster::runUntil(Micros when) { clock_.runUntil(when); }
 
-void SimulatedCluster::runUntilIdle(Micros limit) {
-  while (!events_.empty() && events_.top().when <= limit) runUntil(events_.top().when);
-}
+void SimulatedCluster::runUntilIdle(Micros limit) { clock_.runUntilIdle(limit); }
 
 Micros SimulatedCluster::delay() {
   // Mostly fast, sometimes slow: a long tail makes replies race the replica timeout.
@@ -102,15 +92,15 @@ void SimulatedCluster::store(uint16_t node, const std::string& key, const Object
 void SimulatedCluster::call(uint16_t node, std::function<void()> atNode,
                             std::function<void()> reply, std::function<void()> refused) {
   if (!reachable(node)) return;  // lost on the way there
-  at(now_ + delay(), [this, node, atNode = std::move(atNode), reply = std::move(reply),
+  at(clock_.now() + delay(), [this, node, atNode = std::move(atNode), reply = std::move(reply),
                       refused = std::move(refused)]() {
     if (!reachable(node)) return;
     if (!nodes_[node].up) {
-      at(now_ + delay(), refused);
+      at(clock_.now() + delay(), refused);
       return;
     }
     atNode();
-    at(now_ + delay(), [this, node, reply]() {
+    at(clock_.now() + delay(), [this, node, reply]() {
       if (reachable(node)) reply();
     });
   });
@@ -165,7 +155,7 @@ void SimulatedCluster::get(const std::string& key, uint32_t r,
                    ReplicaError::TIMEOUT);
           },
           [finish]() { finish(false, std::nullopt, ReplicaError::UNREACHABLE); });
-      at(now_ + replicaTimeout, [finish]() { finish(false, std::nullopt, ReplicaError::TIMEOUT); });
+      at(clock_.now() + replicaTimeout, [finish]() { finish(false, std::nullopt, ReplicaError::TIMEOUT); });
     }
     for (size_t slot : actions.repair) {
       uint16_t node = state->read.target(slot).node;
@@ -176,7 +166,7 @@ void SimulatedCluster::get(const std::string& key, uint32_t r,
     report();
   };
   (*apply)(state->read.start(SimHealth(*this)));
-  at(now_ + callTimeout, [state, report]() {
+  at(clock_.now() + callTimeout, [state, report]() {
     state->read.onDeadline();
     report();
   });
@@ -234,7 +224,7 @@ void SimulatedCluster::put(const std::string& key, std::optional<std::string> va
           [this, node, key, value, context, minted]() {
             // storaged's coordinatePut: mint a dot for this node over its own copy, store.
             auto& n = nodes_[node];
-            *minted = coordinatePut(n.data[key], Actor{n.id, 1}, context, value, now_);
+            *minted = coordinatePut(n.data[key], Actor{n.id, 1}, context, value, clock_.now());
             n.data[key] = *minted;
           },
           [this, state, slot, node, minted, apply]() {
@@ -244,7 +234,7 @@ void SimulatedCluster::put(const std::string& key, std::optional<std::string> va
             (*apply)(state->write.onCoordinated(slot, *minted));
           },
           [failure, slot, node]() { failure(slot, node, ReplicaError::UNREACHABLE); });
-      at(now_ + replicaTimeout,
+      at(clock_.now() + replicaTimeout,
          [failure, slot, node]() { failure(slot, node, ReplicaError::TIMEOUT); });
     }
     for (size_t slot : actions.replicate) {
@@ -261,13 +251,13 @@ void SimulatedCluster::put(const std::string& key, std::optional<std::string> va
             (*apply)(state->write.onAck(slot));
           },
           [failure, slot, target]() { failure(slot, target.node, ReplicaError::UNREACHABLE); });
-      at(now_ + replicaTimeout,
+      at(clock_.now() + replicaTimeout,
          [failure, slot, target]() { failure(slot, target.node, ReplicaError::TIMEOUT); });
     }
     report();
   };
   (*apply)(state->write.start(SimHealth(*this)));
-  at(now_ + callTimeout, [state, report]() {
+  at(clock_.now() + callTimeout, [state, report]() {
     state->write.onDeadline();
     report();
   });

@@ -23,12 +23,12 @@
 #include <vector>
 
 #include "partition-map.h"
+#include "simulated-clock.h"
 #include "read-coordinator.h"
 #include "write-coordinator.h"
 
 namespace dynkv::sim {
 
-using Micros = int64_t;
 
 struct SimNode {
   uint64_t id = 0;
@@ -42,7 +42,7 @@ class SimulatedCluster {
   SimulatedCluster(uint64_t seed, uint32_t nodes, uint32_t n);
 
   std::mt19937_64& rng() { return rng_; }
-  Micros now() const { return now_; }
+  Micros now() const { return clock_.now(); }
   const PartitionMap& map() const { return map_; }
   SimNode& node(uint16_t index) { return nodes_.at(index); }
   size_t size() const { return nodes_.size(); }
@@ -89,17 +89,7 @@ class SimulatedCluster {
 
  private:
   std::mt19937_64 rng_;
-  Micros now_ = 0;
-  uint64_t sequence_ = 0;  // ties between events at one time go in scheduling order
-  struct Event {
-    Micros when;
-    uint64_t sequence;
-    std::function<void()> action;
-    bool operator>(const Event& o) const {
-      return when != o.when ? when > o.when : sequence > o.sequence;
-    }
-  };
-  std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events_;
+  SimulatedClock clock_;
   PartitionMap map_;
   std::vector<SimNode> nodes_;
   std::set<uint16_t> cutOff_;
@@ -108,7 +98,7 @@ class SimulatedCluster {
   // A node that fails is suspected for SUSPICION after its last failure, as a detector that
   // keeps probing would clear it; an answer clears it at once.
   static constexpr Micros SUSPICION = 200'000;
-  void suspect(uint16_t node) { suspected_[node] = now_ + SUSPICION; }
+  void suspect(uint16_t node) { suspected_[node] = clock_.now() + SUSPICION; }
   void trust(uint16_t node) { suspected_.erase(node); }
 
   class SimHealth;

@@ -8,26 +8,17 @@ SimulatedNetwork::SimulatedNetwork(uint64_t seed, size_t nodes, Options options)
     : rng_(seed), options_(options), nodes_(nodes) {}
 
 void SimulatedNetwork::at(Micros when, std::function<void()> action) {
-  events_.push(Event{std::max(when, now_), sequence_++, std::move(action)});
+  clock_.at(when, std::move(action));
 }
 
 void SimulatedNetwork::after(size_t node, Micros delay, std::function<void()> action) {
-  at(now_ + delay,
+  at(clock_.now() + delay,
      [this, node, incarnation = nodes_.at(node).incarnation, action = std::move(action)]() {
        if (nodes_[node].up && nodes_[node].incarnation == incarnation) action();
      });
 }
 
-void SimulatedNetwork::runUntil(Micros when) {
-  while (!events_.empty() && events_.top().when <= when) {
-    // Moved out before popping: the action may schedule more events.
-    auto action = std::move(const_cast<Event&>(events_.top()).action);
-    now_ = events_.top().when;
-    events_.pop();
-    action();
-  }
-  now_ = std::max(now_, when);
-}
+void SimulatedNetwork::runUntil(Micros when) { clock_.runUntil(when); }
 
 void SimulatedNetwork::crash(size_t node) {
   auto& n = nodes_.at(node);
@@ -59,7 +50,7 @@ void SimulatedNetwork::send(size_t from, size_t to, std::function<void()> delive
   std::uniform_real_distribution<double> coin(0, 1);
   if (options_.loss > 0 && coin(rng_) < options_.loss) return;
   std::uniform_int_distribution<Micros> delay(options_.minDelay, options_.maxDelay);
-  at(now_ + delay(rng_), [this, from, to, deliver = std::move(deliver)]() {
+  at(clock_.now() + delay(rng_), [this, from, to, deliver = std::move(deliver)]() {
     if (nodes_[to].up && linked(from, to)) deliver();
   });
 }

@@ -13,9 +13,10 @@
 #include <random>
 #include <vector>
 
+#include "simulated-clock.h"
+
 namespace dynkv::sim {
 
-using Micros = int64_t;
 
 class SimulatedNetwork {
  public:
@@ -28,7 +29,7 @@ class SimulatedNetwork {
   SimulatedNetwork(uint64_t seed, size_t nodes, Options options);
 
   std::mt19937_64& rng() { return rng_; }
-  Micros now() const { return now_; }
+  Micros now() const { return clock_.now(); }
   size_t size() const { return nodes_.size(); }
 
   // ---- time ----
@@ -64,19 +65,9 @@ class SimulatedNetwork {
     uint64_t incarnation = 0;
     bool sideA = false;  // which side of the current partition
   };
-  struct Event {
-    Micros when;
-    uint64_t sequence;
-    std::function<void()> action;
-    bool operator>(const Event& o) const {
-      return when != o.when ? when > o.when : sequence > o.sequence;
-    }
-  };
   std::mt19937_64 rng_;
   Options options_;
-  Micros now_ = 0;
-  uint64_t sequence_ = 0;
-  std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events_;
+  SimulatedClock clock_;
   std::vector<Node> nodes_;
   bool partitioned_ = false;
 };
