@@ -89,6 +89,20 @@ inline std::string makeTempDir(const std::string& prefix) {
   return pattern;
 }
 
+inline LocalClusterOptions testClusterOptions(const std::string& dir, uint32_t nodes,
+                                              std::vector<std::string> extraArgs) {
+  // A test cluster: in `dir`, on free ports, with the build's storaged, and named after its
+  // directory so that no node of another test's cluster can gossip its way into it.
+  LocalClusterOptions options;
+  options.dir = dir;
+  options.nodes = nodes;
+  options.basePort = pickBasePort(nodes);
+  options.storaged = DYNKV_STORAGED_PATH;
+  options.extraArgs = std::move(extraArgs);
+  options.cluster = std::filesystem::path(dir).filename().string();
+  return options;
+}
+
 inline bool pollUntil(std::chrono::milliseconds timeout, const std::function<bool()>& condition) {
   // Polls `condition` every 20 ms until it holds (true) or `timeout` passes (false). Only for
   // effects that have no event to await, such as a background repair landing on a replica.
@@ -141,14 +155,7 @@ class ClusterFixture {
     std::string lastError;
     for (int attempt = 0; attempt < 5; attempt++) {
       dir_ = makeTempDir("dynkv-cluster-test");
-      LocalClusterOptions options;
-      options.dir = dir_;
-      options.nodes = nodes;
-      options.basePort = pickBasePort(nodes);
-      options.storaged = DYNKV_STORAGED_PATH;
-      options.extraArgs = extraArgs;
-      options.cluster = std::filesystem::path(dir_).filename().string();
-      cluster_ = std::make_unique<LocalCluster>(options);
+      cluster_ = std::make_unique<LocalCluster>(testClusterOptions(dir_, nodes, extraArgs));
       try {
         startAll();
         return;

@@ -25,14 +25,7 @@ class Ring {
  public:
   Ring(uint32_t nodes, std::vector<std::string> extraArgs = {}) {
     dir_ = makeTempDir("dynkv-membership-test");
-    LocalClusterOptions options;
-    options.dir = dir_;
-    options.nodes = nodes;
-    options.basePort = pickBasePort(nodes);
-    options.storaged = DYNKV_STORAGED_PATH;
-    options.extraArgs = std::move(extraArgs);
-    options.cluster = std::filesystem::path(dir_).filename().string();
-    cluster_ = std::make_unique<LocalCluster>(options);
+    cluster_ = std::make_unique<LocalCluster>(testClusterOptions(dir_, nodes, std::move(extraArgs)));
   }
 
   ~Ring() {
