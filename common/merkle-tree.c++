@@ -2,6 +2,7 @@
 
 #include <kj/debug.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -62,10 +63,10 @@ size_t MerkleTree::segmentOf(std::string_view ns, std::string_view key) {
 }
 
 void MerkleTree::toggle(size_t segment, uint64_t hash) {
-  // XOR adds a hash and removes it again: each level stays the XOR of the one below.
-  segments_[segment] ^= hash;
-  branches_[segment / SEGMENTS_PER_BRANCH] ^= hash;
-  root_ ^= hash;
+  // XOR adds a hash and removes it again: each node stays the XOR of its children.
+  for (size_t level = 0; level < LEVELS; level++) {
+    nodes_[offsetOf(level) + (segment >> (3 * (SEGMENT_LEVEL - level)))] ^= hash;
+  }
 }
 
 void MerkleTree::update(std::string_view ns, std::string_view key, std::optional<uint64_t> before,
@@ -76,32 +77,25 @@ void MerkleTree::update(std::string_view ns, std::string_view key, std::optional
   if (after) toggle(segment, entryHash(ns, key, *after));
 }
 
-std::vector<uint64_t> MerkleTree::segmentsOfBranch(size_t b) const {
-  KJ_REQUIRE(b < BRANCHES, "no such branch", b);
-  auto first = segments_.begin() + b * SEGMENTS_PER_BRANCH;
-  return std::vector<uint64_t>(first, first + SEGMENTS_PER_BRANCH);
+uint64_t MerkleTree::node(size_t level, size_t index) const {
+  KJ_REQUIRE(level < LEVELS && index < nodesAt(level), "no such tree node", level, index);
+  return nodes_[offsetOf(level) + index];
 }
 
-std::vector<size_t> MerkleTree::differingBranches(const std::array<uint64_t, BRANCHES>& mine,
-                                                  const std::array<uint64_t, BRANCHES>& theirs) {
-  std::vector<size_t> out;
-  for (size_t b = 0; b < BRANCHES; b++) {
-    if (mine[b] != theirs[b]) out.push_back(b);
-  }
+std::array<uint64_t, MerkleTree::FANOUT> MerkleTree::children(size_t level, size_t index) const {
+  KJ_REQUIRE(level < SEGMENT_LEVEL && index < nodesAt(level), "no such inner tree node", level,
+             index);
+  std::array<uint64_t, FANOUT> out;
+  auto first = nodes_.begin() + offsetOf(level + 1) + index * FANOUT;
+  std::copy(first, first + FANOUT, out.begin());
   return out;
 }
 
-std::vector<size_t> MerkleTree::differingSegments(size_t b,
-                                                  const std::vector<uint64_t>& theirs) const {
-  KJ_REQUIRE(b < BRANCHES, "no such branch", b);
-  KJ_REQUIRE(theirs.size() == SEGMENTS_PER_BRANCH, "a branch has SEGMENTS_PER_BRANCH segments",
-             theirs.size());
-  std::vector<size_t> out;
-  for (size_t i = 0; i < SEGMENTS_PER_BRANCH; i++) {
-    size_t s = b * SEGMENTS_PER_BRANCH + i;
-    if (segments_[s] != theirs[i]) out.push_back(s);
-  }
-  return out;
+uint32_t saltedHash(uint64_t hash, uint64_t salt) {
+  std::string bytes;
+  append(bytes, hash);
+  append(bytes, salt);
+  return uint32_t(hash64(bytes));
 }
 
 }  // namespace dynkv

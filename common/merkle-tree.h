@@ -3,14 +3,16 @@
 // hashes with XOR, so that a write updates one leaf and its branch in O(1) without reading
 // any other key, and the tree never needs a rebuild to stay current.
 //
-// Shape: SEGMENTS leaves ("segments": a key's segment is fixed by its hash), grouped into
-// BRANCHES branches of SEGMENTS / BRANCHES segments each, and one root. Every level is the XOR
-// of the level below, so a segment's hash is the XOR of entryHash() over the keys in it, and
-// two replicas holding the same objects have the same tree whatever order their writes came
-// in. Its memory is fixed (memoryBytes(), about 33 KiB) whatever the number of keys.
+// Shape: SEGMENTS leaves ("segments": a key's segment is fixed by its hash) under a tree of
+// fan-out FANOUT: levels of 1 (the root), 8, 64, 512 and 4096 nodes. Every node is the XOR of
+// its children, so a segment's hash is the XOR of entryHash() over the keys in it, and two
+// replicas holding the same objects have the same tree whatever order their writes came in.
+// Its memory is fixed (memoryBytes(), about 37 KiB) whatever the number of keys.
 //
-// Two replicas compare roots, then the branches of differing roots, then the segments of
-// differing branches; only keys in differing segments are then read and synced.
+// Two replicas compare roots, then walk down only the children of nodes that differ; only keys
+// in differing segments are then read and synced (common/coordinator/anti-entropy-exchange.h).
+// The small fan-out keeps what a walk costs per differing key to 4 levels of 8 hashes, which
+// is what makes a 1% divergence cost a few percent of the data set to find.
 //
 // A pure value: no I/O, no clock, no locking.
 #pragma once
@@ -38,11 +40,21 @@ uint64_t causalDigest(const Object& object);
 uint64_t entryHash(std::string_view ns, std::string_view key, uint64_t digest);
 // A key's contribution to its segment: its placement hash combined with its object's digest.
 
+uint32_t saltedHash(uint64_t hash, uint64_t salt);
+// What an exchange sends of a tree node: 32 bits of a mix of the node's hash with the
+// exchange's salt. Half the bytes of the full hash; and since every exchange draws a new salt,
+// two different subtrees that happen to collide in one exchange do not in the next, so a
+// difference is never hidden for good.
+
 class MerkleTree {
  public:
-  static constexpr size_t SEGMENTS = 4096;
-  static constexpr size_t BRANCHES = 64;
-  static constexpr size_t SEGMENTS_PER_BRANCH = SEGMENTS / BRANCHES;
+  static constexpr size_t FANOUT = 8;
+  static constexpr size_t LEVELS = 5;  // level 0 is the root, level LEVELS - 1 the segments
+  static constexpr size_t SEGMENTS = 4096;  // FANOUT^(LEVELS - 1)
+  static constexpr size_t SEGMENT_LEVEL = LEVELS - 1;
+
+  static constexpr size_t nodesAt(size_t level) { return size_t(1) << (3 * level); }
+  // How many nodes level `level` has: 1, 8, 64, 512, 4096.
 
   static size_t segmentOf(std::string_view ns, std::string_view key);
   // The key's segment, from keyHash (which also places it on the ring: keys of one partition
@@ -53,33 +65,28 @@ class MerkleTree {
   // The key's object changed from digest `before` to `after` (nullopt: absent). The caller
   // passes what it stored and what it now stores, so the tree needs no read of its own.
 
-  uint64_t root() const { return root_; }
-  uint64_t branch(size_t b) const { return branches_[b]; }
-  uint64_t segment(size_t s) const { return segments_[s]; }
-  const std::array<uint64_t, BRANCHES>& branches() const { return branches_; }
+  uint64_t root() const { return nodes_[0]; }
+  uint64_t node(size_t level, size_t index) const;
+  // The hash of node `index` of `level` (KJ_REQUIRE: both in range): the XOR of entryHash()
+  // over every key of the segments under it.
+  uint64_t segment(size_t s) const { return node(SEGMENT_LEVEL, s); }
 
-  std::vector<uint64_t> segmentsOfBranch(size_t b) const;
-  // The branch's SEGMENTS_PER_BRANCH segment hashes, in segment order: what a replica sends
-  // for a branch its peer found different.
+  std::array<uint64_t, FANOUT> children(size_t level, size_t index) const;
+  // The hashes of the FANOUT children of node `index` of `level` (< SEGMENT_LEVEL), in order;
+  // child i is node index * FANOUT + i of level + 1.
 
-  static std::vector<size_t> differingBranches(const std::array<uint64_t, BRANCHES>& mine,
-                                               const std::array<uint64_t, BRANCHES>& theirs);
-  // The indexes whose hashes differ.
+  bool empty() const { return *this == MerkleTree(); }
 
-  std::vector<size_t> differingSegments(size_t b, const std::vector<uint64_t>& theirs) const;
-  // The segments of branch `b` (as segment numbers) whose hashes differ from `theirs`, the
-  // peer's segmentsOfBranch(b). Throws (KJ_REQUIRE) if `theirs` has the wrong size.
-
-  bool operator==(const MerkleTree& o) const { return segments_ == o.segments_; }
+  bool operator==(const MerkleTree& o) const { return nodes_ == o.nodes_; }
   bool operator!=(const MerkleTree& o) const { return !(*this == o); }
 
   static constexpr size_t memoryBytes() { return sizeof(MerkleTree); }
-  // The same for every partition whatever it holds.
+  // The same for every partition whatever it holds (about 37 KiB).
 
  private:
-  std::array<uint64_t, SEGMENTS> segments_{};
-  std::array<uint64_t, BRANCHES> branches_{};
-  uint64_t root_ = 0;
+  static constexpr size_t NODES = 1 + 8 + 64 + 512 + 4096;
+  static constexpr size_t offsetOf(size_t level) { return (nodesAt(level) - 1) / (FANOUT - 1); }
+  std::array<uint64_t, NODES> nodes_{};  // level by level, root first
 
   void toggle(size_t segment, uint64_t hash);
 };

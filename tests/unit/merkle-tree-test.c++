@@ -72,7 +72,7 @@ TEST_CASE("merkle tree: kept current write by write, it equals the tree of the f
     auto rebuilt = treeOf(contents);
     CHECK(incremental == rebuilt);
     CHECK(incremental.root() == rebuilt.root());
-    CHECK(incremental.branches() == rebuilt.branches());
+    for (size_t i = 0; i < MerkleTree::nodesAt(2); i++) CHECK(incremental.node(2, i) == rebuilt.node(2, i));
   }
   CHECK(MerkleTree{}.root() == 0);  // an empty partition
 }
@@ -91,11 +91,28 @@ TEST_CASE("merkle tree: replicas that differ find exactly the segments of the di
 
   auto a = treeOf(mine), b = treeOf(theirs);
   REQUIRE(a.root() != b.root());
-  std::set<size_t> found;
-  for (size_t branch : MerkleTree::differingBranches(a.branches(), b.branches())) {
-    for (size_t s : a.differingSegments(branch, b.segmentsOfBranch(branch))) found.insert(s);
+  // Walk down from the root through the children that differ only.
+  std::vector<size_t> differing{0};
+  for (size_t level = 0; level < MerkleTree::SEGMENT_LEVEL; level++) {
+    std::vector<size_t> next;
+    for (size_t index : differing) {
+      auto mineChildren = a.children(level, index), theirChildren = b.children(level, index);
+      for (size_t i = 0; i < MerkleTree::FANOUT; i++) {
+        if (mineChildren[i] != theirChildren[i]) next.push_back(index * MerkleTree::FANOUT + i);
+      }
+    }
+    differing = next;
   }
+  std::set<size_t> found(differing.begin(), differing.end());
   CHECK(found == expected);
+  // Every inner node is the XOR of its children.
+  for (size_t level = 0; level < MerkleTree::SEGMENT_LEVEL; level++) {
+    for (size_t index = 0; index < MerkleTree::nodesAt(level); index++) {
+      uint64_t x = 0;
+      for (auto h : a.children(level, index)) x ^= h;
+      CHECK(x == a.node(level, index));
+    }
+  }
 
   // Once synced, the trees agree.
   for (auto& [key, object] : theirs) mine[key] = sync(mine[key], object);
@@ -104,13 +121,20 @@ TEST_CASE("merkle tree: replicas that differ find exactly the segments of the di
   CHECK(treeOf(mine).root() == treeOf(theirs).root());
 }
 
+TEST_CASE("merkle tree: salted hashes differ between exchanges, agree within one") {
+  CHECK(saltedHash(1, 7) == saltedHash(1, 7));
+  CHECK(saltedHash(1, 7) != saltedHash(2, 7));
+  CHECK(saltedHash(1, 7) != saltedHash(1, 8));
+}
+
 TEST_CASE("merkle tree: a replica's tree is the same size with ten keys or a million") {
   CHECK(MerkleTree::memoryBytes() < 40 * 1024);
   // A node holding 1024 partitions, each of them on 3 of 5 nodes, keeps about 615 trees.
   CHECK(615 * MerkleTree::memoryBytes() < 64u * 1024 * 1024);
   MerkleTree tree;
-  CHECK_THROWS(tree.differingSegments(0, std::vector<uint64_t>(3)));
-  CHECK_THROWS(tree.segmentsOfBranch(MerkleTree::BRANCHES));
+  CHECK_THROWS(tree.children(MerkleTree::SEGMENT_LEVEL, 0));
+  CHECK_THROWS(tree.node(1, MerkleTree::FANOUT));
+  CHECK(tree.empty());
 }
 
 }  // namespace
