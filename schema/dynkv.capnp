@@ -184,6 +184,54 @@ interface Peer {
                  -> (entries :List(StoredEntry), next :Data, done :Bool);
   # Streams one partition in key order: entries after the storage key `after` (empty: from
   # the start), up to about maxBytes. `next` resumes the stream.
+
+  # ---- Anti-entropy (DESIGN.md, "Anti-entropy"; common/coordinator/anti-entropy-exchange.h) ----
+  # The steps of an exchange the caller drives against this node's hash trees and store. Every
+  # list is bounded by the receiver (Limits in common/limits.h); a partition this node holds
+  # nothing of has an empty tree.
+
+  aeRoots @2 (partitions :List(UInt16)) -> (roots :List(UInt64));
+  # The full root hash of each partition's tree, in the order asked.
+
+  aeChildren @3 (salt :UInt64, nodes :List(AeTreeNode)) -> (hashes :List(UInt32));
+  # For each node, the saltedHash of each of its 8 children: 8 hashes per node, in order.
+
+  aeKeys @4 (segments :List(AeSegment), maxEntries :UInt32)
+         -> (entries :List(AeKeyDigest), segmentsCovered :UInt32);
+  # The (storage key, causal digest) of every object stored in the first `segmentsCovered` of
+  # `segments` (at least one), stopping at a segment boundary once about maxEntries are listed.
+
+  aeFetch @5 (keys :List(Data)) -> (entries :List(AeEntry));
+  # This node's own copy of each storage key (not the hints it holds); found = false if none.
+
+  aePush @6 (entries :List(AeEntry)) -> ();
+  # Stores sync(local, object) for each entry with found = true, as replication does.
+
+  aeReap @7 (partition :UInt16, tombstones :List(AeKeyDigest)) -> (reaped :UInt32);
+  # Sent by the partition's primary once every replica holds these tombstones: each one is
+  # deleted here if its digest is still the one given (a newer write keeps it).
+}
+
+struct AeTreeNode {
+  partition @0 :UInt16;
+  level @1 :UInt8;
+  index @2 :UInt32;
+}
+
+struct AeSegment {
+  partition @0 :UInt16;
+  segment @1 :UInt16;
+}
+
+struct AeKeyDigest {
+  key @0 :Data;          # the encoded storage key
+  digest @1 :UInt64;
+}
+
+struct AeEntry {
+  key @0 :Data;          # the encoded storage key
+  found @1 :Bool;
+  object @2 :Object;
 }
 
 struct MemberStatusInfo {
@@ -202,6 +250,58 @@ interface Admin {
   # Takes a node out of the ring; it hands its partitions off and then is removed.
 
   status @2 () -> (members :List(MemberStatusInfo), mapVersion :UInt64, reporter :Text);
+
+  nodeStats @3 () -> (stats :NodeStats);
+  # This node's own background state: hints, anti-entropy, tombstones, admission.
+
+  repair @4 (partition :Int32) -> (report :RepairReport);
+  # Runs an anti-entropy exchange now with every replica this node shares `partition` with
+  # (-1: every partition it holds), and answers once they have ended.
+}
+
+struct HintsHeld {
+  owner @0 :UInt64;         # node id of the owner the hints stand in for
+  ownerAddress @1 :Text;    # empty if the owner is not in this node's map any more
+  count @2 :UInt64;
+}
+
+struct AntiEntropyStats {
+  lastCompleteAgeMillis @0 :Int64;  # since the last exchange that finished; -1: none yet
+  exchangesFinished @1 :UInt64;
+  exchangesFailed @2 :UInt64;
+  segmentsDiffering @3 :UInt64;     # in the last finished exchange round
+  keysRepaired @4 :UInt64;          # since start
+  bytesSent @5 :UInt64;             # anti-entropy requests and replies this node sent
+  bytesReceived @6 :UInt64;
+  treesDigest @7 :UInt64;           # a hash of the roots of every partition held: two nodes
+                                    # holding the same partitions agree iff their trees do
+  partitionsHeld @8 :UInt32;
+  treeMemoryBytes @9 :UInt64;
+  running @10 :Bool;                # an exchange is in progress
+}
+
+struct NodeStats {
+  node @0 :NodeInfo;
+  epoch @1 :UInt64;                 # the incarnation of the data directory
+  rebuilding @2 :Bool;              # started with an empty data directory as a ring member and
+                                    # not yet refilled by anti-entropy
+  hints @3 :List(HintsHeld);
+  antiEntropy @4 :AntiEntropyStats;
+  tombstones @5 :UInt64;            # objects held that are only tombstones
+  tombstonesReaped @6 :UInt64;      # since start
+  partitionsDropped @7 :UInt64;     # partitions handed over and deleted here, since start
+  admissionSlots @8 :UInt32;        # background slots the admission controller grants now
+  admissionEnabled @9 :Bool;
+  foregroundP99Micros @10 :Int64;   # what the controller last measured
+}
+
+struct RepairReport {
+  exchanges @0 :UInt32;
+  failed @1 :UInt32;
+  partitions @2 :UInt32;
+  segmentsDiffering @3 :UInt64;
+  keysRepaired @4 :UInt64;
+  message @5 :Text;                 # why exchanges failed, if any did
 }
 
 # ---- Client-side only ----

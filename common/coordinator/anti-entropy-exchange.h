@@ -1,0 +1,186 @@
+// One anti-entropy exchange (DESIGN.md, "Anti-entropy"; the paper's §4.7), as a pure state
+// machine: this node (the initiator) compares its hash trees (common/merkle-tree.h) with one
+// peer's for a set of partitions they both hold, walks down only the subtrees that differ, lists
+// the keys of the differing segments on both sides, and hands back the keys whose copies differ
+// for the shell to sync. Riak's TicTac AAE exchange, batched over every partition the two nodes
+// share, so one exchange costs a handful of round trips however many partitions it covers.
+//
+// Steps, each one request to the peer (or a local listing) that the shell performs and answers
+// with the matching event:
+//   ASK_ROOTS     the peer's full 64-bit roots of `partitions`    -> rootsReceived()
+//   ASK_CHILDREN  the peer's salted hashes of the FANOUT children
+//                 of each of `nodes`                              -> childrenReceived()
+//   LIST_KEYS     (storage key, causal digest) of every key in
+//                 `segments`, from this node's store and the
+//                 peer's                                          -> keysListed()
+//   REPAIR        the keys whose copies differ. The shell makes
+//                 the peer hold a version covering this node's
+//                 copy of each (pushes sync(local, peer's) where
+//                 the peer's digest differs from it), and, for a
+//                 partition this node is a replica of, syncs the
+//                 peer's copy here                                -> repaired()
+//   DONE          the exchange is over; stats() says what it found.
+// Any failure (a lost or refused request, a timeout, a crash of either side) is failed(): the
+// exchange ends there. Nothing it did is lost (each repair is a sync, idempotent and
+// commutative) and nothing is assumed: the next exchange starts again from the roots.
+//
+// Roots are compared in full (64 bits), so a partition found equal is equal but for a 2^-64
+// chance: that is what tombstone collection and hand-off cleanup rely on (covered()). Below the
+// roots the peer sends saltedHash(hash, salt) (32 bits), the salt drawn by the caller per
+// exchange, so a collision hides a difference for one exchange at most.
+//
+// Pure: no I/O, no clock, no randomness of its own. The local trees are read in place through
+// `trees` when a step needs them; they may change between steps as writes land (a difference
+// found that a write has since mended costs a key comparison, one a write has since made is found
+// by the next exchange).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "merkle-tree.h"
+
+namespace dynkv {
+
+struct TreeNodeRef {
+  // Node `index` of level `level` of partition `partition`'s tree.
+  uint32_t partition = 0;
+  uint8_t level = 0;  // < MerkleTree::SEGMENT_LEVEL for an ASK_CHILDREN node
+  uint32_t index = 0;
+
+  bool operator==(const TreeNodeRef& o) const {
+    return partition == o.partition && level == o.level && index == o.index;
+  }
+};
+
+struct SegmentRef {
+  uint32_t partition = 0;
+  uint32_t segment = 0;  // < MerkleTree::SEGMENTS
+
+  bool operator==(const SegmentRef& o) const {
+    return partition == o.partition && segment == o.segment;
+  }
+};
+
+struct KeyDigest {
+  std::string key;      // the encoded storage key (storaged/storage-key.h): partition first
+  uint64_t digest = 0;  // causalDigest() of the object stored under it
+
+  bool operator==(const KeyDigest& o) const { return key == o.key && digest == o.digest; }
+};
+
+struct KeyRepair {
+  // A key whose copies differ: what each side holds (nullopt: nothing).
+  std::string key;
+  std::optional<uint64_t> local;
+  std::optional<uint64_t> peer;
+
+  bool operator==(const KeyRepair& o) const {
+    return key == o.key && local == o.local && peer == o.peer;
+  }
+};
+
+struct ExchangeLimits {
+  // How much one step may carry, so that no request or reply grows with the data: a step over
+  // more is split into several of these sizes.
+  size_t maxPartitionsPerStep = 1024;  // ASK_ROOTS
+  size_t maxNodesPerStep = 512;        // ASK_CHILDREN: 512 * 8 * 4 bytes of hashes back
+  size_t maxSegmentsPerStep = 512;     // LIST_KEYS
+  size_t maxRepairsPerStep = 128;      // REPAIR
+};
+
+struct ExchangeStats {
+  size_t partitionsCompared = 0;  // roots compared
+  size_t partitionsDiffering = 0;
+  size_t segmentsDiffering = 0;   // segments whose salted hashes differed
+  size_t keysCompared = 0;        // keys listed in those segments, both sides together
+  size_t keysDiffering = 0;       // handed to REPAIR
+  size_t keysRepaired = 0;        // what the shell reported through repaired()
+  size_t steps = 0;               // requests made (round trips)
+};
+
+class Exchange {
+ public:
+  struct Step {
+    enum class Kind : uint8_t { ASK_ROOTS, ASK_CHILDREN, LIST_KEYS, REPAIR, DONE, FAILED };
+    Kind kind = Kind::DONE;
+    std::vector<uint32_t> partitions;  // ASK_ROOTS
+    uint64_t salt = 0;                 // ASK_CHILDREN: what the peer salts its hashes with
+    std::vector<TreeNodeRef> nodes;    // ASK_CHILDREN
+    std::vector<SegmentRef> segments;  // LIST_KEYS
+    std::vector<KeyRepair> repairs;    // REPAIR, in key order
+  };
+
+  using Trees = std::function<const MerkleTree*(uint32_t partition)>;
+  // This node's tree of a partition, or null if it holds nothing of it (an empty tree).
+
+  Exchange(std::vector<uint32_t> partitions, uint64_t salt, Trees trees,
+           ExchangeLimits limits = {});
+  // An exchange over `partitions` (duplicates ignored). `trees` must stay callable for the
+  // exchange's life. The first step is ASK_ROOTS (DONE at once if `partitions` is empty).
+
+  const Step& step() const { return step_; }
+  // What to do now. Stays the same until the event that answers it.
+
+  void rootsReceived(const std::vector<uint64_t>& roots);
+  // The peer's roots, one per partition of the ASK_ROOTS step, in its order.
+
+  void childrenReceived(const std::vector<std::array<uint32_t, MerkleTree::FANOUT>>& children);
+  // The peer's salted child hashes, one array per node of the ASK_CHILDREN step, in its order.
+
+  void keysListed(const std::vector<KeyDigest>& local, const std::vector<KeyDigest>& peer,
+                  size_t segmentsCovered);
+  // Both sides' keys of the first `segmentsCovered` segments of the LIST_KEYS step (>= 1; a side
+  // whose reply had to stop early covers fewer: the rest are asked again in a later step), in any
+  // order. Keys whose digests differ or that one side lacks become repairs.
+
+  void repaired(size_t keys);
+  // The REPAIR step is done; `keys` of its repairs changed a copy on either side (for stats).
+
+  void failed();
+  // The current step failed; the exchange ends (step() is FAILED).
+  //
+  // An event that does not answer the current step, or whose sizes do not match it, is the
+  // caller's mistake (KJ_REQUIRE): a peer's malformed reply must be refused by the shell, which
+  // then calls failed().
+
+  bool finished() const;  // DONE or FAILED
+
+  const ExchangeStats& stats() const { return stats_; }
+
+  struct Covered {
+    uint32_t partition;
+    uint64_t root;  // this node's root of it when the roots were compared
+  };
+  const std::vector<Covered>& covered() const { return covered_; }
+  // The partitions of which the peer held every version this node held when the roots were
+  // compared: those whose roots were equal then (an empty partition on both sides counts) and,
+  // once the exchange is DONE, all of its partitions — every key found different went to REPAIR,
+  // and the shell answers repaired() only once the peer holds a version covering this node's
+  // copy of each. In the order found. The caller may rely on a partition only while its root
+  // here is still the one recorded (nothing changed here since): see anti-entropy-plan.h.
+
+ private:
+  // (the implementation's own state)
+  std::vector<uint32_t> partitions_;
+  uint64_t salt_;
+  Trees trees_;
+  ExchangeLimits limits_;
+  Step step_;
+  ExchangeStats stats_;
+  std::vector<Covered> covered_;
+  std::vector<Covered> differing_;  // partitions whose roots differed, with this node's root
+  size_t nextPartition_ = 0;               // ASK_ROOTS progress
+  std::vector<TreeNodeRef> pendingNodes_;  // differing nodes whose children are still to ask
+  std::vector<SegmentRef> pendingSegments_;
+  std::vector<KeyRepair> pendingRepairs_;
+
+  void advance();
+};
+
+}  // namespace dynkv
