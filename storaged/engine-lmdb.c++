@@ -45,8 +45,8 @@ constexpr size_t HASH_BYTES = 8;
 constexpr size_t KEPT_PREFIX_BYTES = CUT_KEY_BYTES - HASH_BYTES;
 constexpr size_t LENGTH_BYTES = 4;
 
-constexpr size_t TABLE_COUNT = 3;
-constexpr const char* TABLE_NAMES[TABLE_COUNT] = {"objects", "hints", "meta"};
+constexpr size_t TABLE_COUNT = 4;
+constexpr const char* TABLE_NAMES[TABLE_COUNT] = {"objects", "hints", "meta", "digests"};
 
 MDB_val toVal(Bytes bytes) {
   return MDB_val{bytes.size(), const_cast<kj::byte*>(bytes.begin())};

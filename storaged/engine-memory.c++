@@ -19,7 +19,7 @@
 namespace dynkv::storaged {
 namespace {
 
-constexpr size_t TABLE_COUNT = 3;
+constexpr size_t TABLE_COUNT = 4;
 
 using TableMap = std::map<std::string, std::string, std::less<>>;
 // std::string compares as unsigned bytes, which is the byte order scan() promises.

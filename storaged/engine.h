@@ -24,6 +24,8 @@ enum class Table : uint8_t {
   OBJECTS = 0,  // [partition: 2 bytes BE][namespace length: 1][namespace][key] -> Object
   HINTS = 1,    // hinted-handoff buffer: writes held for an unreachable owner
   META = 2,     // node identity, membership state
+  DIGESTS = 3,  // anti-entropy's index of OBJECTS: [partition: 2][segment: 2][rest of the
+                // storage key] -> [causal digest: 8 BE][tombstone only: 1] (hash-trees.h)
 };
 
 enum class Durability : uint8_t {
@@ -87,7 +89,7 @@ struct LmdbOptions {
 };
 
 kj::Own<StorageEngine> openLmdbEngine(const LmdbOptions& options);
-// Opens (creating if needed) the LMDB environment in options.path with the three tables.
+// Opens (creating if needed) the LMDB environment in options.path with its four tables.
 // Throws kj::Exception with the path and LMDB's reason if it cannot.
 
 kj::Own<StorageEngine> newMemoryEngine();

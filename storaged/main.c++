@@ -11,6 +11,7 @@
 #include "config.h"
 #include "hinted-handoff.h"
 #include "gossip.h"
+#include "hash-trees.h"
 #include "group-commit.h"
 #include "hint-store.h"
 #include "identity.h"
@@ -65,7 +66,8 @@ int run(const Config& config) {
 
   GroupCommit commits(*engine);
   HintStore hints(commits, config.limits);
-  VersionedStore store(commits, hints, identity.actor, config.limits);
+  HashTrees trees(*engine, config.limits);
+  VersionedStore store(commits, hints, trees, identity.actor, config.limits);
   TransferManager transfers(store, *engine, peers, timer, self.id, config.replicas,
                             config.transferBytesPerSecond);
   GossipOptions gossipOptions;

@@ -3,6 +3,7 @@
 #include <kj/debug.h>
 
 #include "codec.h"
+#include "hash-trees.h"
 #include "hint-store.h"
 
 namespace dynkv::storaged {
@@ -11,6 +12,13 @@ namespace {
 
 Bytes bytesOf(const std::string& s) {
   return kj::arrayPtr(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+
+// The encoded storage keys of a partition: [begin, end), end empty for the last one.
+std::pair<std::string, std::string> partitionRange(uint32_t partition) {
+  return {encodeStorageKey(StorageKey{partition, "", ""}),
+          partition + 1 > 0xffff ? std::string()
+                                 : encodeStorageKey(StorageKey{partition + 1, "", ""})};
 }
 
 }  // namespace
@@ -35,9 +43,9 @@ SyncedObject syncStored(WriteTransaction& txn, Table table, Bytes key, const Obj
   return out;
 }
 
-VersionedStore::VersionedStore(GroupCommit& commits, const HintStore& hints, const Actor& self,
-                               const Limits& limits)
-    : commits_(commits), hints_(hints), self_(self), limits_(limits) {}
+VersionedStore::VersionedStore(GroupCommit& commits, const HintStore& hints, HashTrees& trees,
+                               const Actor& self, const Limits& limits)
+    : commits_(commits), hints_(hints), trees_(trees), self_(self), limits_(limits) {}
 
 std::optional<Object> VersionedStore::get(const StorageKey& key) {
   std::optional<Object> result;
@@ -77,14 +85,64 @@ kj::Promise<Object> VersionedStore::coordinatePut(StorageKey key, Versioning kin
     }
     auto words = objectToWords(result);
     txn.put(Table::OBJECTS, bytesOf(engineKey), words.asBytes());
+    trees_.written(txn, engineKey, result);
     return result;
   });
 }
 
 kj::Promise<void> VersionedStore::replicate(StorageKey key, Object object) {
-  return commits_.write([this, engineKey = encodeStorageKey(key),
-                         object = kj::mv(object)](BatchTransaction& txn) {
-    syncStored(txn, Table::OBJECTS, bytesOf(engineKey), object, limits_);
+  return syncEncoded(encodeStorageKey(key), kj::mv(object)).ignoreResult();
+}
+
+kj::Promise<Object> VersionedStore::syncEncoded(std::string storageKey, Object object) {
+  return commits_.write<Object>([this, storageKey = kj::mv(storageKey),
+                                 object = kj::mv(object)](BatchTransaction& txn) {
+    auto merged = syncStored(txn, Table::OBJECTS, bytesOf(storageKey), object, limits_);
+    if (merged.changed) trees_.written(txn, storageKey, merged.object);
+    return kj::mv(merged.object);
+  });
+}
+
+std::vector<std::optional<Object>> VersionedStore::ownCopies(
+    const std::vector<std::string>& storageKeys) {
+  std::vector<std::optional<Object>> out(storageKeys.size());
+  commits_.engine().read([&](ReadTransaction& txn) {
+    for (size_t i = 0; i < storageKeys.size(); i++) {
+      KJ_IF_MAYBE(bytes, txn.get(Table::OBJECTS, bytesOf(storageKeys[i]))) {
+        out[i] = objectFromBytes(*bytes, limits_);
+      }
+    }
+  });
+  return out;
+}
+
+kj::Promise<bool> VersionedStore::reap(std::string storageKey, uint64_t digest) {
+  return commits_.write<bool>([this, storageKey = kj::mv(storageKey),
+                               digest](BatchTransaction& txn) {
+    KJ_IF_MAYBE(bytes, txn.get(Table::OBJECTS, bytesOf(storageKey))) {
+      auto object = objectFromBytes(*bytes, limits_);
+      if (!onlyTombstones(object) || causalDigest(object) != digest) return false;
+      txn.remove(Table::OBJECTS, bytesOf(storageKey));
+      trees_.written(txn, storageKey, std::nullopt);
+      return true;
+    }
+    return false;
+  });
+}
+
+kj::Promise<size_t> VersionedStore::dropPartition(uint32_t partition, size_t maxObjects) {
+  return commits_.write<size_t>([this, partition, maxObjects](BatchTransaction& txn) {
+    auto [begin, end] = partitionRange(partition);
+    std::vector<std::string> keys;
+    txn.scan(Table::OBJECTS, bytesOf(begin), bytesOf(end), [&](Bytes key, Bytes) {
+      keys.emplace_back(reinterpret_cast<const char*>(key.begin()), key.size());
+      return keys.size() < maxObjects;
+    });
+    for (auto& key : keys) {
+      txn.remove(Table::OBJECTS, bytesOf(key));
+      trees_.written(txn, key, std::nullopt);
+    }
+    return keys.size();
   });
 }
 
@@ -92,10 +150,8 @@ VersionedStore::PartitionChunk VersionedStore::scanPartition(uint32_t partition,
                                                              const std::string& after,
                                                              size_t maxBytes) {
   PartitionChunk chunk;
-  std::string begin = after.empty() ? encodeStorageKey(StorageKey{partition, "", ""})
-                                    : after + std::string(1, '\0');  // the next key after
-  std::string end = partition + 1 > 0xffff ? std::string()
-                                           : encodeStorageKey(StorageKey{partition + 1, "", ""});
+  auto [first, end] = partitionRange(partition);
+  std::string begin = after.empty() ? first : after + std::string(1, '\0');  // the next key after
   size_t bytes = 0;
   chunk.done = true;
   commits_.engine().read([&](ReadTransaction& txn) {

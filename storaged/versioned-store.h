@@ -19,14 +19,16 @@
 
 namespace dynkv::storaged {
 
+class HashTrees;  // hash-trees.h
 class HintStore;  // hint-store.h
 
 class VersionedStore {
  public:
-  VersionedStore(GroupCommit& commits, const HintStore& hints, const Actor& self,
-                 const Limits& limits);
-  // `commits` and `hints` must outlive the store; `self` is this node's actor (its id and the
-  // epoch of its data directory), the one whose dots coordinatePut mints.
+  VersionedStore(GroupCommit& commits, const HintStore& hints, HashTrees& trees,
+                 const Actor& self, const Limits& limits);
+  // `commits`, `hints` and `trees` must outlive the store; `self` is this node's actor (its id
+  // and the epoch of its data directory), the one whose dots coordinatePut mints. Every object
+  // written or removed goes through `trees` in its transaction.
 
   const Actor& self() const { return self_; }
   const Limits& limits() const { return limits_; }
@@ -48,6 +50,22 @@ class VersionedStore {
   // Stores sync(local, object) once committed (nothing is written if that adds nothing).
   // Refuses an object whose kind differs from the stored one's.
 
+  kj::Promise<Object> syncEncoded(std::string storageKey, Object object);
+  // replicate() under an encoded storage key (anti-entropy's), resolving to what is stored
+  // now: sync(local, object).
+
+  std::vector<std::optional<Object>> ownCopies(const std::vector<std::string>& storageKeys);
+  // This node's own copy of each encoded storage key (nullopt: none), leaving out the hints it
+  // holds for other owners: what anti-entropy compares and hands over.
+
+  kj::Promise<bool> reap(std::string storageKey, uint64_t digest);
+  // Tombstone collection: removes the object under `storageKey` if it is only tombstones and its
+  // causal digest is still `digest` (a write since keeps it). Resolves to whether it did.
+
+  kj::Promise<size_t> dropPartition(uint32_t partition, size_t maxObjects);
+  // Deletes up to maxObjects of the partition's objects (a partition handed over); resolves to
+  // how many it deleted (0: none left).
+
   struct PartitionChunk {
     std::vector<std::pair<StorageKey, Object>> entries;
     std::string next;   // the last storage key returned: pass it back as `after`
@@ -61,6 +79,7 @@ class VersionedStore {
  private:
   GroupCommit& commits_;
   const HintStore& hints_;
+  HashTrees& trees_;
   Actor self_;
   Limits limits_;
 };

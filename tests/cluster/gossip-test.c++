@@ -22,6 +22,7 @@
 #include "accept-loop.h"
 #include "codec.h"
 #include "group-commit.h"
+#include "hash-trees.h"
 #include "hint-store.h"
 #include "service.h"
 #include "versioned-store.h"
@@ -43,6 +44,7 @@ struct Process {
 
   GroupCommit commits;
   HintStore hints;
+  HashTrees trees;
   VersionedStore store;
   FailureDetector detector;  // the process's one: the pool's, and the gossip round's liveness
   NodePool pool;
@@ -96,7 +98,8 @@ Process::Process(kj::AsyncIoContext& io, const Limits& limits, Node& node, uint6
                  std::vector<std::string> seeds)
     : commits(*node.engine),
       hints(commits, limits),
-      store(commits, hints, Actor{node.id, 1}, limits),
+      trees(*node.engine, limits),
+      store(commits, hints, trees, Actor{node.id, 1}, limits),
       pool(io.provider->getNetwork(), io.provider->getTimer(), detector, "test", "s3cret",
            limits.maxValueBytes),
       membership(

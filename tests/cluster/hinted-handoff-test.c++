@@ -7,6 +7,7 @@
 
 #include "codec.h"
 #include "fixed-membership.h"
+#include "hash-trees.h"
 #include "hash.h"
 #include "hinted-handoff.h"
 #include "accept-loop.h"
@@ -41,7 +42,8 @@ struct Fixture {
   kj::Own<StorageEngine> liveEngine = newMemoryEngine();
   GroupCommit liveCommits{*liveEngine};
   HintStore liveHints{liveCommits, limits};
-  VersionedStore live{liveCommits, liveHints, Actor{LIVE, 1}, limits};
+  HashTrees liveTrees{*liveEngine, limits};
+  VersionedStore live{liveCommits, liveHints, liveTrees, Actor{LIVE, 1}, limits};
   FixedMembership liveMembership{map};
   kj::Promise<void> serving =
       serve(*liveListener, newGateway(live, liveHints, liveMembership, {"test", "s3cret"}),
@@ -52,7 +54,8 @@ struct Fixture {
   kj::Own<StorageEngine> holderEngine = newMemoryEngine();
   GroupCommit holderCommits{*holderEngine};
   HintStore holderHints{holderCommits, limits};
-  VersionedStore holder{holderCommits, holderHints, Actor{HOLDER, 1}, limits};
+  HashTrees holderTrees{*holderEngine, limits};
+  VersionedStore holder{holderCommits, holderHints, holderTrees, Actor{HOLDER, 1}, limits};
   FixedMembership holderMembership{map};
   FailureDetector detector;
   NodePool pool{io.provider->getNetwork(), timer, detector, "test", "s3cret", limits.maxValueBytes};

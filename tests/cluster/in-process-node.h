@@ -15,6 +15,7 @@
 #include "engine.h"
 #include "fixed-membership.h"
 #include "group-commit.h"
+#include "hash-trees.h"
 #include "hint-store.h"
 #include "service.h"
 #include "versioned-store.h"
@@ -32,7 +33,8 @@ struct InProcessNode {
         engine(newMemoryEngine()),
         commits(*engine),
         hints(commits, limits),
-        store(commits, hints, Actor{id, 1}, limits) {}
+        trees(*engine, limits),
+        store(commits, hints, trees, Actor{id, 1}, limits) {}
 
   kj::AsyncIoContext& io;
   uint64_t id;
@@ -43,6 +45,7 @@ struct InProcessNode {
   kj::Own<StorageEngine> engine;
   GroupCommit commits;
   HintStore hints;
+  HashTrees trees;
   VersionedStore store;
   kj::Own<FixedMembership> membership;
   ServiceOptions options{"test", "s3cret"};

@@ -16,6 +16,7 @@
 #include "replicas.h"
 #include "service.h"
 #include "group-commit.h"
+#include "hash-trees.h"
 #include "hint-store.h"
 #include "versioned-store.h"
 
@@ -41,7 +42,8 @@ struct Fixture {
   kj::Own<StorageEngine> engine = newMemoryEngine();
   GroupCommit commits{*engine};
   HintStore hints{commits, limits};
-  VersionedStore store{commits, hints, Actor{NODE, 1}, limits};
+  HashTrees trees{*engine, limits};
+  VersionedStore store{commits, hints, trees, Actor{NODE, 1}, limits};
   FixedMembership membership{map};
   capnp::Capability::Client gateway = newGateway(store, hints, membership, {"test", "s3cret"});
   kj::Promise<void> serving = serve(*listener);

@@ -146,7 +146,7 @@ TEST_CASE("hint store: hint counts per owner are rebuilt when the store is opene
   CHECK(f.hints.hintBacklog() == std::vector<HintBacklog>{{5, 2}, {6, 1}});
 
   HintStore reopened{f.commits, f.limits};
-  VersionedStore reopenedObjects{f.commits, reopened, f.self, f.limits};
+  VersionedStore reopenedObjects{f.commits, reopened, f.trees, f.self, f.limits};
   CHECK(reopened.hintBacklog() == std::vector<HintBacklog>{{5, 2}, {6, 1}});
   CHECK(reopenedObjects.get(f.key("b")));
 }
@@ -199,7 +199,8 @@ TEST_CASE("hint store: hints stored in the previous layout are rewritten when th
   {
     GroupCommit commits(*engine);
     HintStore hints(commits, limits);
-    VersionedStore store(commits, hints, Actor{42, 7}, limits);
+    HashTrees trees(commits.engine(), limits);
+    VersionedStore store(commits, hints, trees, Actor{42, 7}, limits);
     CHECK(hints.hintBacklog() == std::vector<HintBacklog>{{LOW, 2}, {HIGH, 2}});
     auto page = hints.hintsFor(LOW, "", 10);
     REQUIRE(page.hints.size() == 2);

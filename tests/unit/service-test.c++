@@ -7,6 +7,7 @@
 #include "codec.h"
 #include "membership.h"
 #include "service.h"
+#include "hash-trees.h"
 #include "versioned-store.h"
 
 namespace dynkv::storaged {
@@ -18,7 +19,8 @@ struct Fixture {
   Limits limits;
   GroupCommit commits{*engine};
   HintStore hints{commits, limits};
-  VersionedStore store{commits, hints, Actor{1, 1}, limits};
+  HashTrees trees{*engine, limits};
+  VersionedStore store{commits, hints, trees, Actor{1, 1}, limits};
   NodeInfo self{nodeIdFor("127.0.0.1:1"), "127.0.0.1:1", "127.0.0.1:1", "", 1};
   kj::Own<Membership> membership = newStaticMembership(self, {}, 4);
   kj::TwoWayPipe pipe = kj::newTwoWayPipe();

@@ -13,6 +13,7 @@
 
 #include "engine.h"
 #include "group-commit.h"
+#include "hash-trees.h"
 #include "hint-store.h"
 #include "versioned-store.h"
 
@@ -100,7 +101,8 @@ struct StoreFixture {
   Limits limits;
   GroupCommit commits{engine};
   HintStore hints{commits, limits};
-  VersionedStore store{commits, hints, self, limits};
+  HashTrees trees{engine, limits};
+  VersionedStore store{commits, hints, trees, self, limits};
 
   StorageKey key(const char* k) { return StorageKey{5, "", k}; }
   Object put(const char* k, const char* value, VersionVector context = {}) {

@@ -1,0 +1,144 @@
+// The node's hash trees over the versioned store: kept as writes commit, rebuilt from the digest
+// index on restart, built once for a data directory that predates the index; the segment
+// listing, tombstone collection and partition drop that anti-entropy uses.
+#include <catch2/catch.hpp>
+#include <kj/async.h>
+
+#include <set>
+
+#include "codec.h"
+#include "store-fixture.h"
+
+namespace dynkv::storaged {
+namespace {
+
+using Fixture = StoreFixture;
+
+// The tree a partition's objects make, computed from scratch.
+MerkleTree treeOf(Fixture& f, uint32_t partition) {
+  MerkleTree tree;
+  auto chunk = f.store.scanPartition(partition, "", size_t(1) << 30);
+  for (auto& [key, object] : chunk.entries) {
+    tree.update(key.ns, key.key, std::nullopt, causalDigest(object));
+  }
+  return tree;
+}
+
+Object tombstoneOver(const Object& o) {
+  return coordinatePut(o, Actor{9, 9}, o.vv, std::nullopt, 99);
+}
+
+TEST_CASE("hash trees: follow every write and come back the same after a restart") {
+  Fixture f;
+  for (int i = 0; i < 50; i++) f.put(("k" + std::to_string(i)).c_str(), "v");
+  auto o = f.put("k3", "again");
+  f.store.replicate(f.key("k7"), tombstoneOver(*f.store.get(f.key("k7")))).wait(f.waitScope);
+  f.store.replicate(StorageKey{6, "ns", "other"}, lastWriteWinsObject(std::string("x"), 3))
+      .wait(f.waitScope);
+
+  REQUIRE(f.trees.tree(5));
+  CHECK(*f.trees.tree(5) == treeOf(f, 5));
+  CHECK(*f.trees.tree(6) == treeOf(f, 6));
+  CHECK(f.trees.tree(7) == nullptr);
+  CHECK(f.trees.partitions() == std::vector<uint32_t>{5, 6});
+  CHECK(f.trees.keys(5) == 50);
+  CHECK(f.trees.tombstones(5) == 1);
+  CHECK(f.trees.tombstones() == 1);
+
+  HashTrees reopened(f.engine, f.limits);
+  CHECK(*reopened.tree(5) == *f.trees.tree(5));
+  CHECK(reopened.digest() == f.trees.digest());
+  CHECK(reopened.tombstones() == 1);
+}
+
+TEST_CASE("hash trees: a data directory without the index gets it built once") {
+  Fixture f;
+  for (auto k : {"a", "b", "c"}) f.put(k, "v");
+  auto expected = *f.trees.tree(5);
+  // Back to a directory written before the index existed: objects only.
+  f.engine.write([](WriteTransaction& txn) {
+    std::vector<std::string> keys;
+    txn.scan(Table::DIGESTS, nullptr, nullptr, [&](Bytes key, Bytes) {
+      keys.emplace_back(key.asChars().begin(), key.size());
+      return true;
+    });
+    for (auto& k : keys) txn.remove(Table::DIGESTS, kj::StringPtr(k.c_str()).asBytes());
+    txn.remove(Table::META, kj::StringPtr("digest-index").asBytes());
+  });
+  HashTrees rebuilt(f.engine, f.limits);
+  REQUIRE(rebuilt.tree(5));
+  CHECK(*rebuilt.tree(5) == expected);
+  int writes = f.engine.writes;
+  HashTrees again(f.engine, f.limits);  // built already: nothing to write
+  CHECK(f.engine.writes == writes);
+  CHECK(*again.tree(5) == expected);
+}
+
+TEST_CASE("hash trees: a segment's keys are listed from the index, whole segments at a time") {
+  Fixture f;
+  std::map<uint32_t, std::set<std::string>> bySegment;
+  for (int i = 0; i < 200; i++) {
+    auto k = "key-" + std::to_string(i);
+    f.put(k.c_str(), "v");
+    bySegment[uint32_t(MerkleTree::segmentOf("", k))].insert(encodeStorageKey(f.key(k.c_str())));
+  }
+  std::vector<SegmentRef> asked;
+  std::set<std::string> expected;
+  for (auto& [segment, keys] : bySegment) {
+    if (asked.size() == 20) break;
+    asked.push_back(SegmentRef{5, segment});
+    expected.insert(keys.begin(), keys.end());
+  }
+  asked.push_back(SegmentRef{5, 4095});  // perhaps empty
+  auto all = f.trees.list(asked, 10000);
+  CHECK(all.segmentsCovered == asked.size());
+  std::set<std::string> listed;
+  for (auto& e : all.entries) {
+    listed.insert(e.key);
+    CHECK(e.digest == causalDigest(*f.store.ownCopies({e.key})[0]));
+  }
+  for (auto& k : bySegment[4095]) expected.insert(k);
+  CHECK(listed == expected);
+
+  // A small budget stops at a segment boundary, after at least one segment.
+  auto some = f.trees.list(asked, 1);
+  CHECK(some.segmentsCovered >= 1);
+  CHECK(some.segmentsCovered < asked.size());
+  CHECK(some.entries.size() >= bySegment[asked[0].segment].size());
+}
+
+TEST_CASE("hash trees: reaping removes a tombstone only while it is the same tombstone") {
+  Fixture f;
+  auto live = f.put("live", "v");
+  auto dead = tombstoneOver(f.put("dead", "v"));
+  f.store.replicate(f.key("dead"), dead).wait(f.waitScope);
+  auto deadKey = encodeStorageKey(f.key("dead"));
+  auto liveKey = encodeStorageKey(f.key("live"));
+  REQUIRE(f.trees.tombstonesOf(5) == std::vector<KeyDigest>{{deadKey, causalDigest(dead)}});
+
+  CHECK_FALSE(f.store.reap(liveKey, causalDigest(live)).wait(f.waitScope));  // not a tombstone
+  CHECK_FALSE(f.store.reap(deadKey, causalDigest(dead) + 1).wait(f.waitScope));  // changed since
+  CHECK(f.store.reap(deadKey, causalDigest(dead)).wait(f.waitScope));
+  CHECK_FALSE(f.store.get(f.key("dead")));
+  CHECK(f.trees.tombstones() == 0);
+  CHECK(*f.trees.tree(5) == treeOf(f, 5));
+}
+
+TEST_CASE("hash trees: a dropped partition leaves no object, index entry or tree") {
+  Fixture f;
+  for (int i = 0; i < 30; i++) f.put(("k" + std::to_string(i)).c_str(), "v");
+  f.store.replicate(StorageKey{6, "", "stays"}, lastWriteWinsObject(std::string("x"), 3))
+      .wait(f.waitScope);
+  CHECK(f.store.dropPartition(5, 20).wait(f.waitScope) == 20);
+  CHECK(f.trees.keys(5) == 10);
+  CHECK(*f.trees.tree(5) == treeOf(f, 5));
+  CHECK(f.store.dropPartition(5, 20).wait(f.waitScope) == 10);
+  CHECK(f.store.dropPartition(5, 20).wait(f.waitScope) == 0);
+  CHECK(f.trees.tree(5) == nullptr);
+  CHECK(f.trees.partitions() == std::vector<uint32_t>{6});
+  HashTrees reopened(f.engine, f.limits);
+  CHECK(reopened.partitions() == std::vector<uint32_t>{6});
+}
+
+}  // namespace
+}  // namespace dynkv::storaged
