@@ -20,6 +20,10 @@
 //                 partition this node is a replica of, syncs the
 //                 peer's copy here                                -> repaired()
 //   DONE          the exchange is over; stats() says what it found.
+// In this order: every ASK_ROOTS first; then ASK_CHILDREN breadth-first, level by level (one step
+// may finish a level and start the next); then LIST_KEYS, with a REPAIR step as soon as
+// maxRepairsPerStep repairs are pending, so that what an exchange holds stays bounded however
+// much differs; the remaining repairs last. Each step carries at most its limit.
 // Any failure (a lost or refused request, a timeout, a crash of either side) is failed(): the
 // exchange ends there. Nothing it did is lost (each repair is a sync, idempotent and
 // commutative) and nothing is assumed: the next exchange starts again from the roots.
@@ -27,7 +31,9 @@
 // Roots are compared in full (64 bits), so a partition found equal is equal but for a 2^-64
 // chance: that is what tombstone collection and hand-off cleanup rely on (covered()). Below the
 // roots the peer sends saltedHash(hash, salt) (32 bits), the salt drawn by the caller per
-// exchange, so a collision hides a difference for one exchange at most.
+// exchange, so a collision hides a difference for one exchange at most. A node found different
+// whose children all look equal is such a collision (or a write that landed meanwhile): its
+// partition is left out of covered() (see there).
 //
 // Pure: no I/O, no clock, no randomness of its own. The local trees are read in place through
 // `trees` when a step needs them; they may change between steps as writes land (a difference
@@ -38,8 +44,10 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -137,7 +145,8 @@ class Exchange {
                   size_t segmentsCovered);
   // Both sides' keys of the first `segmentsCovered` segments of the LIST_KEYS step (>= 1; a side
   // whose reply had to stop early covers fewer: the rest are asked again in a later step), in any
-  // order. Keys whose digests differ or that one side lacks become repairs.
+  // order, each key at most once per side. Keys whose digests differ or that one side lacks
+  // become repairs.
 
   void repaired(size_t keys);
   // The REPAIR step is done; `keys` of its repairs changed a copy on either side (for stats).
@@ -160,10 +169,15 @@ class Exchange {
   const std::vector<Covered>& covered() const { return covered_; }
   // The partitions of which the peer held every version this node held when the roots were
   // compared: those whose roots were equal then (an empty partition on both sides counts) and,
-  // once the exchange is DONE, all of its partitions — every key found different went to REPAIR,
-  // and the shell answers repaired() only once the peer holds a version covering this node's
-  // copy of each. In the order found. The caller may rely on a partition only while its root
-  // here is still the one recorded (nothing changed here since): see anti-entropy-plan.h.
+  // once the exchange is DONE, all of its other partitions — every key found different went to
+  // REPAIR, and the shell answers repaired() only once the peer holds a version covering this
+  // node's copy of each — but those where the walk met a node that differed and whose children
+  // all looked equal (a salted collision, or a write meanwhile: what differs was not found). A
+  // partition of the walk is covered with its root here at compare time. Past the roots, this
+  // rests on the 32-bit salted hashes: a collision that hides one differing subtree beside
+  // another that is found goes unnoticed, 2^-32 per such subtree and exchange. In the order
+  // found. The caller may rely on a partition only while its root here is still the one
+  // recorded (nothing changed here since): see anti-entropy-plan.h.
 
  private:
   // (the implementation's own state)
@@ -175,11 +189,13 @@ class Exchange {
   ExchangeStats stats_;
   std::vector<Covered> covered_;
   std::vector<Covered> differing_;  // partitions whose roots differed, with this node's root
-  size_t nextPartition_ = 0;               // ASK_ROOTS progress
-  std::vector<TreeNodeRef> pendingNodes_;  // differing nodes whose children are still to ask
-  std::vector<SegmentRef> pendingSegments_;
-  std::vector<KeyRepair> pendingRepairs_;
+  std::set<uint32_t> unresolved_;  // differing partitions the walk lost track of: not covered
+  size_t nextPartition_ = 0;              // ASK_ROOTS progress
+  std::deque<TreeNodeRef> pendingNodes_;  // differing nodes whose children are still to ask
+  std::deque<SegmentRef> pendingSegments_;
+  std::deque<KeyRepair> pendingRepairs_;  // in key order
 
+  const MerkleTree& localTree(uint32_t partition) const;
   void advance();
 };
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "anti-entropy-plan.h"
+
 namespace dynkv {
 
 std::vector<HintTurn> planHintRound(const PartitionMap& map,
@@ -61,11 +63,8 @@ std::vector<HintTurn> planHintRound(const PartitionMap& map,
 }
 
 std::vector<uint64_t> hintTargets(const PartitionMap& map, uint64_t keyHash, uint32_t n) {
-  std::vector<uint64_t> targets;
-  if (map.empty() || n == 0) return targets;
-  auto pref = map.preferenceList(map.partitionOf(keyHash), n, 0);
-  for (uint32_t i = 0; i < pref.primaries; i++) targets.push_back(map.nodes()[pref.nodes[i]].id);
-  return targets;
+  // The key's current owners are its partition's replicas.
+  return replicasOf(map, map.partitionOf(keyHash), n);
 }
 
 }  // namespace dynkv

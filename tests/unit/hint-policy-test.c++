@@ -8,18 +8,10 @@
 #include <utility>
 
 #include "hint-policy.h"
+#include "replica-fixture.h"
 
 namespace dynkv {
 namespace {
-
-PartitionMap ring(std::vector<uint64_t> ids) {
-  std::vector<NodeInfo> nodes;
-  for (auto id : ids) {
-    auto name = "node-" + std::to_string(id);
-    nodes.push_back(NodeInfo{id, name, name + ":1", "", 1});
-  }
-  return PartitionMap::build(std::move(nodes), 6, 1);
-}
 
 const std::function<bool(uint64_t)> NONE_SUSPECTED = [](uint64_t) { return false; };
 

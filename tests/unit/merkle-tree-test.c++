@@ -9,14 +9,12 @@
 #include <set>
 #include <string>
 
+#include "replica-fixture.h"
+
 namespace dynkv {
 namespace {
 
 const Actor A{1, 1}, B{2, 1};
-
-Object written(const Object& local, const Actor& by, std::string value) {
-  return coordinatePut(local, by, local.vv, std::move(value), 1000);
-}
 
 using Contents = std::map<std::string, Object>;  // key -> object, in namespace "ns"
 
