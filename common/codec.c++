@@ -154,19 +154,19 @@ Object objectFromBytes(kj::ArrayPtr<const kj::byte> bytes, const Limits& limits)
   return decodeObject(reader.getRoot<wire::Object>(), limits);
 }
 
+void encodeNodeInfo(const NodeInfo& info, wire::NodeInfo::Builder out) {
+  out.setId(info.id);
+  out.setName(info.name);
+  out.setAddress(info.address);
+  out.setZone(info.zone);
+  out.setWeight(info.weight);
+}
+
 void encodePartitionMap(const PartitionMap& map, wire::PartitionMap::Builder out) {
   out.setVersion(map.version());
   out.setPartitionBits(map.partitionBits());
   auto nodes = out.initNodes(map.nodes().size());
-  for (uint i = 0; i < map.nodes().size(); i++) {
-    auto& n = map.nodes()[i];
-    auto b = nodes[i];
-    b.setId(n.id);
-    b.setName(n.name);
-    b.setAddress(n.address);
-    b.setZone(n.zone);
-    b.setWeight(n.weight);
-  }
+  for (uint i = 0; i < map.nodes().size(); i++) encodeNodeInfo(map.nodes()[i], nodes[i]);
   auto owners = out.initOwners(map.owners().size());
   for (uint i = 0; i < map.owners().size(); i++) owners.set(i, map.owners()[i]);
 }
@@ -197,12 +197,7 @@ PartitionMap decodePartitionMap(wire::PartitionMap::Reader in) {
 }
 
 void encodeMember(const Member& m, wire::Member::Builder out) {
-  auto info = out.initInfo();
-  info.setId(m.info.id);
-  info.setName(m.info.name);
-  info.setAddress(m.info.address);
-  info.setZone(m.info.zone);
-  info.setWeight(m.info.weight);
+  encodeNodeInfo(m.info, out.initInfo());
   out.setStatus(static_cast<wire::MemberStatus>(m.status));
   out.setStatusVersion(m.statusVersion);
   out.setGeneration(m.generation);

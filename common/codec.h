@@ -40,6 +40,8 @@ Member decodeMember(wire::Member::Reader in);
 // Gossip records; decode rejects a record without a node id, with weight 0 or an unknown
 // status.
 
+void encodeNodeInfo(const NodeInfo& info, wire::NodeInfo::Builder out);
+
 void encodePartitionMap(const PartitionMap& map, wire::PartitionMap::Builder out);
 PartitionMap decodePartitionMap(wire::PartitionMap::Reader in);
 

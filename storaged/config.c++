@@ -90,6 +90,11 @@ void apply(Config& config, const std::string& name, const std::string& value) {
     if (config.gossipIntervalMillis < 10) {
       throw std::invalid_argument("gossip-interval-ms: at least 10");
     }
+  } else if (name == "anti-entropy-interval-ms") {
+    config.antiEntropyIntervalMillis = uint32_t(parseNumber(name, value));
+    if (config.antiEntropyIntervalMillis < 100) {
+      throw std::invalid_argument("anti-entropy-interval-ms: at least 100");
+    }
   } else if (name == "max-key-bytes") {
     config.limits.maxKeyBytes = uint32_t(parseNumber(name, value));
   } else if (name == "max-value-bytes") {
@@ -131,7 +136,7 @@ std::string usage() {
          "                [--map-size BYTES] [--partition-bits B]\n"
          "                [--max-key-bytes N] [--max-value-bytes N]\n"
          "                [--zone Z] [--weight W] [--replicas N] [--transfer-rate BYTES_PER_S]\n"
-         "                [--gossip-interval-ms MS]\n"
+         "                [--gossip-interval-ms MS] [--anti-entropy-interval-ms MS]\n"
          "A new node starts as 'joining': `dynkv admin join HOST:PORT` adds it to the ring.\n";
 }
 

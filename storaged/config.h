@@ -26,6 +26,7 @@ struct Config {
   uint32_t replicas = 3;              // the cluster's default N: what a node holds copies of
   uint64_t transferBytesPerSecond = 32 << 20;  // partition streaming rate limit
   uint32_t gossipIntervalMillis = 1000;
+  uint32_t antiEntropyIntervalMillis = 10000;  // between two rounds of exchanges
   Limits limits;
 };
 

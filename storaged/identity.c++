@@ -35,6 +35,7 @@ Identity loadOrCreateIdentity(StorageEngine& engine, const std::string& name, ui
   }
   identity.name = name;
   identity.actor = Actor{nodeId, uint64_t(nowMicros)};
+  identity.created = true;
   auto text = kj::str(identity.actor.node, ' ', identity.actor.epoch, ' ', name.c_str());
   engine.write([&](WriteTransaction& txn) {
     txn.put(Table::META, kj::arrayPtr(IDENTITY_KEY, sizeof(IDENTITY_KEY)), text.asBytes());

@@ -13,12 +13,14 @@ namespace dynkv::storaged {
 struct Identity {
   std::string name;  // the name the node was created with (its advertised address by default)
   Actor actor;       // actor.node is the node id
+  bool created = false;  // minted by this start: the data directory was empty (new, or wiped)
 };
 
 Identity loadOrCreateIdentity(StorageEngine& engine, const std::string& name, uint64_t nodeId,
                               int64_t nowMicros);
 // Returns the identity stored in the engine's META table, creating it (with epoch =
-// nowMicros) on first start. A stored identity with another name is kept, and a warning logged:
+// nowMicros, and `created` set) on first start: a data directory that was wiped starts again as
+// a new incarnation, so its new dots never collide with ones it minted before (Riak's kv679). A stored identity with another name is kept, and a warning logged:
 // the data belongs to that node.
 
 }  // namespace dynkv::storaged

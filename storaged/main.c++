@@ -7,6 +7,7 @@
 #include <kj/main.h>
 #include <kj/time.h>
 
+#include "anti-entropy.h"
 #include "codec.h"
 #include "config.h"
 #include "hinted-handoff.h"
@@ -85,8 +86,19 @@ int run(const Config& config) {
   // ---- server-driven coordination (server-driven.h; bench/) ----
   ServerDriven serverDriven(store, hints, membership, &transfers, peers, timer);
   // ---- end server-driven coordination ----
-  ServiceOptions serviceOptions{config.cluster, config.secret, &serverDriven};
+  // ---- anti-entropy (anti-entropy.h) ----
+  AntiEntropyOptions antiEntropyOptions;
+  antiEntropyOptions.replicas = config.replicas;
+  antiEntropyOptions.interval = config.antiEntropyIntervalMillis * kj::MILLISECONDS;
+  antiEntropyOptions.rebuilding = identity.created;
+  AntiEntropy antiEntropy(store, trees, membership, peers, timer, nullptr, antiEntropyOptions);
+
+  ServiceOptions serviceOptions;
+  serviceOptions.cluster = config.cluster;
+  serviceOptions.secret = config.secret;
+  serviceOptions.serverDriven = &serverDriven;
   serviceOptions.transfers = &transfers;
+  serviceOptions.antiEntropy = &antiEntropy;
   auto gateway = newGateway(store, hints, membership, kj::mv(serviceOptions));
 
   auto address = io.provider->getNetwork().parseAddress(config.listen).wait(io.waitScope);
@@ -107,6 +119,7 @@ int run(const Config& config) {
   auto transferLoop = transfers.run().eagerlyEvaluate(logFailure("partition transfer stopped"));
   HintedHandoff handoff(store, hints, membership, peers, timer, config.replicas);
   auto handoffLoop = handoff.run().eagerlyEvaluate(logFailure("hinted handoff stopped"));
+  auto antiEntropyLoop = antiEntropy.run().eagerlyEvaluate(logFailure("anti-entropy stopped"));
 
   AcceptOptions accept;
   accept.reader = readerOptionsFor(config.limits.maxValueBytes);

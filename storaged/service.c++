@@ -3,7 +3,9 @@
 #include <kj/debug.h>
 #include <kj/time.h>
 
+#include "anti-entropy.h"
 #include "codec.h"
+#include "hash-trees.h"
 #include "local-replica.h"
 #include "server-driven.h"
 #include "dynkv.capnp.h"
@@ -121,11 +123,49 @@ class NodeImpl final : public wire::Node::Server {
   }
 };
 
+// The anti-entropy a call needs, or the refusal of a node that runs none.
+AntiEntropy& antiEntropyOf(AntiEntropy* antiEntropy) {
+  if (antiEntropy == nullptr) {
+    kj::throwFatalException(
+        KJ_EXCEPTION(UNIMPLEMENTED, "this node runs no anti-entropy"));
+  }
+  return *antiEntropy;
+}
+
 class PeerImpl final : public wire::Peer::Server {
-  // Node-to-node calls: gossip and partition streaming.
+  // Node-to-node calls: gossip, partition streaming and anti-entropy.
  public:
-  PeerImpl(VersionedStore& store, Membership& membership)
-      : store_(store), membership_(membership) {}
+  PeerImpl(VersionedStore& store, Membership& membership, AntiEntropy* antiEntropy)
+      : store_(store), membership_(membership), antiEntropy_(antiEntropy) {}
+
+  kj::Promise<void> aeRoots(AeRootsContext context) override {
+    antiEntropyOf(antiEntropy_).answerRoots(context.getParams(), context.getResults());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> aeChildren(AeChildrenContext context) override {
+    antiEntropyOf(antiEntropy_).answerChildren(context.getParams(), context.getResults());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> aeKeys(AeKeysContext context) override {
+    antiEntropyOf(antiEntropy_).answerKeys(context.getParams(), context.getResults());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> aeFetch(AeFetchContext context) override {
+    antiEntropyOf(antiEntropy_).answerFetch(context.getParams(), context.getResults());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> aePush(AePushContext context) override {
+    return antiEntropyOf(antiEntropy_).answerPush(context.getParams());
+  }
+
+  kj::Promise<void> aeReap(AeReapContext context) override {
+    return antiEntropyOf(antiEntropy_).answerReap(context.getParams()).then(
+        [context](uint32_t reaped) mutable { context.getResults().setReaped(reaped); });
+  }
 
   kj::Promise<void> gossip(GossipContext context) override {
     membership_.gossip(context.getParams().getState(), context.getResults().initState());
@@ -156,11 +196,64 @@ class PeerImpl final : public wire::Peer::Server {
  private:
   VersionedStore& store_;
   Membership& membership_;
+  AntiEntropy* antiEntropy_;
 };
 
 class AdminImpl final : public wire::Admin::Server {
  public:
-  explicit AdminImpl(Membership& membership) : membership_(membership) {}
+  AdminImpl(VersionedStore& store, HintStore& hints, Membership& membership,
+            AntiEntropy* antiEntropy,
+            std::function<void(wire::NodeStats::Builder)> backgroundStats)
+      : store_(store),
+        hints_(hints),
+        membership_(membership),
+        antiEntropy_(antiEntropy),
+        backgroundStats_(kj::mv(backgroundStats)) {}
+
+  kj::Promise<void> nodeStats(NodeStatsContext context) override {
+    auto out = context.getResults().initStats();
+    auto map = membership_.current();
+    if (auto index = map->indexOf(store_.self().node)) {
+      encodeNodeInfo(map->nodes()[*index], out.initNode());
+    } else {
+      out.initNode().setId(store_.self().node);
+    }
+    out.setEpoch(store_.self().epoch);
+    auto backlog = hints_.hintBacklog();
+    auto hints = out.initHints(uint32_t(backlog.size()));
+    for (size_t i = 0; i < backlog.size(); i++) {
+      hints[uint32_t(i)].setOwner(backlog[i].ownerId);
+      hints[uint32_t(i)].setCount(backlog[i].count);
+      if (auto owner = map->indexOf(backlog[i].ownerId)) {
+        hints[uint32_t(i)].setOwnerAddress(map->nodes()[*owner].address);
+      }
+    }
+    if (antiEntropy_ != nullptr) {
+      out.setRebuilding(antiEntropy_->rebuilding());
+      antiEntropy_->fillStats(out.initAntiEntropy());
+      out.setTombstonesReaped(antiEntropy_->tombstonesReaped());
+      out.setPartitionsDropped(antiEntropy_->partitionsDropped());
+    }
+    out.setTombstones(store_.trees().tombstones());
+    if (backgroundStats_) backgroundStats_(out);
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> repair(RepairContext context) override {
+    int32_t partition = context.getParams().getPartition();
+    std::optional<uint32_t> which;
+    if (partition >= 0) which = uint32_t(partition);
+    return antiEntropyOf(antiEntropy_).repair(which).then(
+        [context](AntiEntropy::Report report) mutable {
+          auto out = context.getResults().initReport();
+          out.setExchanges(report.exchanges);
+          out.setFailed(report.failed);
+          out.setPartitions(report.partitions);
+          out.setSegmentsDiffering(report.segmentsDiffering);
+          out.setKeysRepaired(report.keysRepaired);
+          out.setMessage(report.message);
+        });
+  }
 
   kj::Promise<void> join(JoinContext context) override {
     membership_.join(context.getParams().getAddress());
@@ -178,7 +271,11 @@ class AdminImpl final : public wire::Admin::Server {
   }
 
  private:
+  VersionedStore& store_;
+  HintStore& hints_;
   Membership& membership_;
+  AntiEntropy* antiEntropy_;
+  std::function<void(wire::NodeStats::Builder)> backgroundStats_;
 };
 
 class GatewayImpl final : public wire::Gateway::Server {
@@ -187,8 +284,9 @@ class GatewayImpl final : public wire::Gateway::Server {
               ServiceOptions options)
       : node_(kj::heap<NodeImpl>(store, hints, membership, options.serverDriven,
                                  options.transfers)),
-        peer_(kj::heap<PeerImpl>(store, membership)),
-        admin_(kj::heap<AdminImpl>(membership)),
+        peer_(kj::heap<PeerImpl>(store, membership, options.antiEntropy)),
+        admin_(kj::heap<AdminImpl>(store, hints, membership, options.antiEntropy,
+                                   options.backgroundStats)),
         options_(kj::mv(options)) {}
 
   kj::Promise<void> authenticate(AuthenticateContext context) override {

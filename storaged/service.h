@@ -3,15 +3,18 @@
 #pragma once
 
 #include <capnp/capability.h>
+#include <functional>
 #include <kj/async.h>
 #include <string>
 
 #include "hint-store.h"
 #include "membership.h"
 #include "versioned-store.h"
+#include "dynkv.capnp.h"
 
 namespace dynkv::storaged {
 
+class AntiEntropy;      // anti-entropy.h
 class ServerDriven;     // server-driven.h
 class TransferManager;  // transfer.h
 
@@ -23,6 +26,11 @@ struct ServiceOptions {
   // calls fail as unimplemented. Must outlive every connection, as the stores and membership do.
   TransferManager* transfers = nullptr;
   // Partitions still streaming in are refused for reads; null: every partition is readable.
+  AntiEntropy* antiEntropy = nullptr;
+  // Answers the peers' anti-entropy steps and Admin.repair, and reports in Admin.nodeStats;
+  // null: those calls fail as unimplemented, and nodeStats reports no anti-entropy.
+  std::function<void(wire::NodeStats::Builder)> backgroundStats = nullptr;
+  // Fills what Admin.nodeStats says of background admission (admission.h); empty: nothing.
 };
 
 capnp::Capability::Client newGateway(VersionedStore& store, HintStore& hints,

@@ -5,6 +5,7 @@
 #include "codec.h"
 #include "hash-trees.h"
 #include "hint-store.h"
+#include "merkle-tree.h"
 
 namespace dynkv::storaged {
 
@@ -130,14 +131,21 @@ kj::Promise<bool> VersionedStore::reap(std::string storageKey, uint64_t digest) 
   });
 }
 
-kj::Promise<size_t> VersionedStore::dropPartition(uint32_t partition, size_t maxObjects) {
-  return commits_.write<size_t>([this, partition, maxObjects](BatchTransaction& txn) {
-    auto [begin, end] = partitionRange(partition);
+kj::Promise<size_t> VersionedStore::dropPartition(uint32_t partition, uint64_t expectedRoot) {
+  return commits_.write<size_t>([this, partition, expectedRoot](BatchTransaction& txn) {
+    // What the partition holds in this transaction (earlier writes of the batch included), as
+    // a tree: the in-memory one follows only what is committed.
+    MerkleTree now;
     std::vector<std::string> keys;
-    txn.scan(Table::OBJECTS, bytesOf(begin), bytesOf(end), [&](Bytes key, Bytes) {
+    auto [begin, end] = partitionRange(partition);
+    txn.scan(Table::OBJECTS, bytesOf(begin), bytesOf(end), [&](Bytes key, Bytes value) {
+      auto storageKey = decodeStorageKey(key);
+      now.update(storageKey.ns, storageKey.key, std::nullopt,
+                 causalDigest(objectFromBytes(value, limits_)));
       keys.emplace_back(reinterpret_cast<const char*>(key.begin()), key.size());
-      return keys.size() < maxObjects;
+      return true;
     });
+    if (now.root() != expectedRoot) return size_t(0);
     for (auto& key : keys) {
       txn.remove(Table::OBJECTS, bytesOf(key));
       trees_.written(txn, key, std::nullopt);

@@ -32,6 +32,7 @@ class VersionedStore {
 
   const Actor& self() const { return self_; }
   const Limits& limits() const { return limits_; }
+  HashTrees& trees() { return trees_; }
 
   std::optional<Object> get(const StorageKey& key);
   // What this node knows of the key: its own copy synced with the hints it holds for other
@@ -62,9 +63,10 @@ class VersionedStore {
   // Tombstone collection: removes the object under `storageKey` if it is only tombstones and its
   // causal digest is still `digest` (a write since keeps it). Resolves to whether it did.
 
-  kj::Promise<size_t> dropPartition(uint32_t partition, size_t maxObjects);
-  // Deletes up to maxObjects of the partition's objects (a partition handed over); resolves to
-  // how many it deleted (0: none left).
+  kj::Promise<size_t> dropPartition(uint32_t partition, uint64_t expectedRoot);
+  // Deletes the partition's objects (a partition handed over), in one transaction, if what it
+  // holds still makes a tree of root `expectedRoot` (the root its hand-over was confirmed at; a
+  // write that arrived since keeps them all). Resolves to how many it deleted.
 
   struct PartitionChunk {
     std::vector<std::pair<StorageKey, Object>> entries;

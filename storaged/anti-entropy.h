@@ -1,0 +1,138 @@
+// Anti-entropy (DESIGN.md, "Anti-entropy"; the paper's §4.7): the shell that runs exchanges of
+// this node's hash trees (hash-trees.h) with its peers and acts on what they establish. The
+// decisions are pure and live in common/coordinator/: anti-entropy-exchange.h walks one
+// exchange, anti-entropy-plan.h says with whom to exchange, which tombstones may go and which
+// handed-over partitions may be dropped. This class sends the steps over the node pool, answers
+// its peers' steps from its own trees and store, and keeps the counters `dynkv status` shows.
+//
+// Every round, every exchange step and every collection waits for a slot of the node's
+// background admission (admission.h), so repair yields to foreground traffic.
+#pragma once
+
+#include <kj/async.h>
+#include <kj/timer.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "anti-entropy-plan.h"
+#include "hash-trees.h"
+#include "membership.h"
+#include "net/node-pool.h"
+#include "versioned-store.h"
+#include "dynkv.capnp.h"
+
+namespace dynkv::storaged {
+
+class BackgroundAdmission;  // admission.h
+
+struct AntiEntropyOptions {
+  uint32_t replicas = 3;  // the cluster's N: which partitions this node is a replica of
+  kj::Duration interval = 10 * kj::SECONDS;
+  // Between the ends of two rounds; a round exchanges with every peer this node shares a
+  // partition with. A node that is rebuilding runs its rounds back to back (1 s apart).
+  kj::Duration stepTimeout = 10 * kj::SECONDS;  // one request of an exchange
+  bool rebuilding = false;
+  // The node started with an empty data directory: if it turns out to be a member of the ring,
+  // it reports itself rebuilding until anti-entropy has refilled each of its partitions.
+  ExchangeLimits limits;
+};
+
+class AntiEntropy {
+ public:
+  AntiEntropy(VersionedStore& store, HashTrees& trees, Membership& membership, NodePool& pool,
+              kj::Timer& timer, BackgroundAdmission* admission, AntiEntropyOptions options);
+  // All must outlive it; admission null: background work is not throttled. This node is
+  // store.self().node.
+
+  kj::Promise<void> run();
+  // Rounds forever. Never fails: a failed exchange is logged and counted, and retried in the
+  // next round.
+
+  struct Report {
+    uint32_t exchanges = 0;
+    uint32_t failed = 0;
+    uint32_t partitions = 0;
+    uint64_t segmentsDiffering = 0;
+    uint64_t keysRepaired = 0;
+    std::string message;  // the first failure, if any
+  };
+  kj::Promise<Report> repair(std::optional<uint32_t> partition);
+  // An exchange now with every peer sharing `partition` (nullopt: every partition this node
+  // holds or is a replica of), then the collection they allow. Not throttled: an operator asked.
+
+  // ---- A peer's steps (schema/dynkv.capnp, Peer.ae*), answered from this node's trees ----
+  // Each refuses (KJ_REQUIRE, "invalid argument") a request over its limits or naming a
+  // partition, node or segment that cannot exist, before doing anything.
+  void answerRoots(wire::Peer::AeRootsParams::Reader in, wire::Peer::AeRootsResults::Builder out);
+  void answerChildren(wire::Peer::AeChildrenParams::Reader in,
+                      wire::Peer::AeChildrenResults::Builder out);
+  void answerKeys(wire::Peer::AeKeysParams::Reader in, wire::Peer::AeKeysResults::Builder out);
+  void answerFetch(wire::Peer::AeFetchParams::Reader in, wire::Peer::AeFetchResults::Builder out);
+  kj::Promise<void> answerPush(wire::Peer::AePushParams::Reader in);
+  kj::Promise<uint32_t> answerReap(wire::Peer::AeReapParams::Reader in);
+
+  static constexpr size_t MAX_PARTITIONS_PER_REQUEST = 4096;
+  static constexpr size_t MAX_NODES_PER_REQUEST = 4096;
+  static constexpr size_t MAX_SEGMENTS_PER_REQUEST = 4096;
+  static constexpr size_t MAX_KEYS_PER_REPLY = 16384;
+  static constexpr size_t MAX_ENTRIES_PER_REQUEST = 1024;   // fetch, push, reap
+  static constexpr size_t MAX_OBJECT_BYTES_PER_MESSAGE = 4 << 20;
+
+  bool rebuilding() const { return rebuilding_; }
+  void fillStats(wire::AntiEntropyStats::Builder out) const;
+  uint64_t tombstonesReaped() const { return tombstonesReaped_; }
+  uint64_t partitionsDropped() const { return partitionsDropped_; }
+
+ private:
+  struct Run;  // one exchange in progress
+
+  VersionedStore& store_;
+  HashTrees& trees_;
+  Membership& membership_;
+  NodePool& pool_;
+  kj::Timer& timer_;
+  BackgroundAdmission* admission_;
+  AntiEntropyOptions options_;
+  ReplicaLedger ledger_;
+  uint64_t self_;
+  uint64_t nextSalt_;
+  bool rebuilding_ = false;
+  bool rebuildDecided_ = false;
+  bool running_ = false;
+
+  // Counters for status.
+  std::optional<kj::TimePoint> lastFinished_;
+  uint64_t exchangesFinished_ = 0;
+  uint64_t exchangesFailed_ = 0;
+  uint64_t lastRoundSegments_ = 0;
+  uint64_t keysRepaired_ = 0;
+  uint64_t bytesSent_ = 0;
+  uint64_t bytesReceived_ = 0;
+  uint64_t tombstonesReaped_ = 0;
+  uint64_t partitionsDropped_ = 0;
+
+  kj::Promise<void> round();
+  kj::Promise<Report> exchangeAll(MapSnapshot map, std::vector<ExchangePlan> plans,
+                                  bool throttled);
+  kj::Promise<void> exchangeOne(MapSnapshot map, ExchangePlan plan, bool throttled,
+                                Report& report);
+  kj::Promise<void> drive(Run& run);
+  kj::Promise<void> step(Run& run);
+  kj::Promise<size_t> repairKeys(Run& run, std::vector<KeyRepair> repairs);
+  kj::Promise<void> fetch(Run& run, const std::vector<std::string>& wanted, size_t next,
+                          std::map<std::string, Object>& fetched);
+  kj::Promise<void> collect(MapSnapshot map, bool throttled);
+  kj::Promise<void> reap(MapSnapshot map, uint32_t partition);
+  kj::Promise<void> drop(uint32_t partition);
+  template <typename T>
+  kj::Promise<T> throttle(bool throttled, kj::Function<kj::Promise<T>()> work);
+  std::vector<uint32_t> heldNotOwned(const PartitionMap& map) const;
+  bool owns(const PartitionMap& map, uint32_t partition) const;
+  void updateRebuilding(const PartitionMap& map);
+};
+
+}  // namespace dynkv::storaged
