@@ -20,9 +20,10 @@ class NodeImpl final : public wire::Node::Server {
   // Decodes each replica call, has the LocalReplica answer it, and encodes the answer.
  public:
   NodeImpl(VersionedStore& store, HintStore& hints, Membership& membership,
-           ServerDriven* serverDriven = nullptr, TransferManager* transfers = nullptr)
+           const ServiceOptions& options)
       : store_(store), hints_(hints), membership_(membership),
-        local_(store, hints, membership, transfers), serverDriven_(serverDriven) {}
+        local_(store, hints, membership, options.transfers, options.admission),
+        serverDriven_(options.serverDriven) {}
 
   kj::Promise<void> get(GetContext context) override {
     auto params = context.getParams();
@@ -185,8 +186,7 @@ class GatewayImpl final : public wire::Gateway::Server {
  public:
   GatewayImpl(VersionedStore& store, HintStore& hints, Membership& membership,
               ServiceOptions options)
-      : node_(kj::heap<NodeImpl>(store, hints, membership, options.serverDriven,
-                                 options.transfers)),
+      : node_(kj::heap<NodeImpl>(store, hints, membership, options)),
         peer_(kj::heap<PeerImpl>(store, membership)),
         admin_(kj::heap<AdminImpl>(membership)),
         options_(kj::mv(options)) {}

@@ -12,8 +12,9 @@
 
 namespace dynkv::storaged {
 
-class ServerDriven;     // server-driven.h
-class TransferManager;  // transfer.h
+class BackgroundAdmission;  // admission.h
+class ServerDriven;         // server-driven.h
+class TransferManager;      // transfer.h
 
 struct ServiceOptions {
   std::string cluster = "dynkv";
@@ -23,6 +24,9 @@ struct ServiceOptions {
   // calls fail as unimplemented. Must outlive every connection, as the stores and membership do.
   TransferManager* transfers = nullptr;
   // Partitions still streaming in are refused for reads; null: every partition is readable.
+  BackgroundAdmission* admission = nullptr;
+  // Each replica call's storage latency is a foreground sample of it (LocalReplica); null:
+  // not measured.
 };
 
 capnp::Capability::Client newGateway(VersionedStore& store, HintStore& hints,
