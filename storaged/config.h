@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "admission-controller.h"
 #include "engine.h"
 #include "limits.h"
 
@@ -26,6 +27,7 @@ struct Config {
   uint32_t replicas = 3;              // the cluster's default N: what a node holds copies of
   uint64_t transferBytesPerSecond = 32 << 20;  // partition streaming rate limit
   uint32_t gossipIntervalMillis = 1000;
+  AdmissionOptions admission;         // background work's slots (storaged/admission.h)
   Limits limits;
 };
 
