@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "admission.h"
 #include "codec.h"
 #include "hash.h"
 #include "storage-key.h"
@@ -202,8 +203,13 @@ kj::Promise<void> AntiEntropy::drive(Run& run) {
 
 template <typename T>
 kj::Promise<T> AntiEntropy::throttle(bool throttled, kj::Function<kj::Promise<T>()> work) {
-  (void)throttled;
-  return work();
+  // One slot per step, given back when the step ends (never held across the wait between
+  // steps, nor asked for while holding one). An operator's repair is not throttled.
+  if (!throttled) return work();
+  return acquireSlot(admission_).then(
+      [work = kj::mv(work)](BackgroundAdmission::Slot slot) mutable {
+        return work().attach(kj::mv(slot));
+      });
 }
 
 kj::Promise<void> AntiEntropy::step(Run& run) {

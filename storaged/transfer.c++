@@ -17,14 +17,15 @@ const kj::byte TRANSFERS_KEY[] = {'t', 'r', 'a', 'n', 's', 'f', 'e', 'r', 's'};
 
 TransferManager::TransferManager(VersionedStore& store, StorageEngine& engine, NodePool& pool,
                                  kj::Timer& timer, uint64_t selfId, uint32_t replicas,
-                                 uint64_t bytesPerSecond)
+                                 uint64_t bytesPerSecond, BackgroundAdmission* admission)
     : store_(store),
       engine_(engine),
       pool_(pool),
       timer_(timer),
       selfId_(selfId),
       replicas_(replicas),
-      bytesPerSecond_(bytesPerSecond) {
+      bytesPerSecond_(bytesPerSecond),
+      admission_(admission) {
   load();
 }
 
@@ -116,6 +117,19 @@ kj::Promise<void> TransferManager::run() {
 
 kj::Promise<void> TransferManager::step() {
   if (pending_.empty()) return timer_.afterDelay(200 * kj::MILLISECONDS);
+  // The slot covers the fetch and the writes of what it brought, not the pause after them.
+  return acquireSlot(admission_)
+      .then([this](BackgroundAdmission::Slot slot) { return fetchChunk().attach(kj::mv(slot)); },
+            [](kj::Exception&& e) {
+              KJ_LOG(WARNING, "partition transfer: no background slot; trying again later", e);
+              return kj::Promise<kj::Duration>(500 * kj::MILLISECONDS);
+            })
+      .then([this](kj::Duration pause) { return timer_.afterDelay(pause); });
+}
+
+kj::Promise<kj::Duration> TransferManager::fetchChunk() {
+  // One chunk of the first pending partition; resolves to how long to pause before the next.
+  if (pending_.empty()) return 0 * kj::NANOSECONDS;  // dropped while waiting for the slot
   uint32_t partition = pending_.begin()->first;
   auto& pending = pending_.begin()->second;
   auto source = pending.sources[pending.nextSource % pending.sources.size()];
@@ -130,9 +144,10 @@ kj::Promise<void> TransferManager::step() {
       });
   return timer_.timeoutAfter(10 * kj::SECONDS, kj::mv(call))
       .then(
-          [this, partition](capnp::Response<wire::Peer::FetchPartitionResults>&& response) {
+          [this, partition](capnp::Response<wire::Peer::FetchPartitionResults>&& response)
+              -> kj::Promise<kj::Duration> {
             auto it = pending_.find(partition);
-            if (it == pending_.end()) return kj::Promise<void>(kj::READY_NOW);  // dropped
+            if (it == pending_.end()) return 0 * kj::NANOSECONDS;  // dropped
             size_t bytes = 0;
             auto writes = kj::heapArrayBuilder<kj::Promise<void>>(response.getEntries().size());
             for (auto entry : response.getEntries()) {
@@ -161,7 +176,7 @@ kj::Promise<void> TransferManager::step() {
                   }
                   persist();
                 })
-                .then([this, pause]() { return timer_.afterDelay(pause); });
+                .then([pause]() { return pause; });
           },
           [this, partition, source](kj::Exception&& e) {
             KJ_LOG(WARNING, "partition transfer failed; trying another source", partition,
@@ -169,7 +184,7 @@ kj::Promise<void> TransferManager::step() {
             pool_.reportFailure(source, e);
             auto it = pending_.find(partition);
             if (it != pending_.end()) it->second.nextSource++;
-            return timer_.afterDelay(500 * kj::MILLISECONDS);
+            return kj::Promise<kj::Duration>(500 * kj::MILLISECONDS);
           });
 }
 

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "admission.h"
 #include "net/node-pool.h"
 #include "partition-map.h"
 #include "versioned-store.h"
@@ -22,10 +23,12 @@ namespace dynkv::storaged {
 class TransferManager {
  public:
   TransferManager(VersionedStore& store, StorageEngine& engine, NodePool& pool, kj::Timer& timer,
-                  uint64_t selfId, uint32_t replicas, uint64_t bytesPerSecond);
+                  uint64_t selfId, uint32_t replicas, uint64_t bytesPerSecond,
+                  BackgroundAdmission* admission = nullptr);
   // Objects that arrive go into `store`; the pending streams are recorded in `engine`'s META
   // table (the engine under `store`). `replicas` is the cluster's default N: the node holds
-  // every partition in whose first `replicas` preference-list entries it appears.
+  // every partition in whose first `replicas` preference-list entries it appears. Each chunk is
+  // fetched and stored under a slot of `admission` (null: unthrottled).
 
   static constexpr size_t CHUNK_BYTES = 256 * 1024;
 
@@ -41,7 +44,8 @@ class TransferManager {
   uint32_t pendingCount() const { return uint32_t(pending_.size()); }
 
   kj::Promise<void> run();
-  // Streams pending partitions one at a time, forever.
+  // Streams pending partitions one at a time, forever: a chunk at a time, each under a
+  // background slot, then the pause the rate limit asks for.
 
  private:
   struct Pending {
@@ -57,10 +61,12 @@ class TransferManager {
   uint64_t selfId_;
   uint32_t replicas_;
   uint64_t bytesPerSecond_;
+  BackgroundAdmission* admission_;
   std::map<uint32_t, Pending> pending_;
 
   std::vector<uint32_t> partitionsOf(const PartitionMap& map) const;
   kj::Promise<void> step();
+  kj::Promise<kj::Duration> fetchChunk();
   kj::Promise<std::optional<Object>> readFrom(std::vector<std::string> sources, size_t i,
                                               StorageKey key, std::optional<Object> local);
   void persist();

@@ -128,10 +128,12 @@ struct Fixture {
     }
   }
 
-  kj::Own<TransferManager> newTransfers(uint64_t bytesPerSecond) {
+  kj::Own<TransferManager> newTransfers(uint64_t bytesPerSecond,
+                                        BackgroundAdmission* admission = nullptr) {
     // Node b's transfer manager over its store and engine: it reads what an earlier one there
     // recorded.
-    return kj::heap<TransferManager>(b.store, *b.engine, pool, timer, b.id, N, bytesPerSecond);
+    return kj::heap<TransferManager>(b.store, *b.engine, pool, timer, b.id, N, bytesPerSecond,
+                                     admission);
   }
 
   kj::Promise<void> run(TransferManager& transfers) {
@@ -207,6 +209,25 @@ TEST_CASE(
   }
 
   auto loop = f.run(*transfers);
+  f.eventually("every transfer finished", [&]() { return transfers->pendingCount() == 0; });
+  f.checkComplete(*transfers);
+}
+
+TEST_CASE("transfer: each chunk waits for a background slot") {
+  Fixture f;
+  f.writeKeys(100);
+  AdmissionOptions oneSlot;
+  oneSlot.maxSlots = 1;
+  BackgroundAdmission admission(f.timer, oneSlot);  // not run: one slot throughout
+  std::optional<BackgroundAdmission::Slot> held = admission.acquire().wait(f.io.waitScope);
+
+  auto transfers = f.newTransfers(UNLIMITED, &admission);
+  transfers->mapChanged(*f.previous, *f.current);
+  auto loop = f.run(*transfers);
+  f.eventually("the transfer waits for the slot", [&]() { return admission.stats().waiting == 1; });
+  for (uint32_t p : f.gained) CHECK(contents(f.b.store, p).empty());
+
+  held.reset();
   f.eventually("every transfer finished", [&]() { return transfers->pendingCount() == 0; });
   f.checkComplete(*transfers);
 }
