@@ -90,6 +90,13 @@ kj::Promise<void> AntiEntropy::round() {
     return !index || pool_.isSuspect(map->nodes()[*index].address);
   };
   auto plans = planExchanges(*map, self_, options_.replicas, heldNotOwned(*map), suspected);
+  if (options_.streaming) {
+    for (auto& plan : plans) {
+      plan.partitions.erase(std::remove_if(plan.partitions.begin(), plan.partitions.end(),
+                                           options_.streaming),
+                            plan.partitions.end());
+    }
+  }
   return exchangeAll(map, kj::mv(plans), true).then([this, map](Report report) {
     lastRoundSegments_ = report.segmentsDiffering;
     if (report.keysRepaired > 0) {
@@ -109,8 +116,30 @@ kj::Promise<AntiEntropy::Report> AntiEntropy::repair(std::optional<uint32_t> par
     return invalid(kj::str("partition ", *partition, " does not exist; the ring has ",
                            map->partitionCount(), " (0 to ", map->partitionCount() - 1, ")"));
   }
-  auto plans = planExchanges(*map, self_, options_.replicas, heldNotOwned(*map),
-                             [](uint64_t) { return false; });
+  auto plans = plansFor(*map, partition, [](uint64_t) { return false; });
+  return exchangeAll(map, kj::mv(plans), false).then([this, map](Report report) {
+    updateRebuilding(*map);
+    return collect(map, false).then([report = kj::mv(report)]() mutable { return kj::mv(report); });
+  });
+}
+
+kj::Promise<bool> AntiEntropy::exchangePartition(uint32_t partition) {
+  auto map = membership_.current();
+  if (map->empty() || partition >= map->partitionCount()) return false;
+  auto plans = plansFor(*map, partition, [this, map](uint64_t node) {
+    auto index = map->indexOf(node);
+    return !index || pool_.isSuspect(map->nodes()[*index].address);
+  });
+  size_t tried = plans.size();
+  return exchangeAll(map, kj::mv(plans), true).then([tried](Report report) {
+    return tried > 0 && report.failed == 0;
+  });
+}
+
+std::vector<ExchangePlan> AntiEntropy::plansFor(
+    const PartitionMap& map, std::optional<uint32_t> partition,
+    const std::function<bool(uint64_t node)>& suspected) const {
+  auto plans = planExchanges(map, self_, options_.replicas, heldNotOwned(map), suspected);
   if (partition) {
     for (auto& plan : plans) {
       bool has = std::binary_search(plan.partitions.begin(), plan.partitions.end(), *partition);
@@ -120,10 +149,7 @@ kj::Promise<AntiEntropy::Report> AntiEntropy::repair(std::optional<uint32_t> par
                                [](const ExchangePlan& p) { return p.partitions.empty(); }),
                 plans.end());
   }
-  return exchangeAll(map, kj::mv(plans), false).then([this, map](Report report) {
-    updateRebuilding(*map);
-    return collect(map, false).then([report = kj::mv(report)]() mutable { return kj::mv(report); });
-  });
+  return plans;
 }
 
 kj::Promise<AntiEntropy::Report> AntiEntropy::exchangeAll(MapSnapshot map,
@@ -132,13 +158,13 @@ kj::Promise<AntiEntropy::Report> AntiEntropy::exchangeAll(MapSnapshot map,
   // One exchange at a time: background work, and what each finds is in the next's trees.
   auto report = kj::heap<Report>();
   kj::Promise<void> chain = kj::READY_NOW;
-  running_ = true;
+  running_++;
   for (auto& plan : plans) {
     chain = chain.then([this, map, plan = kj::mv(plan), throttled, &r = *report]() mutable {
       return exchangeOne(map, kj::mv(plan), throttled, r);
     });
   }
-  return chain.attach(kj::defer([this]() { running_ = false; }))
+  return chain.attach(kj::defer([this]() { running_--; }))
       .then([report = kj::mv(report)]() mutable { return kj::mv(*report); });
 }
 
@@ -688,7 +714,7 @@ void AntiEntropy::fillStats(wire::AntiEntropyStats::Builder out) const {
   out.setTreesDigest(trees_.digest());
   out.setPartitionsHeld(uint32_t(trees_.partitions().size()));
   out.setTreeMemoryBytes(trees_.memoryBytes());
-  out.setRunning(running_);
+  out.setRunning(running_ > 0);
 }
 
 }  // namespace dynkv::storaged

@@ -13,6 +13,7 @@
 #include <kj/timer.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -34,6 +35,9 @@ struct AntiEntropyOptions {
   kj::Duration interval = 10 * kj::SECONDS;
   // Between the ends of two rounds; a round exchanges with every peer this node shares a
   // partition with. A node that is rebuilding runs its rounds back to back (1 s apart).
+  std::function<bool(uint32_t partition)> streaming;
+  // Partitions still streaming in from a previous owner (TransferManager::readable): rounds
+  // leave them to the transfer, which ends with exchangePartition(). Empty: none are.
   kj::Duration stepTimeout = 10 * kj::SECONDS;  // one request of an exchange
   bool rebuilding = false;
   // The node started with an empty data directory: if it turns out to be a member of the ring,
@@ -61,6 +65,11 @@ class AntiEntropy {
     std::string message;  // the first failure, if any
   };
   kj::Promise<Report> repair(std::optional<uint32_t> partition);
+
+  kj::Promise<bool> exchangePartition(uint32_t partition);
+  // A transfer's last step: an exchange of `partition` with each of its other replicas that the
+  // failure detector does not suspect, under background slots. Resolves to whether every one
+  // finished (false if it tried none).
   // An exchange now with every peer sharing `partition` (nullopt: every partition this node
   // holds or is a replica of), then the collection they allow. Not throttled: an operator asked.
 
@@ -102,7 +111,7 @@ class AntiEntropy {
   uint64_t nextSalt_;
   bool rebuilding_ = false;
   bool rebuildDecided_ = false;
-  bool running_ = false;
+  int running_ = 0;  // exchangeAll() calls in progress (a round, a transfer, an operator)
 
   // Counters for status.
   std::optional<kj::TimePoint> lastFinished_;
@@ -131,6 +140,8 @@ class AntiEntropy {
   template <typename T>
   kj::Promise<T> throttle(bool throttled, kj::Function<kj::Promise<T>()> work);
   std::vector<uint32_t> heldNotOwned(const PartitionMap& map) const;
+  std::vector<ExchangePlan> plansFor(const PartitionMap& map, std::optional<uint32_t> partition,
+                                     const std::function<bool(uint64_t node)>& suspected) const;
   bool owns(const PartitionMap& map, uint32_t partition) const;
   void updateRebuilding(const PartitionMap& map);
 };

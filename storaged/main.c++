@@ -97,8 +97,11 @@ int run(const Config& config) {
   antiEntropyOptions.replicas = config.replicas;
   antiEntropyOptions.interval = config.antiEntropyIntervalMillis * kj::MILLISECONDS;
   antiEntropyOptions.rebuilding = identity.created;
+  antiEntropyOptions.streaming = [&transfers](uint32_t p) { return !transfers.readable(p); };
   AntiEntropy antiEntropy(store, trees, membership, peers, timer, &admission,
                           antiEntropyOptions);
+
+  transfers.finishWith([&antiEntropy](uint32_t p) { return antiEntropy.exchangePartition(p); });
 
   ServiceOptions serviceOptions;
   serviceOptions.cluster = config.cluster;
