@@ -55,8 +55,8 @@ void ReplicaLedger::record(uint64_t peer, const std::vector<uint32_t>& partition
   std::set<uint32_t> exchanged(partitions.begin(), partitions.end());
   for (auto& c : covered) {
     KJ_REQUIRE(exchanged.count(c.partition) == 1, "covered a partition not exchanged", c.partition);
-    // covered() holds a partition of a finished exchange unless its walk lost track of a
-    // difference: only then has the peer been seen to hold all this node had of it.
+    // A finished exchange counts for the partitions it covered, not all it was over: one whose
+    // walk lost track of a difference (a salted collision) has not synced the peer's copy here.
     if (finished) finished_.insert({c.partition, peer});
     if (currentRoot(c.partition) == c.root) coveredRoots_[{c.partition, peer}] = c.root;
   }
