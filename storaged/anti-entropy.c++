@@ -245,6 +245,7 @@ kj::Promise<void> AntiEntropy::step(Run& run) {
     switch (s.kind) {
       case Exchange::Step::Kind::ASK_ROOTS: {
         auto request = peer.aeRootsRequest();
+        request.setRequester(self_);
         auto list = request.initPartitions(uint32_t(s.partitions.size()));
         for (size_t i = 0; i < s.partitions.size(); i++) list.set(uint32_t(i), uint16_t(s.partitions[i]));
         bytesSent_ += bytesOf(request);
@@ -443,8 +444,14 @@ kj::Promise<size_t> AntiEntropy::repairKeys(Run& run, std::vector<KeyRepair> rep
 
 kj::Promise<void> AntiEntropy::collect(MapSnapshot map, bool throttled) {
   std::vector<PartitionState> held;
+  auto recent = timer_.now() - HELD_ELSEWHERE_ROUNDS * options_.interval;
+  for (auto it = heldElsewhere_.begin(); it != heldElsewhere_.end();) {
+    it = it->second < recent ? heldElsewhere_.erase(it) : std::next(it);
+  }
   for (auto p : trees_.partitions()) {
-    held.push_back(PartitionState{p, trees_.tree(p)->root(), trees_.tombstones(p)});
+    if (p >= map->partitionCount()) continue;
+    held.push_back(PartitionState{p, trees_.tree(p)->root(), trees_.tombstones(p),
+                                  heldElsewhere_.count(p) > 0});
   }
   auto plan = planCollection(*map, self_, options_.replicas, held, ledger_);
   kj::Promise<void> chain = kj::READY_NOW;
@@ -537,17 +544,19 @@ std::vector<uint32_t> AntiEntropy::heldNotOwned(const PartitionMap& map) const {
 
 void AntiEntropy::updateRebuilding(const PartitionMap& map) {
   if (!rebuildDecided_) {
+    // A new cluster's nodes start empty too: they are "rebuilding" only until their first round
+    // finds that there was nothing to refill.
     rebuildDecided_ = true;
     rebuilding_ = options_.rebuilding && map.indexOf(self_).has_value();
-    if (rebuilding_) {
-      KJ_LOG(WARNING, "started with an empty data directory as a ring member: rebuilding from "
-                      "the other replicas");
-    }
     return;
   }
   if (rebuilding_ && rebuilt(map, self_, options_.replicas, ledger_)) {
     rebuilding_ = false;
-    KJ_LOG(INFO, "rebuilt: every partition has been exchanged with another replica");
+    if (keysRepaired_ > 0) {
+      KJ_LOG(WARNING, "rebuilt: this node started with an empty data directory, and anti-entropy "
+                      "has exchanged each of its partitions with another replica",
+             keysRepaired_);
+    }
   }
 }
 
@@ -562,6 +571,17 @@ void AntiEntropy::answerRoots(wire::Peer::AeRootsParams::Reader in,
                           partitions.size()));
   }
   bytesReceived_ += in.totalSize().wordCount * sizeof(capnp::word);
+  auto map = membership_.current();
+  auto requester = in.getRequester();
+  if (requester != 0 && !map->empty()) {
+    for (auto p : partitions) {
+      if (p >= map->partitionCount()) continue;
+      auto replicas = replicasOf(*map, p, options_.replicas);
+      if (std::find(replicas.begin(), replicas.end(), requester) == replicas.end()) {
+        heldElsewhere_.insert_or_assign(uint32_t(p), timer_.now());
+      }
+    }
+  }
   auto roots = out.initRoots(partitions.size());
   for (uint32_t i = 0; i < partitions.size(); i++) {
     auto tree = trees_.tree(partitions[i]);

@@ -90,6 +90,9 @@ class AntiEntropy {
   static constexpr size_t MAX_KEYS_PER_REPLY = 16384;
   static constexpr size_t MAX_ENTRIES_PER_REQUEST = 1024;   // fetch, push, reap
   static constexpr size_t MAX_OBJECT_BYTES_PER_MESSAGE = 4 << 20;
+  static constexpr int HELD_ELSEWHERE_ROUNDS = 3;
+  // How many intervals after a non-replica last exchanged a partition its primary still
+  // leaves the partition's tombstones alone (that node drops its copy once handed over).
 
   bool rebuilding() const { return rebuilding_; }
   void fillStats(wire::AntiEntropyStats::Builder out) const;
@@ -123,6 +126,8 @@ class AntiEntropy {
   uint64_t bytesReceived_ = 0;
   uint64_t tombstonesReaped_ = 0;
   uint64_t partitionsDropped_ = 0;
+  std::map<uint32_t, kj::TimePoint> heldElsewhere_;  // partition -> when a node that is no
+                                                     // replica of it last asked for its root
 
   kj::Promise<void> round();
   kj::Promise<Report> exchangeAll(MapSnapshot map, std::vector<ExchangePlan> plans,

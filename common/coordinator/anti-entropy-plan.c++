@@ -105,7 +105,8 @@ CollectionPlan planCollection(const PartitionMap& map, uint64_t self, uint32_t n
       // tombstones it collects are then held everywhere, and no replica keeps a version they
       // cover to hand back.
       std::vector<uint64_t> others(replicas.begin() + 1, replicas.end());
-      if (state->tombstones > 0 && ledger.coveredByAll(p, others, state->root)) {
+      if (state->tombstones > 0 && !state->heldElsewhere &&
+          ledger.coveredByAll(p, others, state->root)) {
         plan.reap.push_back(p);
       }
     } else if (!contains(replicas, self)) {

@@ -224,6 +224,29 @@ TEST_CASE("anti-entropy: a node that is no replica hands its copies over, then d
   CHECK(f.node(4).antiEntropy->partitionsDropped() == 1);
 }
 
+TEST_CASE("anti-entropy: tombstones wait while a node that is no replica still holds the key") {
+  Fixture f(4);
+  std::string k;
+  for (int i = 0;; i++) {
+    k = "key-" + std::to_string(i);
+    auto r = f.replicas(k);
+    if (r[0] == 1 && std::find(r.begin(), r.end(), 4) == r.end()) break;
+  }
+  auto value = written({}, 4, std::string("old, held by a former owner"));
+  auto tombstone = written(value, 1, std::nullopt);
+  for (auto replica : f.replicas(k)) f.store(replica, k, tombstone);
+  f.store(4, k, value);
+
+  f.repair(4);  // hands its copy over (the tombstone covers it) and drops it
+  CHECK_FALSE(f.held(4, k));
+  f.repair(1);  // the primary heard from node 4 just now: it keeps the tombstones for a while
+  for (auto replica : f.replicas(k)) {
+    INFO("replica " << replica);
+    CHECK(f.held(replica, k) == tombstone);
+  }
+  CHECK(f.node(1).antiEntropy->tombstonesReaped() == 0);
+}
+
 TEST_CASE("anti-entropy: a peer's requests over the limits or naming what cannot exist are "
           "refused") {
   Fixture f(3);
