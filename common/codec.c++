@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <capnp/message.h>
+#include <capnp/serialize-packed.h>
 #include <capnp/serialize.h>
+#include <kj/io.h>
 #include <kj/debug.h>
 
 namespace dynkv {
@@ -151,6 +153,22 @@ Object objectFromBytes(kj::ArrayPtr<const kj::byte> bytes, const Limits& limits)
   capnp::ReaderOptions options;
   options.traversalLimitInWords = words.size() * 2 + 1024;
   capnp::FlatArrayMessageReader reader(words, options);
+  return decodeObject(reader.getRoot<wire::Object>(), limits);
+}
+
+kj::Array<kj::byte> objectToPackedBytes(const Object& object) {
+  capnp::MallocMessageBuilder message;
+  encodeObject(object, message.initRoot<wire::Object>());
+  kj::VectorOutputStream out;
+  capnp::writePackedMessage(out, message);
+  return kj::heapArray(out.getArray());
+}
+
+Object objectFromPackedBytes(kj::ArrayPtr<const kj::byte> bytes, const Limits& limits) {
+  // Unpacked, a message is at most 8 times its packed size plus the zero runs' expansion: the
+  // reader's limits bound what it may allocate, whatever the bytes claim.
+  kj::ArrayInputStream in(bytes);
+  capnp::PackedMessageReader reader(in, readerOptionsFor(limits.maxValueBytes));
   return decodeObject(reader.getRoot<wire::Object>(), limits);
 }
 

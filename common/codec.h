@@ -40,6 +40,12 @@ Member decodeMember(wire::Member::Reader in);
 // Gossip records; decode rejects a record without a node id, with weight 0 or an unknown
 // status.
 
+kj::Array<kj::byte> objectToPackedBytes(const Object& object);
+Object objectFromPackedBytes(kj::ArrayPtr<const kj::byte> bytes, const Limits& limits);
+// An object as a packed Cap'n Proto message (zero bytes run-length coded): what anti-entropy
+// sends, where the object's structure would otherwise cost as much as a small value. Reading
+// throws (FAILED) on malformed bytes or an object over `limits`.
+
 void encodeNodeInfo(const NodeInfo& info, wire::NodeInfo::Builder out);
 
 void encodePartitionMap(const PartitionMap& map, wire::PartitionMap::Builder out);

@@ -233,7 +233,8 @@ struct AeKeyDigest {
 struct AeEntry {
   key @0 :Data;          # the encoded storage key
   found @1 :Bool;
-  object @2 :Object;
+  object @2 :Data;       # the Object as a packed Cap'n Proto message (zero runs coded): its
+                         # structure would otherwise cost as much as a small value
 }
 
 struct MemberStatusInfo {

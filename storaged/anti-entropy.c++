@@ -345,7 +345,8 @@ kj::Promise<void> AntiEntropy::fetch(Run& run, const std::vector<std::string>& w
           KJ_REQUIRE(asStringView(entry.getKey()) == wanted[next + i],
                      "peer answered a fetch with other keys");
           if (entry.getFound()) {
-            fetched.emplace(wanted[next + i], decodeObject(entry.getObject(), store_.limits()));
+            fetched.emplace(wanted[next + i],
+                            objectFromPackedBytes(entry.getObject(), store_.limits()));
           }
         }
         // The peer sends what fits in one message: ask again for the rest.
@@ -423,7 +424,7 @@ kj::Promise<size_t> AntiEntropy::repairKeys(Run& run, std::vector<KeyRepair> rep
                 for (size_t j = 0; j < count; j++) {
                   list[uint32_t(j)].setKey(asData((*pushes)[i + j].first));
                   list[uint32_t(j)].setFound(true);
-                  encodeObject((*pushes)[i + j].second, list[uint32_t(j)].initObject());
+                  list[uint32_t(j)].setObject(objectToPackedBytes((*pushes)[i + j].second));
                 }
                 bytesSent_ += bytesOf(request);
                 sending = sending.then(
@@ -670,7 +671,7 @@ void AntiEntropy::answerFetch(wire::Peer::AeFetchParams::Reader in,
     entries[uint32_t(i)].setKey(asData(wanted[i]));
     if (copies[i]) {
       entries[uint32_t(i)].setFound(true);
-      encodeObject(*copies[i], entries[uint32_t(i)].initObject());
+      entries[uint32_t(i)].setObject(objectToPackedBytes(*copies[i]));
     }
   }
   bytesSent_ += out.totalSize().wordCount * sizeof(capnp::word);
@@ -688,7 +689,7 @@ kj::Promise<void> AntiEntropy::answerPush(wire::Peer::AePushParams::Reader in) {
     if (!entry.getFound()) continue;
     decodeStorageKey(entry.getKey());
     objects.emplace_back(std::string(asStringView(entry.getKey())),
-                         decodeObject(entry.getObject(), store_.limits()));
+                         objectFromPackedBytes(entry.getObject(), store_.limits()));
   }
   bytesReceived_ += in.totalSize().wordCount * sizeof(capnp::word);
   auto writes = kj::heapArrayBuilder<kj::Promise<void>>(objects.size());

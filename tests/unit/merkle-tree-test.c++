@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 
+#include "codec.h"
 #include "replica-fixture.h"
 
 namespace dynkv {
@@ -133,6 +134,26 @@ TEST_CASE("merkle tree: a replica's tree is the same size with ten keys or a mil
   CHECK_THROWS(tree.children(MerkleTree::SEGMENT_LEVEL, 0));
   CHECK_THROWS(tree.node(1, MerkleTree::FANOUT));
   CHECK(tree.empty());
+}
+
+}  // namespace
+}  // namespace dynkv
+
+namespace dynkv {
+namespace {
+
+TEST_CASE("what anti-entropy sends of an object: packed, back the same, bounded when read") {
+  Object object = written({}, Actor{1, 1}, std::string(100, 'v'));
+  object = sync(object, written({}, Actor{2, 5}, std::string("concurrent")));
+  auto packed = objectToPackedBytes(object);
+  CHECK(objectFromPackedBytes(packed, Limits{}) == object);
+  CHECK(packed.size() < objectToWords(object).asBytes().size());
+
+  Limits small;
+  small.maxValueBytes = 50;
+  CHECK_THROWS(objectFromPackedBytes(packed, small));  // a value over the limit
+  auto garbage = kj::heapArray<kj::byte>({0xff, 0x01, 0x02});
+  CHECK_THROWS(objectFromPackedBytes(garbage, Limits{}));
 }
 
 }  // namespace
