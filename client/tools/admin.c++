@@ -54,6 +54,10 @@ struct AdminClient::Impl {
 
   template <typename T>
   T wait(kj::Promise<T> promise, std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    // The timer's "now" moves only while the loop runs: after the client sat idle longer than
+    // `timeout`, a deadline taken from it would already have passed. Polling brings it up to
+    // date first.
+    io.waitScope.poll();
     return io.provider->getTimer()
         .timeoutAfter(timeout.count() * kj::MILLISECONDS, kj::mv(promise))
         .wait(io.waitScope);
