@@ -147,7 +147,8 @@ bool Object::allTombstones() const {
 }
 
 Object coordinatePut(const Object& local, const Actor& self, const VersionVector& context,
-                     std::optional<std::string> value, int64_t nowMicros) {
+                     std::optional<std::string> value, int64_t nowMicros,
+                     uint64_t usedCounters) {
   KJ_REQUIRE(local.kind == Versioning::VECTOR_CLOCK || local.empty(),
              "coordinatePut on a last-write-wins object; LWW writes are built by the client");
 
@@ -162,7 +163,8 @@ Object coordinatePut(const Object& local, const Actor& self, const VersionVector
 
   // max(vv[self], context[self]) + 1: the local vv may lag a context minted elsewhere after
   // a sync we have not seen yet, and a reused counter would alias two different writes.
-  uint64_t counter = std::max(local.vv.counter(self), context.counter(self)) + 1;
+  uint64_t counter =
+      std::max({local.vv.counter(self), context.counter(self), usedCounters}) + 1;
   Dot dot{self, counter};
 
   result.vv = local.vv;

@@ -121,12 +121,19 @@ struct Object {
 };
 
 Object coordinatePut(const Object& local, const Actor& self, const VersionVector& context,
-                     std::optional<std::string> value, int64_t nowMicros);
+                     std::optional<std::string> value, int64_t nowMicros,
+                     uint64_t usedCounters = 0);
 // The coordinator replica's update (DESIGN.md): drop siblings whose dot `context` covers,
-// mint dot (self, max(vv[self], context[self]) + 1), set vv = merge(vv, context) with
+// mint dot (self, max(vv[self], context[self], usedCounters) + 1), set vv = merge(vv, context) with
 // vv[self] = the new counter (timestamp nowMicros), add the new sibling, then truncate vv to
 // MAX_ENTRIES keeping the actors of surviving siblings. `local` must be VECTOR_CLOCK (or
 // empty). nullopt value writes a tombstone.
+//
+// `usedCounters` is the highest counter `self` may have minted for any key (storaged keeps one
+// per incarnation). Once anti-entropy collects a key's tombstone, the key's own vv no longer
+// remembers what `self` minted for it; a version vector that still does (a replica that kept a
+// newer write, a client's context) would take a new dot with a reused counter for one it has
+// already seen, and drop it. Counters above every one ever used cannot be mistaken so.
 
 Object sync(const Object& a, const Object& b);
 // Merge of two replicas' objects. VECTOR_CLOCK: keep each sibling that the other side also

@@ -190,8 +190,10 @@ interface Peer {
   # list is bounded by the receiver (Limits in common/limits.h); a partition this node holds
   # nothing of has an empty tree.
 
-  aeRoots @2 (partitions :List(UInt16)) -> (roots :List(UInt64));
-  # The full root hash of each partition's tree, in the order asked.
+  aeRoots @2 (partitions :List(UInt16), requester :UInt64) -> (roots :List(UInt64));
+  # The full root hash of each partition's tree, in the order asked. `requester` is the asking
+  # node's id: one that is no replica of a partition holds data of it to hand over, and its
+  # primary does not collect that partition's tombstones meanwhile.
 
   aeChildren @3 (salt :UInt64, nodes :List(AeTreeNode)) -> (hashes :List(UInt32));
   # For each node, the saltedHash of each of its 8 children: 8 hashes per node, in order.

@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "admission.h"
 #include "codec.h"
 #include "hash.h"
 #include "storage-key.h"
@@ -89,6 +90,13 @@ kj::Promise<void> AntiEntropy::round() {
     return !index || pool_.isSuspect(map->nodes()[*index].address);
   };
   auto plans = planExchanges(*map, self_, options_.replicas, heldNotOwned(*map), suspected);
+  if (options_.streaming) {
+    for (auto& plan : plans) {
+      plan.partitions.erase(std::remove_if(plan.partitions.begin(), plan.partitions.end(),
+                                           options_.streaming),
+                            plan.partitions.end());
+    }
+  }
   return exchangeAll(map, kj::mv(plans), true).then([this, map](Report report) {
     lastRoundSegments_ = report.segmentsDiffering;
     if (report.keysRepaired > 0) {
@@ -108,8 +116,30 @@ kj::Promise<AntiEntropy::Report> AntiEntropy::repair(std::optional<uint32_t> par
     return invalid(kj::str("partition ", *partition, " does not exist; the ring has ",
                            map->partitionCount(), " (0 to ", map->partitionCount() - 1, ")"));
   }
-  auto plans = planExchanges(*map, self_, options_.replicas, heldNotOwned(*map),
-                             [](uint64_t) { return false; });
+  auto plans = plansFor(*map, partition, [](uint64_t) { return false; });
+  return exchangeAll(map, kj::mv(plans), false).then([this, map](Report report) {
+    updateRebuilding(*map);
+    return collect(map, false).then([report = kj::mv(report)]() mutable { return kj::mv(report); });
+  });
+}
+
+kj::Promise<bool> AntiEntropy::exchangePartition(uint32_t partition) {
+  auto map = membership_.current();
+  if (map->empty() || partition >= map->partitionCount()) return false;
+  auto plans = plansFor(*map, partition, [this, map](uint64_t node) {
+    auto index = map->indexOf(node);
+    return !index || pool_.isSuspect(map->nodes()[*index].address);
+  });
+  size_t tried = plans.size();
+  return exchangeAll(map, kj::mv(plans), true).then([tried](Report report) {
+    return tried > 0 && report.failed == 0;
+  });
+}
+
+std::vector<ExchangePlan> AntiEntropy::plansFor(
+    const PartitionMap& map, std::optional<uint32_t> partition,
+    const std::function<bool(uint64_t node)>& suspected) const {
+  auto plans = planExchanges(map, self_, options_.replicas, heldNotOwned(map), suspected);
   if (partition) {
     for (auto& plan : plans) {
       bool has = std::binary_search(plan.partitions.begin(), plan.partitions.end(), *partition);
@@ -119,10 +149,7 @@ kj::Promise<AntiEntropy::Report> AntiEntropy::repair(std::optional<uint32_t> par
                                [](const ExchangePlan& p) { return p.partitions.empty(); }),
                 plans.end());
   }
-  return exchangeAll(map, kj::mv(plans), false).then([this, map](Report report) {
-    updateRebuilding(*map);
-    return collect(map, false).then([report = kj::mv(report)]() mutable { return kj::mv(report); });
-  });
+  return plans;
 }
 
 kj::Promise<AntiEntropy::Report> AntiEntropy::exchangeAll(MapSnapshot map,
@@ -131,13 +158,13 @@ kj::Promise<AntiEntropy::Report> AntiEntropy::exchangeAll(MapSnapshot map,
   // One exchange at a time: background work, and what each finds is in the next's trees.
   auto report = kj::heap<Report>();
   kj::Promise<void> chain = kj::READY_NOW;
-  running_ = true;
+  running_++;
   for (auto& plan : plans) {
     chain = chain.then([this, map, plan = kj::mv(plan), throttled, &r = *report]() mutable {
       return exchangeOne(map, kj::mv(plan), throttled, r);
     });
   }
-  return chain.attach(kj::defer([this]() { running_ = false; }))
+  return chain.attach(kj::defer([this]() { running_--; }))
       .then([report = kj::mv(report)]() mutable { return kj::mv(*report); });
 }
 
@@ -202,8 +229,13 @@ kj::Promise<void> AntiEntropy::drive(Run& run) {
 
 template <typename T>
 kj::Promise<T> AntiEntropy::throttle(bool throttled, kj::Function<kj::Promise<T>()> work) {
-  (void)throttled;
-  return work();
+  // One slot per step, given back when the step ends (never held across the wait between
+  // steps, nor asked for while holding one). An operator's repair is not throttled.
+  if (!throttled) return work();
+  return acquireSlot(admission_).then(
+      [work = kj::mv(work)](BackgroundAdmission::Slot slot) mutable {
+        return work().attach(kj::mv(slot));
+      });
 }
 
 kj::Promise<void> AntiEntropy::step(Run& run) {
@@ -213,6 +245,7 @@ kj::Promise<void> AntiEntropy::step(Run& run) {
     switch (s.kind) {
       case Exchange::Step::Kind::ASK_ROOTS: {
         auto request = peer.aeRootsRequest();
+        request.setRequester(self_);
         auto list = request.initPartitions(uint32_t(s.partitions.size()));
         for (size_t i = 0; i < s.partitions.size(); i++) list.set(uint32_t(i), uint16_t(s.partitions[i]));
         bytesSent_ += bytesOf(request);
@@ -411,8 +444,14 @@ kj::Promise<size_t> AntiEntropy::repairKeys(Run& run, std::vector<KeyRepair> rep
 
 kj::Promise<void> AntiEntropy::collect(MapSnapshot map, bool throttled) {
   std::vector<PartitionState> held;
+  auto recent = timer_.now() - HELD_ELSEWHERE_ROUNDS * options_.interval;
+  for (auto it = heldElsewhere_.begin(); it != heldElsewhere_.end();) {
+    it = it->second < recent ? heldElsewhere_.erase(it) : std::next(it);
+  }
   for (auto p : trees_.partitions()) {
-    held.push_back(PartitionState{p, trees_.tree(p)->root(), trees_.tombstones(p)});
+    if (p >= map->partitionCount()) continue;
+    held.push_back(PartitionState{p, trees_.tree(p)->root(), trees_.tombstones(p),
+                                  heldElsewhere_.count(p) > 0});
   }
   auto plan = planCollection(*map, self_, options_.replicas, held, ledger_);
   kj::Promise<void> chain = kj::READY_NOW;
@@ -505,17 +544,19 @@ std::vector<uint32_t> AntiEntropy::heldNotOwned(const PartitionMap& map) const {
 
 void AntiEntropy::updateRebuilding(const PartitionMap& map) {
   if (!rebuildDecided_) {
+    // A new cluster's nodes start empty too: they are "rebuilding" only until their first round
+    // finds that there was nothing to refill.
     rebuildDecided_ = true;
     rebuilding_ = options_.rebuilding && map.indexOf(self_).has_value();
-    if (rebuilding_) {
-      KJ_LOG(WARNING, "started with an empty data directory as a ring member: rebuilding from "
-                      "the other replicas");
-    }
     return;
   }
   if (rebuilding_ && rebuilt(map, self_, options_.replicas, ledger_)) {
     rebuilding_ = false;
-    KJ_LOG(INFO, "rebuilt: every partition has been exchanged with another replica");
+    if (keysRepaired_ > 0) {
+      KJ_LOG(WARNING, "rebuilt: this node started with an empty data directory, and anti-entropy "
+                      "has exchanged each of its partitions with another replica",
+             keysRepaired_);
+    }
   }
 }
 
@@ -530,6 +571,17 @@ void AntiEntropy::answerRoots(wire::Peer::AeRootsParams::Reader in,
                           partitions.size()));
   }
   bytesReceived_ += in.totalSize().wordCount * sizeof(capnp::word);
+  auto map = membership_.current();
+  auto requester = in.getRequester();
+  if (requester != 0 && !map->empty()) {
+    for (auto p : partitions) {
+      if (p >= map->partitionCount()) continue;
+      auto replicas = replicasOf(*map, p, options_.replicas);
+      if (std::find(replicas.begin(), replicas.end(), requester) == replicas.end()) {
+        heldElsewhere_.insert_or_assign(uint32_t(p), timer_.now());
+      }
+    }
+  }
   auto roots = out.initRoots(partitions.size());
   for (uint32_t i = 0; i < partitions.size(); i++) {
     auto tree = trees_.tree(partitions[i]);
@@ -682,7 +734,7 @@ void AntiEntropy::fillStats(wire::AntiEntropyStats::Builder out) const {
   out.setTreesDigest(trees_.digest());
   out.setPartitionsHeld(uint32_t(trees_.partitions().size()));
   out.setTreeMemoryBytes(trees_.memoryBytes());
-  out.setRunning(running_);
+  out.setRunning(running_ > 0);
 }
 
 }  // namespace dynkv::storaged

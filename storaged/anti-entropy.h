@@ -13,6 +13,7 @@
 #include <kj/timer.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -34,6 +35,9 @@ struct AntiEntropyOptions {
   kj::Duration interval = 10 * kj::SECONDS;
   // Between the ends of two rounds; a round exchanges with every peer this node shares a
   // partition with. A node that is rebuilding runs its rounds back to back (1 s apart).
+  std::function<bool(uint32_t partition)> streaming;
+  // Partitions still streaming in from a previous owner (TransferManager::readable): rounds
+  // leave them to the transfer, which ends with exchangePartition(). Empty: none are.
   kj::Duration stepTimeout = 10 * kj::SECONDS;  // one request of an exchange
   bool rebuilding = false;
   // The node started with an empty data directory: if it turns out to be a member of the ring,
@@ -61,6 +65,11 @@ class AntiEntropy {
     std::string message;  // the first failure, if any
   };
   kj::Promise<Report> repair(std::optional<uint32_t> partition);
+
+  kj::Promise<bool> exchangePartition(uint32_t partition);
+  // A transfer's last step: an exchange of `partition` with each of its other replicas that the
+  // failure detector does not suspect, under background slots. Resolves to whether every one
+  // finished (false if it tried none).
   // An exchange now with every peer sharing `partition` (nullopt: every partition this node
   // holds or is a replica of), then the collection they allow. Not throttled: an operator asked.
 
@@ -81,6 +90,9 @@ class AntiEntropy {
   static constexpr size_t MAX_KEYS_PER_REPLY = 16384;
   static constexpr size_t MAX_ENTRIES_PER_REQUEST = 1024;   // fetch, push, reap
   static constexpr size_t MAX_OBJECT_BYTES_PER_MESSAGE = 4 << 20;
+  static constexpr int HELD_ELSEWHERE_ROUNDS = 3;
+  // How many intervals after a non-replica last exchanged a partition its primary still
+  // leaves the partition's tombstones alone (that node drops its copy once handed over).
 
   bool rebuilding() const { return rebuilding_; }
   void fillStats(wire::AntiEntropyStats::Builder out) const;
@@ -102,7 +114,7 @@ class AntiEntropy {
   uint64_t nextSalt_;
   bool rebuilding_ = false;
   bool rebuildDecided_ = false;
-  bool running_ = false;
+  int running_ = 0;  // exchangeAll() calls in progress (a round, a transfer, an operator)
 
   // Counters for status.
   std::optional<kj::TimePoint> lastFinished_;
@@ -114,6 +126,8 @@ class AntiEntropy {
   uint64_t bytesReceived_ = 0;
   uint64_t tombstonesReaped_ = 0;
   uint64_t partitionsDropped_ = 0;
+  std::map<uint32_t, kj::TimePoint> heldElsewhere_;  // partition -> when a node that is no
+                                                     // replica of it last asked for its root
 
   kj::Promise<void> round();
   kj::Promise<Report> exchangeAll(MapSnapshot map, std::vector<ExchangePlan> plans,
@@ -131,6 +145,8 @@ class AntiEntropy {
   template <typename T>
   kj::Promise<T> throttle(bool throttled, kj::Function<kj::Promise<T>()> work);
   std::vector<uint32_t> heldNotOwned(const PartitionMap& map) const;
+  std::vector<ExchangePlan> plansFor(const PartitionMap& map, std::optional<uint32_t> partition,
+                                     const std::function<bool(uint64_t node)>& suspected) const;
   bool owns(const PartitionMap& map, uint32_t partition) const;
   void updateRebuilding(const PartitionMap& map);
 };

@@ -95,6 +95,23 @@ void apply(Config& config, const std::string& name, const std::string& value) {
     if (config.antiEntropyIntervalMillis < 100) {
       throw std::invalid_argument("anti-entropy-interval-ms: at least 100");
     }
+  } else if (name == "admission") {
+    if (value != "on" && value != "off") {
+      throw std::invalid_argument("admission: expected on or off, got '" + value + "'");
+    }
+    config.admission.enabled = value == "on";
+  } else if (name == "admission-target-ms") {
+    uint64_t millis = parseNumber(name, value);
+    if (millis < 1 || millis > 60000) {
+      throw std::invalid_argument("admission-target-ms: must be 1..60000");
+    }
+    config.admission.targetMicros = int64_t(millis) * 1000;
+  } else if (name == "admission-max-slots") {
+    uint64_t slots = parseNumber(name, value);
+    if (slots < 1 || slots > 1024) {
+      throw std::invalid_argument("admission-max-slots: must be 1..1024");
+    }
+    config.admission.maxSlots = uint32_t(slots);
   } else if (name == "max-key-bytes") {
     config.limits.maxKeyBytes = uint32_t(parseNumber(name, value));
   } else if (name == "max-value-bytes") {
@@ -137,6 +154,8 @@ std::string usage() {
          "                [--max-key-bytes N] [--max-value-bytes N]\n"
          "                [--zone Z] [--weight W] [--replicas N] [--transfer-rate BYTES_PER_S]\n"
          "                [--gossip-interval-ms MS] [--anti-entropy-interval-ms MS]\n"
+         "                [--admission on|off]\n"
+         "                [--admission-target-ms MS] [--admission-max-slots N]\n"
          "A new node starts as 'joining': `dynkv admin join HOST:PORT` adds it to the ring.\n";
 }
 

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "admission-controller.h"
 #include "engine.h"
 #include "limits.h"
 
@@ -27,6 +28,7 @@ struct Config {
   uint64_t transferBytesPerSecond = 32 << 20;  // partition streaming rate limit
   uint32_t gossipIntervalMillis = 1000;
   uint32_t antiEntropyIntervalMillis = 10000;  // between two rounds of exchanges
+  AdmissionOptions admission;         // background work's slots (storaged/admission.h)
   Limits limits;
 };
 

@@ -9,14 +9,16 @@
 namespace dynkv::storaged {
 
 HintedHandoff::HintedHandoff(VersionedStore& store, HintStore& hints, Membership& membership,
-                             NodePool& pool, kj::Timer& timer, uint32_t replicas, HintBudget budget)
+                             NodePool& pool, kj::Timer& timer, uint32_t replicas, HintBudget budget,
+                             BackgroundAdmission* admission)
     : store_(store),
       hints_(hints),
       membership_(membership),
       pool_(pool),
       timer_(timer),
       replicas_(replicas),
-      budget_(budget) {
+      budget_(budget),
+      admission_(admission) {
   KJ_REQUIRE(replicas_ >= 1, "hinted handoff needs N >= 1 replicas", replicas_);
 }
 
@@ -89,32 +91,42 @@ kj::Promise<size_t> HintedHandoff::deliverFrom(MapSnapshot map, HintTurn turn,
                                                size_t delivered) {
   if (next == page.hints.size()) return delivered;
   advanceCursor(turn.ownerId, page, next);
-  const HintStore::Hint& hint = page.hints[next];  // valid until `page` moves, below
-
-  kj::Promise<bool> handedOff = nullptr;  // false: the owner failed, its turn ends
-  if (turn.route == HintRoute::TO_OWNER) {
-    auto index = map->indexOf(turn.ownerId);
-    KJ_ASSERT(index.has_value(), "the policy routes only members to themselves");
-    auto& owner = map->nodes()[*index];
-    handedOff =
-        send(owner, map->version(), hint)
-            .then([this, hint]() { return hints_.removeHint(hint).then([]() { return true; }); },
-                  [this, address = owner.address](kj::Exception&& e) {
-                    pool_.reportFailure(address, e);
-                    return kj::Promise<bool>(false);
-                  });
-  } else {
-    auto targets = hintTargets(*map, keyHash(hint.key.ns, hint.key.key), replicas_);
-    KJ_ASSERT(!targets.empty(), "a non-empty map places every key");
-    handedOff = reassign(map, hint, kj::mv(targets), 0)
-                    .then([this, hint]() { return hints_.removeHint(hint); })
-                    .then([]() { return true; });
-  }
+  // The slot is held until the hint has been handed off and deleted: both use this node's
+  // storage and network, and a recovering owner is exactly when foreground latency matters.
+  auto handedOff = acquireSlot(admission_).then(
+      [this, map, turn, hint = page.hints[next]](BackgroundAdmission::Slot slot) {
+        return handOff(map, turn, hint).attach(kj::mv(slot));
+      },
+      [owner = turn.ownerId](kj::Exception&& e) {
+        KJ_LOG(WARNING, "hinted handoff: no background slot; the owner's turn ends", owner, e);
+        return kj::Promise<bool>(false);
+      });
   return handedOff.then([this, map = kj::mv(map), turn, page = kj::mv(page), next,
                          delivered](bool ok) mutable -> kj::Promise<size_t> {
     if (!ok) return delivered;
     return deliverFrom(kj::mv(map), turn, kj::mv(page), next + 1, delivered + 1);
   });
+}
+
+kj::Promise<bool> HintedHandoff::handOff(const MapSnapshot& map, const HintTurn& turn,
+                                         const HintStore::Hint& hint) {
+  // True once the hint is handed off and deleted; false if the owner failed (its turn ends).
+  if (turn.route == HintRoute::TO_OWNER) {
+    auto index = map->indexOf(turn.ownerId);
+    KJ_ASSERT(index.has_value(), "the policy routes only members to themselves");
+    auto& owner = map->nodes()[*index];
+    return send(owner, map->version(), hint)
+        .then([this, hint]() { return hints_.removeHint(hint).then([]() { return true; }); },
+              [this, address = owner.address](kj::Exception&& e) {
+                pool_.reportFailure(address, e);
+                return kj::Promise<bool>(false);
+              });
+  }
+  auto targets = hintTargets(*map, keyHash(hint.key.ns, hint.key.key), replicas_);
+  KJ_ASSERT(!targets.empty(), "a non-empty map places every key");
+  return reassign(map, hint, kj::mv(targets), 0)
+      .then([this, hint]() { return hints_.removeHint(hint); })
+      .then([]() { return true; });
 }
 
 kj::Promise<void> HintedHandoff::reassign(MapSnapshot map, HintStore::Hint hint,

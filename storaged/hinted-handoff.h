@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "admission.h"
 #include "hint-policy.h"
 #include "hint-store.h"
 #include "membership.h"
@@ -23,11 +24,13 @@ namespace dynkv::storaged {
 class HintedHandoff {
  public:
   HintedHandoff(VersionedStore& store, HintStore& hints, Membership& membership, NodePool& pool,
-                kj::Timer& timer, uint32_t replicas, HintBudget budget = {});
+                kj::Timer& timer, uint32_t replicas, HintBudget budget = {},
+                BackgroundAdmission* admission = nullptr);
   // Delivers what `hints` holds; a hint reassigned to this node goes into `store`. `replicas`
   // is the cluster's N: hints for an owner that has left the ring go to the first N nodes of
-  // their key's preference list. This node is store.self().node; all references must outlive
-  // the HintedHandoff.
+  // their key's preference list. Each hint is handed off under a slot of `admission` (null:
+  // unthrottled). This node is store.self().node; all references must outlive the
+  // HintedHandoff.
 
   static constexpr auto INTERVAL = 1 * kj::SECONDS;
   static constexpr auto DELIVERY_TIMEOUT = 5 * kj::SECONDS;  // one hint to one node
@@ -47,6 +50,9 @@ class HintedHandoff {
   //   deleted (unless it changed meanwhile). A failed or timed-out send is reported to the
   //   pool's failure detector and ends that owner's turn, not anyone else's; the hint is
   //   retried after the cursor has wrapped, so a hint the owner refuses cannot block the rest.
+  // - Every hint, whichever the route, waits for a background slot (BackgroundAdmission) and
+  //   holds it until it has been sent and deleted. A turn that cannot get one (too many
+  //   background operations wait already) ends; its hints wait for a later round.
   // - An owner that is not in the map any more: each hint goes to its key's current
   //   preference list (hintTargets()). A target that is this node stores it locally; a target
   //   that is suspected, or fails or times out, gets it as a hint held here for it. Once every
@@ -63,6 +69,7 @@ class HintedHandoff {
   kj::Timer& timer_;
   uint32_t replicas_;
   HintBudget budget_;
+  BackgroundAdmission* admission_;
   uint64_t round_ = 0;
   std::map<uint64_t, std::string> cursors_;  // owner id -> storage key its next turn starts
                                              // after ("" = from its first hint)
@@ -71,6 +78,8 @@ class HintedHandoff {
   kj::Promise<size_t> deliverFrom(MapSnapshot map, HintTurn turn, HintStore::HintPage page,
                                   size_t next, size_t delivered);
   void advanceCursor(uint64_t owner, const HintStore::HintPage& page, size_t tried);
+  kj::Promise<bool> handOff(const MapSnapshot& map, const HintTurn& turn,
+                            const HintStore::Hint& hint);
   kj::Promise<void> send(const NodeInfo& node, uint64_t mapVersion,
                          const HintStore::Hint& hint);
   kj::Promise<void> reassign(MapSnapshot map, HintStore::Hint hint,

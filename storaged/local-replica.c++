@@ -2,14 +2,28 @@
 
 #include <kj/debug.h>
 
+#include "admission.h"
 #include "hash.h"
 #include "transfer.h"
 
 namespace dynkv::storaged {
 
 LocalReplica::LocalReplica(VersionedStore& store, HintStore& hints, Membership& membership,
-                           TransferManager* transfers)
-    : store_(store), hints_(hints), membership_(membership), transfers_(transfers) {}
+                           TransferManager* transfers, BackgroundAdmission* admission)
+    : store_(store),
+      hints_(hints),
+      membership_(membership),
+      transfers_(transfers),
+      admission_(admission) {}
+
+template <typename Func>
+auto LocalReplica::timed(Func&& operation) -> decltype(operation()) {
+  // The service and server-driven coordination both answer through here, so every foreground
+  // operation of the node is measured once, whichever way it came in (the paper's section 6.5:
+  // the admission controller watches the foreground's own storage accesses).
+  if (admission_ == nullptr) return operation();
+  return admission_->timed(kj::fwd<Func>(operation));
+}
 
 MapSnapshot LocalReplica::observe(uint64_t senderVersion) {
   membership_.observeVersion(senderVersion);
@@ -28,7 +42,9 @@ StorageKey LocalReplica::storageKey(const PartitionMap& map, std::string_view ns
 }
 
 kj::Promise<std::optional<Object>> LocalReplica::get(StorageKey key) {
-  auto local = store_.get(key);
+  // A read-through's wait for a previous owner is the network's and the other node's, not this
+  // node's storage; counted, it would throttle the very transfer that ends it.
+  auto local = timed([&]() { return store_.get(key); });
   if (transfers_ != nullptr && !transfers_->readable(key.partition)) {
     // The partition is still streaming in: answer with what this node has merged with what
     // a previous owner has, so the read sees the key's history (Riak forwards likewise).
@@ -45,13 +61,17 @@ kj::Promise<Object> LocalReplica::coordinatePut(StorageKey key, VersionVector co
       KJ_FAIL_REQUIRE("invalid argument", *error);
     }
   }
-  return store_.coordinatePut(kj::mv(key), Versioning::VECTOR_CLOCK, kj::mv(context), kj::mv(value),
-                              nowMicros);
+  return timed([&]() {
+    return store_.coordinatePut(kj::mv(key), Versioning::VECTOR_CLOCK, kj::mv(context),
+                                kj::mv(value), nowMicros);
+  });
 }
 
 kj::Promise<void> LocalReplica::replicate(StorageKey key, Object object, uint64_t hintFor) {
-  return hintFor == 0 ? store_.replicate(kj::mv(key), kj::mv(object))
-                      : hints_.storeHint(hintFor, kj::mv(key), kj::mv(object));
+  return timed([&]() {
+    return hintFor == 0 ? store_.replicate(kj::mv(key), kj::mv(object))
+                        : hints_.storeHint(hintFor, kj::mv(key), kj::mv(object));
+  });
 }
 
 }  // namespace dynkv::storaged

@@ -16,13 +16,17 @@
 
 namespace dynkv::storaged {
 
-class TransferManager;  // transfer.h
+class BackgroundAdmission;  // admission.h
+class TransferManager;      // transfer.h
 
 class LocalReplica {
  public:
   LocalReplica(VersionedStore& store, HintStore& hints, Membership& membership,
-               TransferManager* transfers);
-  // All must outlive it. transfers null: every partition is readable.
+               TransferManager* transfers, BackgroundAdmission* admission = nullptr);
+  // All must outlive it. transfers null: every partition is readable. admission: where the
+  // latency of each get, coordinatePut and replicate goes, as a foreground sample (from the
+  // call until the store has answered, a write's wait for its group commit included); null:
+  // nowhere.
 
   MapSnapshot observe(uint64_t senderVersion);
   // The map to answer by, after noting the sender's: a sender with an older map still gets an
@@ -33,7 +37,8 @@ class LocalReplica {
 
   kj::Promise<std::optional<Object>> get(StorageKey key);
   // The local copy; for a partition still streaming in, merged with a previous owner's copy
-  // (TransferManager::readThrough), failing OVERLOADED if no previous owner answers.
+  // (TransferManager::readThrough), failing OVERLOADED if no previous owner answers. Only the
+  // local read is a foreground sample.
 
   kj::Promise<Object> coordinatePut(StorageKey key, VersionVector context,
                                     std::optional<std::string> value, int64_t nowMicros);
@@ -48,6 +53,10 @@ class LocalReplica {
   HintStore& hints_;
   Membership& membership_;
   TransferManager* transfers_;
+  BackgroundAdmission* admission_;
+
+  template <typename Func>
+  auto timed(Func&& operation) -> decltype(operation());
 };
 
 }  // namespace dynkv::storaged

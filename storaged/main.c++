@@ -7,6 +7,7 @@
 #include <kj/main.h>
 #include <kj/time.h>
 
+#include "admission.h"
 #include "anti-entropy.h"
 #include "codec.h"
 #include "config.h"
@@ -65,12 +66,17 @@ int run(const Config& config) {
   NodePool peers(io.provider->getNetwork(), timer, detector, config.cluster, config.secret,
                  config.limits.maxValueBytes);
 
+  // Background work (transfers, hint delivery; anti-entropy) runs under one admission
+  // controller, fed by the foreground's storage latency (LocalReplica) and the loop's lag. It
+  // outlives every job that holds its slots.
+  BackgroundAdmission admission(timer, config.admission);
+
   GroupCommit commits(*engine);
   HintStore hints(commits, config.limits);
   HashTrees trees(*engine, config.limits);
   VersionedStore store(commits, hints, trees, identity.actor, config.limits);
   TransferManager transfers(store, *engine, peers, timer, self.id, config.replicas,
-                            config.transferBytesPerSecond);
+                            config.transferBytesPerSecond, &admission);
   GossipOptions gossipOptions;
   gossipOptions.self = self;
   gossipOptions.generation = uint64_t(wallClockMicros());
@@ -84,14 +90,18 @@ int run(const Config& config) {
   membership.setPendingTransfers([&transfers]() { return transfers.pendingCount(); });
 
   // ---- server-driven coordination (server-driven.h; bench/) ----
-  ServerDriven serverDriven(store, hints, membership, &transfers, peers, timer);
+  ServerDriven serverDriven(store, hints, membership, &transfers, peers, timer, &admission);
   // ---- end server-driven coordination ----
   // ---- anti-entropy (anti-entropy.h) ----
   AntiEntropyOptions antiEntropyOptions;
   antiEntropyOptions.replicas = config.replicas;
   antiEntropyOptions.interval = config.antiEntropyIntervalMillis * kj::MILLISECONDS;
   antiEntropyOptions.rebuilding = identity.created;
-  AntiEntropy antiEntropy(store, trees, membership, peers, timer, nullptr, antiEntropyOptions);
+  antiEntropyOptions.streaming = [&transfers](uint32_t p) { return !transfers.readable(p); };
+  AntiEntropy antiEntropy(store, trees, membership, peers, timer, &admission,
+                          antiEntropyOptions);
+
+  transfers.finishWith([&antiEntropy](uint32_t p) { return antiEntropy.exchangePartition(p); });
 
   ServiceOptions serviceOptions;
   serviceOptions.cluster = config.cluster;
@@ -99,6 +109,7 @@ int run(const Config& config) {
   serviceOptions.serverDriven = &serverDriven;
   serviceOptions.transfers = &transfers;
   serviceOptions.antiEntropy = &antiEntropy;
+  serviceOptions.admission = &admission;
   auto gateway = newGateway(store, hints, membership, kj::mv(serviceOptions));
 
   auto address = io.provider->getNetwork().parseAddress(config.listen).wait(io.waitScope);
@@ -109,15 +120,21 @@ int run(const Config& config) {
             << identity.actor.epoch << ") listening on " << config.listen << "; "
             << toString(me->status) << ", " << membership.state().members().size()
             << " known members, partition map v" << map->version() << ", "
-            << (config.durability == Durability::SYNC ? "sync" : "buffered") << " durability"
+            << (config.durability == Durability::SYNC ? "sync" : "buffered") << " durability, "
+            << "admission control "
+            << (config.admission.enabled
+                    ? "on (p99 target " + std::to_string(config.admission.targetMicros / 1000) +
+                          " ms, up to " + std::to_string(config.admission.maxSlots) + " slots)"
+                    : "off (" + std::to_string(config.admission.maxSlots) + " slots)")
             << std::endl;
 
   auto logFailure = [](const char* what) {
     return [what](kj::Exception&& e) { KJ_LOG(ERROR, what, e); };
   };
+  auto admissionLoop = admission.run().eagerlyEvaluate(logFailure("admission control stopped"));
   auto gossipLoop = membership.run().eagerlyEvaluate(logFailure("gossip stopped"));
   auto transferLoop = transfers.run().eagerlyEvaluate(logFailure("partition transfer stopped"));
-  HintedHandoff handoff(store, hints, membership, peers, timer, config.replicas);
+  HintedHandoff handoff(store, hints, membership, peers, timer, config.replicas, {}, &admission);
   auto handoffLoop = handoff.run().eagerlyEvaluate(logFailure("hinted handoff stopped"));
   auto antiEntropyLoop = antiEntropy.run().eagerlyEvaluate(logFailure("anti-entropy stopped"));
 

@@ -77,9 +77,9 @@ kj::Promise<Reply<T>> asReply(kj::Promise<T> answer) {
 
 ServerDriven::NodeReplicas::NodeReplicas(VersionedStore& store, HintStore& hints,
                                          Membership& membership, TransferManager* transfers,
-                                         NodePool& pool)
+                                         BackgroundAdmission* admission, NodePool& pool)
     : self_(store.self().node),
-      local_(store, hints, membership, transfers),
+      local_(store, hints, membership, transfers, admission),
       // A reply carrying a newer map tells membership to catch up, as any peer's does.
       remote_(pool, store.limits(),
               [&membership](uint64_t version) { membership.observeVersion(version); }) {}
@@ -121,10 +121,11 @@ bool ServerDriven::NodeReplicas::suspect(const NodeInfo& node) const {
 // ---- the calls ----
 
 ServerDriven::ServerDriven(VersionedStore& store, HintStore& hints, Membership& membership,
-                           TransferManager* transfers, NodePool& pool, kj::Timer& timer)
+                           TransferManager* transfers, NodePool& pool, kj::Timer& timer,
+                           BackgroundAdmission* admission)
     : store_(store),
       membership_(membership),
-      replicas_(store, hints, membership, transfers, pool),
+      replicas_(store, hints, membership, transfers, admission, pool),
       driver_(replicas_, timer) {}
 
 ServerDriven::~ServerDriven() noexcept(false) {}

@@ -29,9 +29,11 @@ using CoordinateWriteContext =
 class ServerDriven {
  public:
   ServerDriven(VersionedStore& store, HintStore& hints, Membership& membership,
-               TransferManager* transfers, NodePool& pool, kj::Timer& timer);
-  // All must outlive it (transfers may be null: every partition is readable). This node is
-  // the store's actor; requests are checked against the store's limits.
+               TransferManager* transfers, NodePool& pool, kj::Timer& timer,
+               BackgroundAdmission* admission = nullptr);
+  // All must outlive it (transfers may be null: every partition is readable; admission may be
+  // null: this node's replica calls are not measured, see LocalReplica). This node is the
+  // store's actor; requests are checked against the store's limits.
   ~ServerDriven() noexcept(false);
 
   kj::Promise<void> coordinateGet(CoordinateGetContext context);
@@ -45,7 +47,7 @@ class ServerDriven {
     // This node's replica from its store, every other node over the pool.
    public:
     NodeReplicas(VersionedStore& store, HintStore& hints, Membership& membership,
-                 TransferManager* transfers, NodePool& pool);
+                 TransferManager* transfers, BackgroundAdmission* admission, NodePool& pool);
 
     kj::Promise<Reply<std::optional<Object>>> get(const NodeInfo& node,
                                                   const ReplicaKey& key) override;

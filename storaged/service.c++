@@ -3,6 +3,7 @@
 #include <kj/debug.h>
 #include <kj/time.h>
 
+#include "admission.h"
 #include "anti-entropy.h"
 #include "codec.h"
 #include "hash-trees.h"
@@ -22,9 +23,10 @@ class NodeImpl final : public wire::Node::Server {
   // Decodes each replica call, has the LocalReplica answer it, and encodes the answer.
  public:
   NodeImpl(VersionedStore& store, HintStore& hints, Membership& membership,
-           ServerDriven* serverDriven = nullptr, TransferManager* transfers = nullptr)
+           const ServiceOptions& options)
       : store_(store), hints_(hints), membership_(membership),
-        local_(store, hints, membership, transfers), serverDriven_(serverDriven) {}
+        local_(store, hints, membership, options.transfers, options.admission),
+        serverDriven_(options.serverDriven) {}
 
   kj::Promise<void> get(GetContext context) override {
     auto params = context.getParams();
@@ -202,13 +204,12 @@ class PeerImpl final : public wire::Peer::Server {
 class AdminImpl final : public wire::Admin::Server {
  public:
   AdminImpl(VersionedStore& store, HintStore& hints, Membership& membership,
-            AntiEntropy* antiEntropy,
-            std::function<void(wire::NodeStats::Builder)> backgroundStats)
+            AntiEntropy* antiEntropy, BackgroundAdmission* admission)
       : store_(store),
         hints_(hints),
         membership_(membership),
         antiEntropy_(antiEntropy),
-        backgroundStats_(kj::mv(backgroundStats)) {}
+        admission_(admission) {}
 
   kj::Promise<void> nodeStats(NodeStatsContext context) override {
     auto out = context.getResults().initStats();
@@ -235,7 +236,12 @@ class AdminImpl final : public wire::Admin::Server {
       out.setPartitionsDropped(antiEntropy_->partitionsDropped());
     }
     out.setTombstones(store_.trees().tombstones());
-    if (backgroundStats_) backgroundStats_(out);
+    if (admission_ != nullptr) {
+      auto stats = admission_->stats();
+      out.setAdmissionSlots(stats.slots);
+      out.setAdmissionEnabled(stats.enabled);
+      out.setForegroundP99Micros(stats.foregroundP99Micros);
+    }
     return kj::READY_NOW;
   }
 
@@ -275,18 +281,17 @@ class AdminImpl final : public wire::Admin::Server {
   HintStore& hints_;
   Membership& membership_;
   AntiEntropy* antiEntropy_;
-  std::function<void(wire::NodeStats::Builder)> backgroundStats_;
+  BackgroundAdmission* admission_;
 };
 
 class GatewayImpl final : public wire::Gateway::Server {
  public:
   GatewayImpl(VersionedStore& store, HintStore& hints, Membership& membership,
               ServiceOptions options)
-      : node_(kj::heap<NodeImpl>(store, hints, membership, options.serverDriven,
-                                 options.transfers)),
+      : node_(kj::heap<NodeImpl>(store, hints, membership, options)),
         peer_(kj::heap<PeerImpl>(store, membership, options.antiEntropy)),
         admin_(kj::heap<AdminImpl>(store, hints, membership, options.antiEntropy,
-                                   options.backgroundStats)),
+                                   options.admission)),
         options_(kj::mv(options)) {}
 
   kj::Promise<void> authenticate(AuthenticateContext context) override {

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <capnp/capability.h>
-#include <functional>
 #include <kj/async.h>
 #include <string>
 
@@ -14,9 +13,10 @@
 
 namespace dynkv::storaged {
 
-class AntiEntropy;      // anti-entropy.h
-class ServerDriven;     // server-driven.h
-class TransferManager;  // transfer.h
+class AntiEntropy;          // anti-entropy.h
+class BackgroundAdmission;  // admission.h
+class ServerDriven;         // server-driven.h
+class TransferManager;      // transfer.h
 
 struct ServiceOptions {
   std::string cluster = "dynkv";
@@ -29,8 +29,9 @@ struct ServiceOptions {
   AntiEntropy* antiEntropy = nullptr;
   // Answers the peers' anti-entropy steps and Admin.repair, and reports in Admin.nodeStats;
   // null: those calls fail as unimplemented, and nodeStats reports no anti-entropy.
-  std::function<void(wire::NodeStats::Builder)> backgroundStats = nullptr;
-  // Fills what Admin.nodeStats says of background admission (admission.h); empty: nothing.
+  BackgroundAdmission* admission = nullptr;
+  // Each replica call's storage latency is a foreground sample of it (LocalReplica); null:
+  // not measured.
 };
 
 capnp::Capability::Client newGateway(VersionedStore& store, HintStore& hints,

@@ -17,14 +17,15 @@ const kj::byte TRANSFERS_KEY[] = {'t', 'r', 'a', 'n', 's', 'f', 'e', 'r', 's'};
 
 TransferManager::TransferManager(VersionedStore& store, StorageEngine& engine, NodePool& pool,
                                  kj::Timer& timer, uint64_t selfId, uint32_t replicas,
-                                 uint64_t bytesPerSecond)
+                                 uint64_t bytesPerSecond, BackgroundAdmission* admission)
     : store_(store),
       engine_(engine),
       pool_(pool),
       timer_(timer),
       selfId_(selfId),
       replicas_(replicas),
-      bytesPerSecond_(bytesPerSecond) {
+      bytesPerSecond_(bytesPerSecond),
+      admission_(admission) {
   load();
 }
 
@@ -114,25 +115,93 @@ kj::Promise<void> TransferManager::run() {
   return step().then([this]() { return run(); });
 }
 
+void TransferManager::finishWith(kj::Function<kj::Promise<bool>(uint32_t partition)> exchange) {
+  finisher_ = kj::mv(exchange);
+}
+
 kj::Promise<void> TransferManager::step() {
-  if (pending_.empty()) return timer_.afterDelay(200 * kj::MILLISECONDS);
-  uint32_t partition = pending_.begin()->first;
-  auto& pending = pending_.begin()->second;
-  auto source = pending.sources[pending.nextSource % pending.sources.size()];
+  // The first pending partition not waiting to retry its exchange: one whose replicas are all
+  // unreachable does not hold up the others.
+  auto now = timer_.now();
+  auto it = std::find_if(pending_.begin(), pending_.end(),
+                         [now](auto& entry) { return entry.second.retryAfter <= now; });
+  if (it == pending_.end()) return timer_.afterDelay(200 * kj::MILLISECONDS);
+  uint32_t partition = it->first;
+  // The slot covers the fetch and the writes of what it brought, not the pause after them.
+  return acquireSlot(admission_)
+      .then(
+          [this, partition](BackgroundAdmission::Slot slot) {
+            auto work = pending_.count(partition) && pending_.at(partition).streamed
+                            ? finish(partition)
+                            : fetchChunk(partition);
+            return work.attach(kj::mv(slot));
+          },
+          [](kj::Exception&& e) {
+            KJ_LOG(WARNING, "partition transfer: no background slot; trying again later", e);
+            return kj::Promise<kj::Duration>(500 * kj::MILLISECONDS);
+          })
+      .then([this](kj::Duration pause) { return timer_.afterDelay(pause); });
+}
+
+kj::Promise<kj::Duration> TransferManager::finish(uint32_t partition) {
+  auto done = [this, partition]() {
+    pending_.erase(partition);
+    persist();
+    KJ_LOG(INFO, "partition transfer complete", partition, pending_.size());
+  };
+  KJ_IF_MAYBE(exchange, finisher_) {
+    return (*exchange)(partition).then(
+        [this, partition, done](bool finished) -> kj::Duration {
+          auto it = pending_.find(partition);
+          if (it == pending_.end()) return 0 * kj::NANOSECONDS;  // dropped meanwhile
+          if (finished) {
+            done();
+          } else {
+            KJ_LOG(WARNING, "partition streamed, but its exchange with the other replicas did "
+                            "not finish; it stays unreadable and is tried again", partition);
+            it->second.retryAfter = timer_.now() + RETRY_DELAY;
+          }
+          return 0 * kj::NANOSECONDS;
+        });
+  }
+  done();
+  return 0 * kj::NANOSECONDS;
+}
+
+std::string TransferManager::chooseSource(Pending& pending) {
+  // From where the last failure left off, the first source the failure detector does not
+  // suspect; if it suspects them all, the next in turn (it may be wrong).
+  for (size_t i = 0; i < pending.sources.size(); i++) {
+    size_t candidate = (pending.nextSource + i) % pending.sources.size();
+    if (!pool_.isSuspect(pending.sources[candidate])) {
+      pending.nextSource = candidate;
+      break;
+    }
+  }
+  return pending.sources[pending.nextSource % pending.sources.size()];
+}
+
+kj::Promise<kj::Duration> TransferManager::fetchChunk(uint32_t partition) {
+  // One chunk of `partition`; resolves to how long to pause before the next.
+  auto found = pending_.find(partition);
+  if (found == pending_.end()) return 0 * kj::NANOSECONDS;  // dropped while waiting for a slot
+  auto& pending = found->second;
+  auto source = chooseSource(pending);
   auto call = pool_.peer(source).then(
-      [partition, cursor = pending.cursor](wire::Peer::Client peer)
+      [this, source, partition, cursor = pending.cursor](wire::Peer::Client peer)
           -> kj::Promise<capnp::Response<wire::Peer::FetchPartitionResults>> {
         auto request = peer.fetchPartitionRequest();
         request.setPartition(uint16_t(partition));
         request.setAfter(asData(cursor));
         request.setMaxBytes(CHUNK_BYTES);
-        return request.send();
+        return pool_.track(source, request.send());
       });
   return timer_.timeoutAfter(10 * kj::SECONDS, kj::mv(call))
       .then(
-          [this, partition](capnp::Response<wire::Peer::FetchPartitionResults>&& response) {
+          [this, partition](capnp::Response<wire::Peer::FetchPartitionResults>&& response)
+              -> kj::Promise<kj::Duration> {
             auto it = pending_.find(partition);
-            if (it == pending_.end()) return kj::Promise<void>(kj::READY_NOW);  // dropped
+            if (it == pending_.end()) return 0 * kj::NANOSECONDS;  // dropped
             size_t bytes = 0;
             auto writes = kj::heapArrayBuilder<kj::Promise<void>>(response.getEntries().size());
             for (auto entry : response.getEntries()) {
@@ -153,15 +222,11 @@ kj::Promise<void> TransferManager::step() {
                 .then([this, partition, next = kj::mv(next), done]() {
                   auto it = pending_.find(partition);
                   if (it == pending_.end()) return;
-                  if (done) {
-                    pending_.erase(it);
-                    KJ_LOG(INFO, "partition transfer complete", partition, pending_.size());
-                  } else {
-                    it->second.cursor = next;
-                  }
+                  it->second.cursor = next;
+                  it->second.streamed = done;  // finish() runs its exchange next
                   persist();
                 })
-                .then([this, pause]() { return timer_.afterDelay(pause); });
+                .then([pause]() { return pause; });
           },
           [this, partition, source](kj::Exception&& e) {
             KJ_LOG(WARNING, "partition transfer failed; trying another source", partition,
@@ -169,7 +234,7 @@ kj::Promise<void> TransferManager::step() {
             pool_.reportFailure(source, e);
             auto it = pending_.find(partition);
             if (it != pending_.end()) it->second.nextSource++;
-            return timer_.afterDelay(500 * kj::MILLISECONDS);
+            return kj::Promise<kj::Duration>(500 * kj::MILLISECONDS);
           });
 }
 
@@ -178,7 +243,9 @@ void TransferManager::persist() {
   for (auto& [p, pending] : pending_) {
     auto cursor = kj::encodeHex(kj::arrayPtr(
         reinterpret_cast<const kj::byte*>(pending.cursor.data()), pending.cursor.size()));
-    out << p << ' ' << (pending.cursor.empty() ? "-" : cursor.cStr()) << ' ';
+    // The cursor, "-" before the first chunk, "*" once streamed (the exchange still to come).
+    out << p << ' ' << (pending.streamed ? "*" : pending.cursor.empty() ? "-" : cursor.cStr())
+        << ' ';
     for (size_t i = 0; i < pending.sources.size(); i++) {
       out << (i ? "," : "") << pending.sources[i];
     }
@@ -206,7 +273,9 @@ void TransferManager::load() {
     std::string cursor, sources;
     if (!(fields >> p >> cursor >> sources)) continue;
     Pending pending;
-    if (cursor != "-") {
+    if (cursor == "*") {
+      pending.streamed = true;
+    } else if (cursor != "-") {
       auto bytes = kj::decodeHex(kj::arrayPtr(cursor.data(), cursor.size()));
       pending.cursor.assign(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
     }

@@ -1,5 +1,6 @@
 #include "versioned-store.h"
 
+#include <algorithm>
 #include <kj/debug.h>
 
 #include "codec.h"
@@ -14,6 +15,9 @@ namespace {
 Bytes bytesOf(const std::string& s) {
   return kj::arrayPtr(reinterpret_cast<const kj::byte*>(s.data()), s.size());
 }
+
+// META's record of the counters this incarnation may have minted (coordinatePut).
+const kj::byte COUNTER_LEASE_KEY[] = {'c', 'o', 'u', 'n', 't', 'e', 'r', '-', 'l', 'e', 'a', 's', 'e'};
 
 // The encoded storage keys of a partition: [begin, end), end empty for the last one.
 std::pair<std::string, std::string> partitionRange(uint32_t partition) {
@@ -46,7 +50,17 @@ SyncedObject syncStored(WriteTransaction& txn, Table table, Bytes key, const Obj
 
 VersionedStore::VersionedStore(GroupCommit& commits, const HintStore& hints, HashTrees& trees,
                                const Actor& self, const Limits& limits)
-    : commits_(commits), hints_(hints), trees_(trees), self_(self), limits_(limits) {}
+    : commits_(commits), hints_(hints), trees_(trees), self_(self), limits_(limits) {
+  commits_.engine().read([&](ReadTransaction& txn) {
+    KJ_IF_MAYBE(bytes, txn.get(Table::META, kj::arrayPtr(COUNTER_LEASE_KEY,
+                                                         sizeof(COUNTER_LEASE_KEY)))) {
+      KJ_REQUIRE(bytes->size() == 8, "corrupt counter lease in the data directory");
+      for (auto b : *bytes) counterLease_ = (counterLease_ << 8) | b;
+    }
+  });
+  // Anything up to the lease may have been minted before the restart.
+  usedCounters_ = counterLease_;
+}
 
 std::optional<Object> VersionedStore::get(const StorageKey& key) {
   std::optional<Object> result;
@@ -77,12 +91,23 @@ kj::Promise<Object> VersionedStore::coordinatePut(StorageKey key, Versioning kin
       kj::throwFatalException(KJ_EXCEPTION(FAILED, "namespace kind mismatch: the stored object is "
                                                    "last-write-wins, the write is vector-clock"));
     }
-    auto result = dynkv::coordinatePut(current, self_, context, value, nowMicros);
+    auto result = dynkv::coordinatePut(current, self_, context, value, nowMicros, usedCounters_);
     if (result.siblings.size() > Limits::MAX_SIBLINGS) {
       kj::throwFatalException(KJ_EXCEPTION(
           FAILED, kj::str("too many siblings: the write would leave ", result.siblings.size(),
                           " concurrent versions; the limit is ", Limits::MAX_SIBLINGS,
                           ". Read the key, resolve and write with its context.")));
+    }
+    uint64_t counter = result.vv.counter(self_);
+    usedCounters_ = std::max(usedCounters_, counter);
+    if (counter >= counterLease_) {
+      // Leased in the write's own transaction: it is on disk before the dot is acknowledged.
+      uint64_t lease = counter + COUNTER_LEASE;
+      kj::byte bytes[8];
+      for (int i = 0; i < 8; i++) bytes[i] = kj::byte(lease >> (56 - 8 * i));
+      txn.put(Table::META, kj::arrayPtr(COUNTER_LEASE_KEY, sizeof(COUNTER_LEASE_KEY)),
+              kj::arrayPtr(bytes, 8));
+      txn.onCommit([this, lease]() { counterLease_ = std::max(counterLease_, lease); });
     }
     auto words = objectToWords(result);
     txn.put(Table::OBJECTS, bytesOf(engineKey), words.asBytes());

@@ -42,7 +42,10 @@ class VersionedStore {
   kj::Promise<Object> coordinatePut(StorageKey key, Versioning kind, VersionVector context,
                                     std::optional<std::string> value, int64_t nowMicros);
   // The coordinator replica's write: dvv coordinatePut with this node's actor over the local
-  // copy as the batch finds it. Refuses, with a message, a write to a key whose stored object
+  // copy as the batch finds it, with a counter above every one this incarnation has minted for
+  // any key (a collected tombstone must not let a counter come round again: dvv.h). That
+  // high-water mark is leased in blocks of COUNTER_LEASE in the META table, written in the
+  // batch that crosses the lease, so a restart resumes above anything minted before it. Refuses, with a message, a write to a key whose stored object
   // has another kind, or one that would leave more than Limits::MAX_SIBLINGS siblings (the
   // message says to read, resolve and write with the context); a refusal fails only this
   // write. Resolves to the stored object once committed.
@@ -84,6 +87,11 @@ class VersionedStore {
   HashTrees& trees_;
   Actor self_;
   Limits limits_;
+  uint64_t usedCounters_ = 0;  // the highest counter minted (or leased before a restart)
+  uint64_t counterLease_ = 0;  // what META says may have been minted, committed
+
+ public:
+  static constexpr uint64_t COUNTER_LEASE = 1 << 16;
 };
 
 struct SyncedObject {

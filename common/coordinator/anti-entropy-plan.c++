@@ -55,8 +55,8 @@ void ReplicaLedger::record(uint64_t peer, const std::vector<uint32_t>& partition
   std::set<uint32_t> exchanged(partitions.begin(), partitions.end());
   for (auto& c : covered) {
     KJ_REQUIRE(exchanged.count(c.partition) == 1, "covered a partition not exchanged", c.partition);
-    // covered() holds a partition of a finished exchange unless its walk lost track of a
-    // difference: only then has the peer been seen to hold all this node had of it.
+    // A finished exchange counts for the partitions it covered, not all it was over: one whose
+    // walk lost track of a difference (a salted collision) has not synced the peer's copy here.
     if (finished) finished_.insert({c.partition, peer});
     if (currentRoot(c.partition) == c.root) coveredRoots_[{c.partition, peer}] = c.root;
   }
@@ -105,7 +105,8 @@ CollectionPlan planCollection(const PartitionMap& map, uint64_t self, uint32_t n
       // tombstones it collects are then held everywhere, and no replica keeps a version they
       // cover to hand back.
       std::vector<uint64_t> others(replicas.begin() + 1, replicas.end());
-      if (state->tombstones > 0 && ledger.coveredByAll(p, others, state->root)) {
+      if (state->tombstones > 0 && !state->heldElsewhere &&
+          ledger.coveredByAll(p, others, state->root)) {
         plan.reap.push_back(p);
       }
     } else if (!contains(replicas, self)) {

@@ -81,6 +81,10 @@ struct PartitionState {
   uint32_t partition = 0;
   uint64_t root = 0;        // this node's current root
   uint64_t tombstones = 0;  // objects held whose every sibling is a tombstone
+  bool heldElsewhere = false;
+  // A node that is no replica of it was seen holding data of it lately (it exchanges with the
+  // replicas to hand its copies over). Its copies may include versions a tombstone covers:
+  // collected before they are handed over, the tombstone could not stop them coming back.
 };
 
 struct CollectionPlan {
@@ -96,8 +100,9 @@ CollectionPlan planCollection(const PartitionMap& map, uint64_t self, uint32_t n
                               const std::vector<PartitionState>& held,
                               const ReplicaLedger& ledger);
 // For each partition of `held`:
-// - reap, if this node is its primary, it holds tombstones, and every other replica covered
-//   it at its current root (one node decides per partition, so replicas never collect in turn
+// - reap, if this node is its primary, it holds tombstones, no node outside its replicas is
+//   known to hold data of it (heldElsewhere), and every other replica covered it at its current
+//   root (one node decides per partition, so replicas never collect in turn
 //   and hand each other's tombstones back);
 // - drop, if this node is not one of its replicas and every replica covered it at its current
 //   root (the map is not empty and has replicas for it).

@@ -5,6 +5,8 @@
 #include <kj/async-io.h>
 #include <kj/debug.h>
 
+#include <optional>
+
 #include "codec.h"
 #include "fixed-membership.h"
 #include "hash-trees.h"
@@ -127,6 +129,29 @@ TEST_CASE("hinted handoff: a live owner's backlog is handed off over rounds, wit
   for (int n = 0; n < 3 && f.holderHints.hintCount() > 0; n++) f.round();
   CHECK(f.holderHints.hintCount() == 0);
   for (int i = 0; i < 600; i += 37) CHECK(f.liveHolds("live-" + std::to_string(i)));
+}
+
+TEST_CASE("hinted handoff: each hint waits for a background slot") {
+  Fixture f;
+  f.hint(LIVE, "a");
+  f.hint(LIVE, "b");
+  AdmissionOptions oneSlot;
+  oneSlot.maxSlots = 1;
+  BackgroundAdmission admission(f.timer, oneSlot);  // not run: one slot throughout
+  HintedHandoff throttled{f.holder, f.holderHints, f.holderMembership, f.pool, f.timer, 3, {},
+                          &admission};
+  std::optional<BackgroundAdmission::Slot> held = admission.acquire().wait(f.io.waitScope);
+
+  auto round = throttled.deliverRound().eagerlyEvaluate(nullptr);
+  CHECK_FALSE(round.poll(f.io.waitScope));
+  CHECK(admission.stats().waiting == 1);  // the live owner's turn, for its first hint
+  CHECK_FALSE(f.liveHolds("a"));
+
+  held.reset();
+  CHECK(f.timer.timeoutAfter(DEADLINE, kj::mv(round)).wait(f.io.waitScope) == 2);
+  CHECK(f.liveHolds("a"));
+  CHECK(f.liveHolds("b"));
+  CHECK(admission.stats().inUse == 0);
 }
 
 TEST_CASE("hinted handoff: hints for an owner that left the ring go to the key's owners") {

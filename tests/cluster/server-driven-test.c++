@@ -5,9 +5,11 @@
 
 #include <kj/async-io.h>
 #include <kj/debug.h>
+#include <kj/timer.h>
 
 #include <catch2/catch.hpp>
 
+#include "admission.h"
 #include "codec.h"
 #include "hash.h"
 #include "in-process-node.h"
@@ -34,6 +36,11 @@ struct Fixture {
   // Node a coordinates, over a pool of its own; the caller has another.
   FailureDetector aDetector;  // node a's, as storaged has one per process
   NodePool aPeers{io.provider->getNetwork(), timer, aDetector, "test", "s3cret", limits.maxValueBytes};
+  // Node a's admission control, its windows on a timer of the test's (operations are timed on
+  // the real clock: the test counts them, it does not weigh them).
+  kj::TimerImpl admissionTimer{kj::origin<kj::TimePoint>()};
+  BackgroundAdmission admission{admissionTimer, AdmissionOptions{}};
+  kj::Promise<void> admissionLoop = admission.run().eagerlyEvaluate(nullptr);
   kj::Own<ServerDriven> serverDriven;
   FailureDetector callerDetector;
   NodePool caller{io.provider->getNetwork(), timer, callerDetector, "test", "s3cret",
@@ -42,7 +49,8 @@ struct Fixture {
   Fixture() {
     // Node a coordinates, routing by the same ring as it serves by.
     a.membership = kj::heap<FixedMembership>(map);
-    serverDriven = kj::heap<ServerDriven>(a.store, a.hints, *a.membership, nullptr, aPeers, timer);
+    serverDriven =
+        kj::heap<ServerDriven>(a.store, a.hints, *a.membership, nullptr, aPeers, timer, &admission);
     a.options.serverDriven = serverDriven.get();
     a.serve();
     b.serve(map);
@@ -104,6 +112,14 @@ struct Fixture {
     return read;
   }
 
+  AdmissionStats endAdmissionWindow() {
+    for (uint32_t i = 0; i < BackgroundAdmission::PROBES_PER_WINDOW; i++) {
+      admissionTimer.advanceTo(admissionTimer.now() + BackgroundAdmission::PROBE_INTERVAL);
+      io.waitScope.poll();
+    }
+    return admission.stats();
+  }
+
   bool holds(InProcessNode& node, const std::string& ns, const std::string& key, const std::string& value) {
     auto object = node.store.get(StorageKey{map->partitionOf(keyHash(ns, key)), ns, key});
     if (!object) return false;
@@ -126,6 +142,15 @@ TEST_CASE("server-driven: a write coordinated by a node reaches its own store an
   auto read = f.get("", "cart");
   REQUIRE(read.error == ErrorKind::NONE);
   CHECK(read.values == std::vector<std::string>{"milk"});
+}
+
+TEST_CASE("server-driven: the coordinator's own replica calls are foreground samples") {
+  Fixture f;
+  REQUIRE(f.write("", "cart", std::string("milk"), "", wire::NamespaceKind::VECTOR_CLOCK, 3).error ==
+          ErrorKind::NONE);
+  REQUIRE(f.get("", "cart").error == ErrorKind::NONE);  // R = 3
+  // Node a stored the write (as its coordinator or as a replica) and answered the read.
+  CHECK(f.endAdmissionWindow().operationSamples == 2);
 }
 
 TEST_CASE("server-driven: a write with a read's context supersedes what the read saw") {

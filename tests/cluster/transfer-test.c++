@@ -16,6 +16,7 @@
 #include <optional>
 #include <variant>
 
+#include "anti-entropy.h"
 #include "hash.h"
 #include "in-process-node.h"
 #include "node-pool.h"
@@ -128,10 +129,12 @@ struct Fixture {
     }
   }
 
-  kj::Own<TransferManager> newTransfers(uint64_t bytesPerSecond) {
+  kj::Own<TransferManager> newTransfers(uint64_t bytesPerSecond,
+                                        BackgroundAdmission* admission = nullptr) {
     // Node b's transfer manager over its store and engine: it reads what an earlier one there
     // recorded.
-    return kj::heap<TransferManager>(b.store, *b.engine, pool, timer, b.id, N, bytesPerSecond);
+    return kj::heap<TransferManager>(b.store, *b.engine, pool, timer, b.id, N, bytesPerSecond,
+                                     admission);
   }
 
   kj::Promise<void> run(TransferManager& transfers) {
@@ -207,6 +210,76 @@ TEST_CASE(
   }
 
   auto loop = f.run(*transfers);
+  f.eventually("every transfer finished", [&]() { return transfers->pendingCount() == 0; });
+  f.checkComplete(*transfers);
+}
+
+TEST_CASE("transfer: a stale previous owner cannot hand over a hole: the exchange that ends the "
+          "stream fills it") {
+  Fixture f;
+  f.writeKeys(100);
+  // Where b streams a partition from a previous owner that is not its other replica now, that
+  // source missed a write (it was down) that the other replica has.
+  size_t holes = 0;
+  for (uint32_t p : f.gained) {
+    auto source = f.previous->nodes()[f.previous->preferenceList(p, N, 0).nodes[0]].id;
+    auto now = f.current->preferenceList(p, N, 0);
+    uint64_t other = 0;
+    for (uint32_t i = 0; i < now.primaries; i++) {
+      auto id = f.current->nodes()[now.nodes[i]].id;
+      if (id != f.b.id) other = id;
+    }
+    if (other == source) continue;
+    auto& upToDate = other == f.a.id ? f.a : f.c;
+    for (int i = 0;; i++) {
+      auto key = f.key("", "missed-by-the-source-" + std::to_string(i));
+      if (key.partition != p) continue;
+      auto object = coordinatePut(Object{}, Actor{other, 1}, {}, std::string("missed"), 5);
+      upToDate.store.replicate(key, object).wait(f.io.waitScope);
+      f.written[p][{key.ns, key.key}] = object;
+      holes++;
+      break;
+    }
+  }
+  REQUIRE(holes > 0);  // without the exchange, each would be a hole in b's copy
+
+  // Every node answers anti-entropy; b runs the exchanges that end its transfers.
+  AntiEntropyOptions options;
+  options.replicas = N;
+  std::vector<kj::Own<AntiEntropy>> answering;
+  for (auto* node : {&f.a, &f.c}) {
+    answering.push_back(kj::heap<AntiEntropy>(node->store, node->trees, *node->membership, f.pool,
+                                              f.timer, nullptr, options));
+    node->down();
+    node->options.antiEntropy = answering.back().get();
+    node->up();
+  }
+  FixedMembership bMembership(f.current);
+  AntiEntropy bAntiEntropy(f.b.store, f.b.trees, bMembership, f.pool, f.timer, nullptr, options);
+
+  auto transfers = f.newTransfers(UNLIMITED);
+  transfers->finishWith([&](uint32_t p) { return bAntiEntropy.exchangePartition(p); });
+  transfers->mapChanged(*f.previous, *f.current);
+  auto loop = f.run(*transfers);
+  f.eventually("every transfer finished", [&]() { return transfers->pendingCount() == 0; });
+  f.checkComplete(*transfers);  // the writes a missed included
+}
+
+TEST_CASE("transfer: each chunk waits for a background slot") {
+  Fixture f;
+  f.writeKeys(100);
+  AdmissionOptions oneSlot;
+  oneSlot.maxSlots = 1;
+  BackgroundAdmission admission(f.timer, oneSlot);  // not run: one slot throughout
+  std::optional<BackgroundAdmission::Slot> held = admission.acquire().wait(f.io.waitScope);
+
+  auto transfers = f.newTransfers(UNLIMITED, &admission);
+  transfers->mapChanged(*f.previous, *f.current);
+  auto loop = f.run(*transfers);
+  f.eventually("the transfer waits for the slot", [&]() { return admission.stats().waiting == 1; });
+  for (uint32_t p : f.gained) CHECK(contents(f.b.store, p).empty());
+
+  held.reset();
   f.eventually("every transfer finished", [&]() { return transfers->pendingCount() == 0; });
   f.checkComplete(*transfers);
 }

@@ -38,6 +38,18 @@ std::vector<uint32_t> upTo(uint32_t count) {
   return out;
 }
 
+void overwrite(Replica& replica, uint32_t partition, const std::string& key, const Actor& by) {
+  // `by` writes a newer version over the replica's copy.
+  replica.put(partition, key, written(*replica.find(partition, key), by, "newer"));
+}
+
+Exchange pastTheRoots(const Replica& local, const Replica& peer, uint32_t partitions) {
+  // An exchange over partitions 0..partitions-1 whose roots the peer has answered.
+  Exchange exchange(upTo(partitions), SALT, local.trees());
+  exchange.rootsReceived(peer.roots(exchange.step().partitions));
+  return exchange;
+}
+
 std::map<std::string, KeyRepair> differences(const Replica& local, const Replica& peer) {
   // The oracle: every key whose copies differ, compared object by object.
   std::map<std::string, KeyRepair> out;
@@ -85,10 +97,10 @@ TEST_CASE("anti-entropy exchange: replicas that differ in a few keys repair exac
   auto local = filled(8, 200);
   auto peer = local;
   // Partition 1: newer here, newer there, concurrent writes on each side.
-  local.put(1, "k3", written(*local.find(1, "k3"), A, "newer here"));
-  peer.put(1, "k4", written(*peer.find(1, "k4"), B, "newer there"));
-  local.put(1, "k5", written(*local.find(1, "k5"), A, "left"));
-  peer.put(1, "k5", written(*peer.find(1, "k5"), B, "right"));
+  overwrite(local, 1, "k3", A);
+  overwrite(peer, 1, "k4", B);
+  overwrite(local, 1, "k5", A);
+  overwrite(peer, 1, "k5", B);
   // Partition 4: a delete on one side; a key each side lacks.
   local.put(4, "k9", coordinatePut(*local.find(4, "k9"), A, local.find(4, "k9")->vv,
                                    std::nullopt, 2000));
@@ -227,7 +239,7 @@ TEST_CASE("anti-entropy exchange: segments a peer could not list in one reply ar
   std::set<std::string> changed;
   for (int i = 0; i < 2000; i += 50) {
     auto key = "k" + std::to_string(i);
-    peer.put(0, key, written(*peer.find(0, key), B, "newer"));
+    overwrite(peer, 0, key, B);
     changed.insert(storageKey(0, key));
   }
   ExchangeLimits limits;
@@ -267,10 +279,9 @@ TEST_CASE("anti-entropy exchange: segments a peer could not list in one reply ar
 TEST_CASE("anti-entropy exchange: a failed step ends it, covering only the equal roots") {
   auto local = filled(4, 50);
   auto peer = local;
-  peer.put(1, "k7", written(*peer.find(1, "k7"), B, "x"));
-  local.put(3, "k8", written(*local.find(3, "k8"), A, "y"));
-  Exchange exchange(upTo(4), SALT, local.trees());
-  exchange.rootsReceived(peer.roots(exchange.step().partitions));
+  overwrite(peer, 1, "k7", B);
+  peer.put(3, "k8", Object{});  // lost there
+  auto exchange = pastTheRoots(local, peer, 4);
   REQUIRE(exchange.step().kind == Kind::ASK_CHILDREN);
   exchange.failed();
   CHECK(exchange.step().kind == Kind::FAILED);
@@ -313,13 +324,11 @@ TEST_CASE("anti-entropy exchange: a difference the walk cannot find leaves it un
   // write that mended it meanwhile): nothing was found to repair, so nothing is vouched for.
   auto local = filled(3, 40);
   auto peer = local;
-  peer.put(0, "k1", written(*peer.find(0, "k1"), B, "newer"));
-  peer.put(2, "k2", written(*peer.find(2, "k2"), B, "newer"));
-  Exchange exchange(upTo(3), SALT, local.trees());
-  exchange.rootsReceived(peer.roots(exchange.step().partitions));
-  REQUIRE(exchange.step().kind == Kind::ASK_CHILDREN);
+  overwrite(peer, 0, "k1", B);
+  overwrite(peer, 2, "k2", B);
+  auto exchange = pastTheRoots(local, peer, 3);
   auto nodes = exchange.step().nodes;
-  REQUIRE(nodes.size() == 2);
+  REQUIRE(nodes.size() == 2);  // the roots of partitions 0 and 2
   auto answer = peer.children(SALT, nodes);
   answer[0] = local.children(SALT, {nodes[0]})[0];  // partition 0 looks equal below the root
   exchange.childrenReceived(answer);
@@ -332,7 +341,7 @@ TEST_CASE("anti-entropy exchange: a difference the walk cannot find leaves it un
 TEST_CASE("anti-entropy exchange: an answer to another step, or of the wrong size, is refused") {
   auto local = filled(2, 20);
   auto peer = local;
-  peer.put(0, "k1", written(*peer.find(0, "k1"), B, "newer"));
+  overwrite(peer, 0, "k1", B);
   Exchange exchange(upTo(2), SALT, local.trees());
   CHECK_THROWS_AS(exchange.childrenReceived({}), kj::Exception);
   CHECK_THROWS_AS(exchange.keysListed({}, {}, 1), kj::Exception);
@@ -365,7 +374,7 @@ TEST_CASE("anti-entropy exchange: a 1% divergence costs hashes per differing key
   auto peer = local;
   for (uint32_t p = 5; p < 100; p += 10) {
     auto key = "k" + std::to_string(p * 7);
-    peer.put(p, key, written(*peer.find(p, key), B, "newer"));
+    overwrite(peer, p, key, B);
   }
   Exchange exchange(upTo(100), SALT, local.trees());
   auto steps = runExchange(exchange, local, peer);

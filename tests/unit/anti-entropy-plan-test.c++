@@ -192,6 +192,12 @@ TEST_CASE("anti-entropy plan: the primary reaps tombstones once every other repl
   CHECK(planCollection(map, 1, N, {state}, ledger) ==
         CollectionPlan{{roles.primary}, {}});
 
+  // A node that is no replica still holds data of it (to hand over): its copies may hold what
+  // the tombstones cover, so they wait until it has handed them over and dropped them.
+  PartitionState elsewhere = state;
+  elsewhere.heldElsewhere = true;
+  CHECK(planCollection(map, 1, N, {elsewhere}, ledger).reap.empty());
+
   // No tombstones: nothing to do. A write here since: the confirmations are void.
   CHECK(planCollection(map, 1, N, {{roles.primary, root, 0}}, ledger).reap.empty());
   CHECK(planCollection(map, 1, N, {{roles.primary, root + 1, 2}}, ledger).reap.empty());

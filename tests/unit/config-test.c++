@@ -38,6 +38,20 @@ TEST_CASE("config: flags, and a config file whose settings the flags override") 
   CHECK(config.weight == 2);
 }
 
+TEST_CASE("config: admission control is on by default, with a 10 ms target and 8 slots") {
+  auto defaults = parse({"--data-dir", "d"});
+  CHECK(defaults.admission.enabled);
+  CHECK(defaults.admission.targetMicros == 10000);
+  CHECK(defaults.admission.minSlots == 1);
+  CHECK(defaults.admission.maxSlots == 8);
+
+  auto set = parse({"--data-dir", "d", "--admission", "off", "--admission-target-ms", "25",
+                    "--admission-max-slots=32"});
+  CHECK_FALSE(set.admission.enabled);
+  CHECK(set.admission.targetMicros == 25000);
+  CHECK(set.admission.maxSlots == 32);
+}
+
 TEST_CASE("config: a bad setting is refused with its name") {
   CHECK_THROWS_WITH(parse({"--listen", "x:1"}), Catch::Contains("--data-dir is required"));
   CHECK_THROWS_WITH(parse({"--data-dir", "d", "--durability", "fast"}),
@@ -48,6 +62,14 @@ TEST_CASE("config: a bad setting is refused with its name") {
                     Catch::Contains("not a number"));
   CHECK_THROWS_WITH(parse({"--data-dir", "d", "--colour", "blue"}),
                     Catch::Contains("unknown setting 'colour'"));
+  CHECK_THROWS_WITH(parse({"--data-dir", "d", "--admission", "maybe"}),
+                    Catch::Contains("admission: expected on or off"));
+  CHECK_THROWS_WITH(parse({"--data-dir", "d", "--admission-target-ms", "0"}),
+                    Catch::Contains("admission-target-ms: must be 1..60000"));
+  CHECK_THROWS_WITH(parse({"--data-dir", "d", "--admission-max-slots", "0"}),
+                    Catch::Contains("admission-max-slots: must be 1..1024"));
+  CHECK_THROWS_WITH(parse({"--data-dir", "d", "--admission-max-slots", "5000"}),
+                    Catch::Contains("admission-max-slots"));
   CHECK_THROWS_WITH(parse({"--config", "/nonexistent/dynkv.conf"}),
                     Catch::Contains("cannot read config file"));
 }

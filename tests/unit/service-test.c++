@@ -5,6 +5,7 @@
 #include <kj/async-io.h>
 
 #include "codec.h"
+#include "driven-admission.h"
 #include "membership.h"
 #include "service.h"
 #include "hash-trees.h"
@@ -23,12 +24,19 @@ struct Fixture {
   VersionedStore store{commits, hints, trees, Actor{1, 1}, limits};
   NodeInfo self{nodeIdFor("127.0.0.1:1"), "127.0.0.1:1", "127.0.0.1:1", "", 1};
   kj::Own<Membership> membership = newStaticMembership(self, {}, 4);
+  DrivenAdmission admission{io.waitScope, AdmissionOptions{}};
   kj::TwoWayPipe pipe = kj::newTwoWayPipe();
   capnp::TwoPartyVatNetwork serverNetwork{*pipe.ends[0], capnp::rpc::twoparty::Side::SERVER,
                                           readerOptionsFor(limits.maxValueBytes)};
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> server =
-      capnp::makeRpcServer(serverNetwork, newGateway(store, hints, *membership, {"test", "s3cret"}));
+      capnp::makeRpcServer(serverNetwork, newGateway(store, hints, *membership, options()));
   capnp::TwoPartyClient client{*pipe.ends[1]};
+
+  ServiceOptions options() {
+    ServiceOptions o{"test", "s3cret"};
+    o.admission = &admission.admission;
+    return o;
+  }
 
   wire::Gateway::Client gateway() { return client.bootstrap().castAs<wire::Gateway>(); }
 
@@ -77,6 +85,27 @@ TEST_CASE("service: coordinatePut then get returns the stored version and the ma
   auto object = decodeObject(response.getObject(), f.limits);
   REQUIRE(object.siblings.size() == 1);
   CHECK(*object.siblings[0].value == "v");
+}
+
+TEST_CASE("service: each replica call is a foreground sample for admission control") {
+  Fixture f;
+  auto node = f.node();
+  auto put = node.coordinatePutRequest();
+  setKey(put.initKey(), "k");
+  put.setValue(asData("v"));
+  auto stored = put.send().wait(f.io.waitScope);
+
+  auto replicate = node.replicateRequest();
+  setKey(replicate.initKey(), "copy");
+  replicate.setObject(stored.getObject());
+  replicate.send().wait(f.io.waitScope);
+
+  auto get = node.getRequest();
+  setKey(get.initKey(), "k");
+  get.send().wait(f.io.waitScope);
+
+  f.admission.windows(1);
+  CHECK(f.admission.admission.stats().operationSamples == 3);
 }
 
 TEST_CASE("service: oversized keys and values are refused, naming the limit, storing nothing") {
