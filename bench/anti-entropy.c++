@@ -87,8 +87,9 @@ struct RepairPhase {
   uint64_t overwriteFailures = 0;
   double convergeSeconds = 0;
   uint64_t bytesExchanged = 0;  // sum over the nodes of what their bytesSent grew by
-  std::vector<uint64_t> bytesSentByNode;
   uint64_t keysRepaired = 0;    // likewise, keysRepaired
+  std::vector<uint64_t> bytesSentByNode;
+  std::string admission;  // as the nodes report it: on, off or mixed
   GetStats gets;
 };
 
@@ -403,16 +404,22 @@ class Run {
     auto stats = waitConverged(nodes_, o_.convergeTimeoutSeconds, name);
     phase.convergeSeconds = secondsSince(restarted);
     phase.gets = foreground.collect();
+    size_t admitting = 0;
     for (size_t i = 0; i < NODES; i++) {
       phase.bytesSentByNode.push_back(stats[i].antiEntropy.bytesSent - sentBefore[i]);
       phase.bytesExchanged += phase.bytesSentByNode.back();
+      admitting += stats[i].admissionEnabled;
     }
+    phase.admission = admitting == NODES ? "on" : admitting == 0 ? "off" : "mixed";
     // An exchange counts the keys it repaired when it ends, which may be just after the trees
     // agree: they are read once no exchange is running.
     for (auto& s : waitIdle(nodes_)) phase.keysRepaired += s.antiEntropy.keysRepaired;
     for (auto before : repairedBefore) phase.keysRepaired -= before;
-    fprintf(stderr, "  %s: converged %.2f s after the restart, %llu bytes exchanged (sent by node",
-            name, phase.convergeSeconds, static_cast<unsigned long long>(phase.bytesExchanged));
+    fprintf(stderr,
+            "  %s: admission %s (as the nodes report it); converged %.2f s after the restart, "
+            "%llu bytes exchanged (sent by node",
+            name, phase.admission.c_str(), phase.convergeSeconds,
+            static_cast<unsigned long long>(phase.bytesExchanged));
     for (size_t i = 0; i < NODES; i++) {
       fprintf(stderr, " %zu: %llu%s", i + 1,
               static_cast<unsigned long long>(phase.bytesSentByNode[i]), i + 1 < NODES ? "," : ")\n");
@@ -446,9 +453,13 @@ nlohmann::ordered_json getsJson(const GetStats& g) {
 
 nlohmann::ordered_json phaseJson(const RepairPhase& p) {
   if (!p.ran) return {{"skipped", p.skipped}};
-  return {{"keys_overwritten", p.keysOverwritten}, {"overwrite_failures", p.overwriteFailures},
-          {"converge_s", p.convergeSeconds},       {"bytes_exchanged", p.bytesExchanged},
-          {"keys_repaired", p.keysRepaired},       {"bytes_sent_by_node", p.bytesSentByNode},
+  return {{"admission", p.admission},
+          {"keys_overwritten", p.keysOverwritten},
+          {"overwrite_failures", p.overwriteFailures},
+          {"converge_s", p.convergeSeconds},
+          {"bytes_exchanged", p.bytesExchanged},
+          {"keys_repaired", p.keysRepaired},
+          {"bytes_sent_by_node", p.bytesSentByNode},
           {"gets", getsJson(p.gets)}};
 }
 
