@@ -6,22 +6,19 @@
 // "K in flight" is exact: K requests of the mode being measured are outstanding at any time,
 // and nothing else is. The modes are measured in interleaved blocks (floor, client, server,
 // rotating which goes first) so that whatever the machine does meanwhile hits all of them
-// alike.
-#include <arpa/inet.h>
+// alike. `--workload anti-entropy`, the cost of repairing a diverged replica, is a run of its
+// own (anti-entropy.h).
 #include <dynkv/async-client.h>
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 #include <kj/debug.h>
 #include <kj/vector.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -29,7 +26,8 @@
 #include <optional>
 #include <random>
 
-#include "local-cluster.h"
+#include "anti-entropy.h"
+#include "own-cluster.h"
 #include "report.h"
 #include "transport.h"
 #include "workload.h"
@@ -52,6 +50,14 @@ const char USAGE[] =
     "  --duration SEC           measure for SEC seconds in all instead of --ops\n"
     "  --inflight K             requests outstanding at once (default 1; 64 for throughput)\n"
     "  --workload a|b|c|f|w     YCSB core workload (default a); w: writes only\n"
+    "  --workload anti-entropy  instead: what repairing a diverged replica costs, on a\n"
+    "                           local 3-node cluster of its own: get p99.9 idle, during\n"
+    "                           anti-entropy's repair with and without admission control,\n"
+    "                           bytes exchanged and time to converge (--keys, --value-size,\n"
+    "                           --inflight (default 4), --duration: the idle phase (default\n"
+    "                           10), --durability, --timeout, --json, --keep, and:)\n"
+    "  --ae-interval-ms MS      its cluster's anti-entropy interval (default 1000)\n"
+    "  --converge-timeout SEC   how long it waits for the trees to converge (default 300)\n"
     "  --keys K                 key space (default 100000), loaded before measuring\n"
     "  --value-size B           bytes per value (default 100)\n"
     "  --dist uniform|zipfian   key distribution (default zipfian, theta 0.99, scrambled)\n"
@@ -86,6 +92,10 @@ struct Options {
   std::string json, plot;
   std::string cluster = "dynkv", secret;
   bool keep = false;
+  bool antiEntropy = false;  // --workload anti-entropy
+  bool inflightGiven = false, durationGiven = false;
+  uint32_t aeIntervalMillis = 1000;
+  double convergeTimeout = 300;
 };
 
 uint64_t parseCount(const std::string& flag, const std::string& value, uint64_t min, uint64_t max) {
@@ -135,10 +145,17 @@ Options parseOptions(int argc, char** argv) {
       o.ops = parseCount(flag, v, 1, uint64_t(1) << 40);
     } else if (flag == "--duration") {
       o.duration = double(parseCount(flag, v, 1, 86400));
+      o.durationGiven = true;
     } else if (flag == "--inflight") {
       o.inflight = uint32_t(parseCount(flag, v, 1, 4096));
+      o.inflightGiven = true;
     } else if (flag == "--workload") {
-      o.workload = Workload::parse(v);
+      o.antiEntropy = v == "anti-entropy";
+      if (!o.antiEntropy) o.workload = Workload::parse(v);
+    } else if (flag == "--ae-interval-ms") {
+      o.aeIntervalMillis = uint32_t(parseCount(flag, v, 100, 3600000));
+    } else if (flag == "--converge-timeout") {
+      o.convergeTimeout = double(parseCount(flag, v, 1, 86400));
     } else if (flag == "--keys") {
       o.keys = parseCount(flag, v, 1, uint64_t(1) << 32);
     } else if (flag == "--value-size") {
@@ -207,86 +224,6 @@ uint64_t monotonicNanos() {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
 }
-
-// ---- the local cluster ----
-
-bool portsFree(uint16_t base, uint32_t count) {
-  // Every port of [base, base + count) bindable on loopback now (without SO_REUSEADDR, so a
-  // port in TIME_WAIT counts as taken).
-  std::vector<int> held;
-  bool free = true;
-  for (uint32_t i = 0; i < count && free; i++) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return false;
-    held.push_back(fd);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(uint16_t(base + i));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    free = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  }
-  for (int fd : held) close(fd);
-  return free;
-}
-
-uint16_t pickBasePort(uint32_t count) {
-  // Below the kernel's ephemeral range, which outgoing connections draw from.
-  uint32_t low = 20000, high = 60000;
-  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
-  uint32_t ephemeralLow = 0, ephemeralHigh = 0;
-  if (range >> ephemeralLow >> ephemeralHigh && ephemeralLow > low + 1000) {
-    high = std::min(high, ephemeralLow);
-  }
-  std::mt19937 rng(std::random_device{}());
-  std::uniform_int_distribution<uint32_t> pick(low, high - count);
-  for (int attempt = 0; attempt < 200; attempt++) {
-    auto base = uint16_t(pick(rng));
-    if (portsFree(base, count)) return base;
-  }
-  throw std::runtime_error("no free range of " + std::to_string(count) + " loopback ports");
-}
-
-class OwnCluster {
-  // The benchmark's own cluster: storaged processes in a temporary directory, stopped and
-  // removed (unless --keep) when the benchmark ends, however it ends.
- public:
-  OwnCluster(const Options& o) : keep_(o.keep) {
-    char dir[] = "/tmp/dynkv-bench-XXXXXX";
-    if (mkdtemp(dir) == nullptr) throw std::runtime_error("cannot create a temporary directory");
-    dir_ = dir;
-    LocalClusterOptions options;
-    options.dir = dir_;
-    options.nodes = o.nodes;
-    options.basePort = pickBasePort(o.nodes);
-    options.extraArgs = {"--durability", o.durability, "--cluster", o.cluster};
-    if (!o.secret.empty()) {
-      options.extraArgs.push_back("--secret");
-      options.extraArgs.push_back(o.secret);
-    }
-    cluster_.emplace(options);
-    cluster_->up();
-  }
-  ~OwnCluster() {
-    if (cluster_) cluster_->down();
-    if (keep_) {
-      fprintf(stderr, "dynkv-bench: the cluster's directory (logs) is kept at %s\n", dir_.c_str());
-    } else {
-      std::error_code ignored;
-      std::filesystem::remove_all(dir_, ignored);
-    }
-  }
-  std::vector<std::string> seeds() const { return cluster_->seeds(); }
-  std::vector<pid_t> pids() const {
-    std::vector<pid_t> out;
-    for (size_t i = 0; i < cluster_->size(); i++) out.push_back(cluster_->pid(i));
-    return out;
-  }
-
- private:
-  bool keep_;
-  std::string dir_;
-  std::optional<LocalCluster> cluster_;
-};
 
 // ---- the benchmark ----
 
@@ -675,8 +612,29 @@ RunDescription describe(const Options& o, const std::string& command, size_t nod
   return d;
 }
 
+int runAntiEntropy(const Options& o, const std::string& command) {
+  if (!o.seeds.empty()) {
+    throw std::invalid_argument(
+        "--workload anti-entropy stops and restarts nodes: it runs on a cluster of its own, "
+        "without --seeds");
+  }
+  AntiEntropyBenchOptions a;
+  a.keys = o.keys;
+  a.valueSize = o.valueSize;
+  a.inflight = o.inflightGiven ? o.inflight : 4;
+  a.idleSeconds = o.durationGiven ? o.duration : 10;
+  a.intervalMillis = o.aeIntervalMillis;
+  a.convergeTimeoutSeconds = o.convergeTimeout;
+  a.durability = o.durability;
+  a.timeoutMillis = o.timeoutMillis;
+  a.json = o.json;
+  a.keep = o.keep;
+  return runAntiEntropyBench(a, command);
+}
+
 int run(int argc, char** argv) {
   Options o = parseOptions(argc, argv);
+  if (o.antiEntropy) return runAntiEntropy(o, commandLine(argc, argv));
   if (!o.plot.empty()) gnuplotAvailable(true);  // say now, not after the run, if it is missing
 
   std::optional<OwnCluster> own;
@@ -685,7 +643,12 @@ int run(int argc, char** argv) {
   if (seeds.empty()) {
     fprintf(stderr, "dynkv-bench: starting a local %u-node cluster (%s durability)\n", o.nodes,
             o.durability.c_str());
-    own.emplace(o);
+    std::vector<std::string> extraArgs = {"--durability", o.durability, "--cluster", o.cluster};
+    if (!o.secret.empty()) {
+      extraArgs.push_back("--secret");
+      extraArgs.push_back(o.secret);
+    }
+    own.emplace(o.nodes, kj::mv(extraArgs), o.keep);
     seeds = own->seeds();
     expectNodes = o.nodes;
   }

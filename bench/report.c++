@@ -9,6 +9,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <nlohmann/json.hpp>
+
 namespace dynkv::bench {
 
 namespace {
@@ -48,32 +50,12 @@ std::string ratio(const Histogram& a, const Histogram& b, double (*get)(const Hi
   return buf;
 }
 
-// Pads by display width: "×" and "µ" are two bytes of UTF-8 but one column.
-std::string pad(const std::string& s, size_t width) {
-  size_t columns = 0;
-  for (unsigned char c : s) columns += (c & 0xc0) != 0x80;
-  return s + std::string(columns < width ? width - columns : 0, ' ');
-}
-
 double rate(uint64_t count, double seconds) {
   return seconds > 0 ? double(count) / seconds : 0;
 }
 
 std::string jsonString(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += char(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out += char(c);
-    }
-  }
-  return out + "\"";
+  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::string jsonNumber(double v) {
@@ -110,6 +92,12 @@ std::string jsonCpu(const Totals& t, const Results& r) {
 }
 
 }  // namespace
+
+std::string pad(const std::string& s, size_t width) {
+  size_t columns = 0;
+  for (unsigned char c : s) columns += (c & 0xc0) != 0x80;
+  return s + std::string(columns < width ? width - columns : 0, ' ');
+}
 
 void printReport(FILE* out, const RunDescription& run, const Results& r) {
   fprintf(out, "\n%s\n", run.command.c_str());

@@ -51,6 +51,9 @@ struct RunDescription {
   std::string floorShape;                                     // e.g. "2-of-3 ping fan-out"
 };
 
+std::string pad(const std::string& s, size_t width);
+// `s` and spaces up to `width` columns: "×" and "µ" are two bytes of UTF-8 but one column.
+
 void printReport(FILE* out, const RunDescription& run, const Results& results);
 
 void writeJson(const std::string& path, const RunDescription& run, const Results& results);

@@ -53,12 +53,86 @@ struct AdminClient::Impl {
   }
 
   template <typename T>
-  T wait(kj::Promise<T> promise) {
+  T wait(kj::Promise<T> promise, std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    // The timer's "now" moves only while the loop runs: after the client sat idle longer than
+    // `timeout`, a deadline taken from it would already have passed. Polling brings it up to
+    // date first.
+    io.waitScope.poll();
     return io.provider->getTimer()
-        .timeoutAfter(5 * kj::SECONDS, kj::mv(promise))
+        .timeoutAfter(timeout.count() * kj::MILLISECONDS, kj::mv(promise))
         .wait(io.waitScope);
   }
+
+  kj::Promise<NodeStats> nodeStats(const std::string& node);
+  kj::Promise<void> pollStats(const std::string& node, kj::Duration every,
+                              std::function<void(const NodeStats&)>& progress);
 };
+
+namespace {
+
+std::string describe(const std::string& node, const kj::Exception& e) {
+  // A node's refusal arrives as "remote exception: <its message>"; the node's words suffice.
+  std::string text = e.getDescription().cStr();
+  const std::string remote = "remote exception: ";
+  if (text.rfind(remote, 0) == 0) text = text.substr(remote.size());
+  return node + ": " + text;
+}
+
+NodeStats fromWire(wire::NodeStats::Reader in) {
+  NodeStats out;
+  out.id = in.getNode().getId();
+  out.address = in.getNode().getAddress();
+  out.epoch = in.getEpoch();
+  out.rebuilding = in.getRebuilding();
+  for (auto h : in.getHints())
+    out.hints.push_back({h.getOwner(), h.getOwnerAddress(), h.getCount()});
+  auto ae = in.getAntiEntropy();
+  out.antiEntropy.lastCompleteAgeMillis = ae.getLastCompleteAgeMillis();
+  out.antiEntropy.exchangesFinished = ae.getExchangesFinished();
+  out.antiEntropy.exchangesFailed = ae.getExchangesFailed();
+  out.antiEntropy.segmentsDiffering = ae.getSegmentsDiffering();
+  out.antiEntropy.keysRepaired = ae.getKeysRepaired();
+  out.antiEntropy.bytesSent = ae.getBytesSent();
+  out.antiEntropy.bytesReceived = ae.getBytesReceived();
+  out.antiEntropy.treesDigest = ae.getTreesDigest();
+  out.antiEntropy.partitionsHeld = ae.getPartitionsHeld();
+  out.antiEntropy.treeMemoryBytes = ae.getTreeMemoryBytes();
+  out.antiEntropy.running = ae.getRunning();
+  out.tombstones = in.getTombstones();
+  out.tombstonesReaped = in.getTombstonesReaped();
+  out.partitionsDropped = in.getPartitionsDropped();
+  out.admissionSlots = in.getAdmissionSlots();
+  out.admissionEnabled = in.getAdmissionEnabled();
+  out.foregroundP99Micros = in.getForegroundP99Micros();
+  return out;
+}
+
+}  // namespace
+
+kj::Promise<NodeStats> AdminClient::Impl::nodeStats(const std::string& node) {
+  return pool.admin(node)
+      .then([](wire::Admin::Client admin) { return admin.nodeStatsRequest().send(); })
+      .then([](capnp::Response<wire::Admin::NodeStatsResults> response) {
+        return fromWire(response.getStats());
+      });
+}
+
+kj::Promise<void> AdminClient::Impl::pollStats(const std::string& node, kj::Duration every,
+                                               std::function<void(const NodeStats&)>& progress) {
+  // Never resolves: the repair it watches cancels it by ending first.
+  return io.provider->getTimer()
+      .afterDelay(every)
+      .then([this, node]() { return nodeStats(node); })
+      .then([&progress](NodeStats stats) { progress(stats); },
+            [](kj::Exception&&) { /* a missed reading; the next one may answer */ })
+      .then([this, node, every, &progress]() { return pollStats(node, every, progress); });
+}
+
+uint64_t NodeStats::hintsHeld() const {
+  uint64_t sum = 0;
+  for (auto& h : hints) sum += h.count;
+  return sum;
+}
 
 AdminClient::AdminClient(std::vector<std::string> seeds, std::string cluster, std::string secret)
     : impl_(std::make_unique<Impl>(std::move(seeds), std::move(cluster), std::move(secret))) {}
@@ -207,6 +281,46 @@ PartitionMap AdminClient::map(const std::string& node) {
     return decodePartitionMap(response.getMap());
   } catch (const kj::Exception& e) {
     throw std::runtime_error(node + ": " + e.getDescription().cStr());
+  }
+}
+
+NodeStats AdminClient::nodeStats(const std::string& node, std::chrono::milliseconds timeout) {
+  try {
+    return impl_->wait(impl_->nodeStats(node), timeout);
+  } catch (const kj::Exception& e) {
+    throw std::runtime_error(describe(node, e));
+  }
+}
+
+RepairReport AdminClient::repair(const std::string& node, std::optional<uint32_t> partition,
+                                 std::function<void(const NodeStats&)> progress,
+                                 std::chrono::milliseconds every,
+                                 std::chrono::milliseconds timeout) {
+  if (partition && *partition > uint32_t(INT32_MAX)) {
+    throw std::runtime_error(node + ": invalid argument: partition " + std::to_string(*partition) +
+                             " is out of range");
+  }
+  auto repairing =
+      impl_->pool.admin(node)
+          .then([partition](wire::Admin::Client admin) {
+            auto request = admin.repairRequest();
+            request.setPartition(partition ? int32_t(*partition) : -1);
+            return request.send();
+          })
+          .then([](capnp::Response<wire::Admin::RepairResults> response) {
+            auto in = response.getReport();
+            return RepairReport{in.getExchanges(),         in.getFailed(),       in.getPartitions(),
+                                in.getSegmentsDiffering(), in.getKeysRepaired(), in.getMessage()};
+          });
+  if (progress) {
+    auto watching = impl_->pollStats(node, every.count() * kj::MILLISECONDS, progress)
+                        .then([]() -> RepairReport { KJ_UNREACHABLE; });
+    repairing = repairing.exclusiveJoin(kj::mv(watching));
+  }
+  try {
+    return impl_->wait(kj::mv(repairing), timeout);
+  } catch (const kj::Exception& e) {
+    throw std::runtime_error(describe(node, e));
   }
 }
 

@@ -1,11 +1,12 @@
-// Administration of a cluster (DESIGN.md, "Membership"): join and leave, and the members'
-// status as one node sees it. Blocking, on an event loop of its own in the calling thread;
-// for the `dynkv` tool, `dynkv local` and tests, not for applications (the SDK's data path
-// never needs it).
+// Administration of a cluster: join and leave, the members' status as one node sees it, one
+// node's background state (hints, anti-entropy, tombstones) and an anti-entropy repair run now.
+// Blocking, on an event loop of its own in the calling thread; for the `dynkv` tool, `dynkv local`
+// and tests, not for applications (the SDK's data path never needs it).
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,6 +48,53 @@ struct ClusterStatus {
   // member has adopted that map and finished streaming.
 };
 
+struct HintsHeld {
+  uint64_t owner = 0;        // node id of the owner the hints stand in for
+  std::string ownerAddress;  // empty if the owner is not in the node's map any more
+  uint64_t count = 0;
+};
+
+struct AntiEntropyState {
+  int64_t lastCompleteAgeMillis = -1;  // since the last exchange that finished; -1: none yet
+  uint64_t exchangesFinished = 0;      // since the node started, like every counter here
+  uint64_t exchangesFailed = 0;
+  uint64_t segmentsDiffering = 0;  // in the last finished exchange round
+  uint64_t keysRepaired = 0;
+  uint64_t bytesSent = 0;  // anti-entropy requests and replies the node sent
+  uint64_t bytesReceived = 0;
+  uint64_t treesDigest = 0;  // equal on two nodes holding the same partitions iff their trees are
+  uint32_t partitionsHeld = 0;
+  uint64_t treeMemoryBytes = 0;
+  bool running = false;  // an exchange is in progress
+};
+
+struct NodeStats {
+  // One node's own background state, as it reports it (Admin.nodeStats).
+  uint64_t id = 0;
+  std::string address;
+  uint64_t epoch = 0;       // the incarnation of its data directory
+  bool rebuilding = false;  // started empty as a ring member, not yet refilled by anti-entropy
+  std::vector<HintsHeld> hints;
+  AntiEntropyState antiEntropy;
+  uint64_t tombstones = 0;  // objects held that are only tombstones
+  uint64_t tombstonesReaped = 0;
+  uint64_t partitionsDropped = 0;
+  uint32_t admissionSlots = 0;  // background slots its admission controller grants now
+  bool admissionEnabled = false;
+  int64_t foregroundP99Micros = 0;
+
+  uint64_t hintsHeld() const;  // over every owner
+};
+
+struct RepairReport {
+  uint32_t exchanges = 0;
+  uint32_t failed = 0;
+  uint32_t partitions = 0;
+  uint64_t segmentsDiffering = 0;
+  uint64_t keysRepaired = 0;
+  std::string message;  // why exchanges failed, if any did
+};
+
 class AdminClient {
  public:
   AdminClient(std::vector<std::string> seeds, std::string cluster = "dynkv",
@@ -74,6 +122,22 @@ class AdminClient {
 
   PartitionMap map(const std::string& node);
   // The partition map `node` routes by.
+
+  NodeStats nodeStats(const std::string& node,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  // `node`'s own background state. Throws std::runtime_error naming the node if it does not
+  // answer within `timeout`.
+
+  RepairReport repair(const std::string& node, std::optional<uint32_t> partition,
+                      std::function<void(const NodeStats&)> progress = {},
+                      std::chrono::milliseconds every = std::chrono::milliseconds(500),
+                      std::chrono::milliseconds timeout = std::chrono::minutes(30));
+  // Has `node` run an anti-entropy exchange now with every replica it shares `partition` with
+  // (nullopt: every partition it holds) and returns its report once they have ended. While it
+  // runs, `node`'s stats are read every `every` and handed to `progress` (a stats read that
+  // fails is skipped). Throws std::runtime_error naming the node with its reason: a partition
+  // out of range ("invalid argument: partition P does not exist; the ring has Q (0 to Q-1)"),
+  // a node not in a ring yet, no answer within `timeout`.
 
  private:
   struct Impl;

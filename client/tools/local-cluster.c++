@@ -150,20 +150,25 @@ bool LocalCluster::running(size_t node) const {
   return pid(node) != 0;
 }
 
-void LocalCluster::start(size_t node) {
+void LocalCluster::start(size_t node, const std::vector<std::string>& moreArgs) {
   auto dir = nodeDir(node);
   makeDirs(dir + "/data");
   std::vector<std::string> args = {options_.storaged, "--data-dir", dir + "/data",
                                    "--listen", seeds()[node], "--seeds", seedList(),
                                    "--cluster", options_.cluster};
   args.insert(args.end(), options_.extraArgs.begin(), options_.extraArgs.end());
+  args.insert(args.end(), moreArgs.begin(), moreArgs.end());
   auto log = dir + "/storaged.log";
 
   pid_t child = fork();
   if (child < 0) throw std::runtime_error(std::string("fork failed: ") + strerror(errno));
   if (child == 0) {
-    // In the child: its own session so it outlives the terminal that ran `dynkv local up`.
+    // In the child: its own session so it outlives the terminal that ran `dynkv local up`, and
+    // no signal blocked, whatever the parent blocks (a benchmark waits for ^C on a thread).
     setsid();
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
     int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     int devnull = open("/dev/null", O_RDONLY);
     if (fd >= 0) {

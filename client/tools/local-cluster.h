@@ -51,7 +51,9 @@ class LocalCluster {
   void down(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   // SIGTERM to every running node, SIGKILL to any still alive after `timeout`.
 
-  void start(size_t node);
+  void start(size_t node, const std::vector<std::string>& moreArgs = {});
+  // Starts one node (without waiting); `moreArgs` follow the cluster's own extra arguments, for
+  // this start only (e.g. a setting a benchmark changes between runs).
   void waitListening(size_t node, std::chrono::milliseconds timeout);
   void kill(size_t node, int signal);  // sends `signal`; for SIGKILL also reaps and waits
   bool running(size_t node) const;

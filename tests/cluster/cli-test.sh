@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The dynkv command-line tool against a real local cluster: data commands and their output,
-# and `dynkv local` restarting a killed node with its data and stopping the cluster.
+# status with each member's own report, anti-entropy repair on demand, and `dynkv local`
+# restarting a killed node with its data and stopping the cluster.
 #
 #   cli-test.sh DYNKV STORAGED
 set -u -o pipefail
@@ -99,6 +100,55 @@ done
 expect_exit "ring with one seed" 0 "$DYNKV" --seeds "127.0.0.1:$((BASE_PORT + 2))" --timeout 10000 ring --json
 [[ $(grep -o '"address"' <<<"$OUT" | wc -l) -eq 3 ]] || fail "ring --json from one seed: '$OUT'"
 
+# ---- status: the members, then each member's own report ----
+expect_exit "status" 0 kv status
+[[ $OUT == *"each member's own report"* ]] || fail "status has no per-node report: '$OUT'"
+for column in "last exchange" exchanges failed differing repaired tombstones "tree memory" \
+              rebuilding "hints held"; do
+  [[ $OUT == *"$column"* ]] || fail "status has no '$column' column: '$OUT'"
+done
+for ((p = BASE_PORT; p < BASE_PORT + 3; p++)); do
+  # The report's row: the address, then the age of the last exchange ("never" or "N s ago"),
+  # five counts, the tree memory in KiB or MiB, and "no" (not rebuilding).
+  grep -Eq "^  127\.0\.0\.1:$p +(never|[0-9.]+ s ago) +([0-9]+ +){5}[0-9.]+ [KM]iB +no +[0-9]+$" \
+    <<<"$OUT" || fail "status has no report row for 127.0.0.1:$p: '$OUT'"
+done
+
+expect_exit "status --json" 0 kv status --json
+[[ $(grep -o '"anti_entropy":{' <<<"$OUT" | wc -l) -eq 3 ]] ||
+  fail "status --json should carry 3 members' anti-entropy state: '$OUT'"
+for field in last_complete_age_ms exchanges_finished exchanges_failed segments_differing \
+             keys_repaired tree_memory_bytes tombstones rebuilding hints; do
+  [[ $OUT == *"\"$field\":"* ]] || fail "status --json has no \"$field\": '$OUT'"
+done
+
+# ---- admin repair: every member in turn, then one partition, then a bad one ----
+expect_exit "admin repair" 0 kv admin repair
+for ((p = BASE_PORT; p < BASE_PORT + 3; p++)); do
+  # N=3 on 3 nodes: each node shares every partition with the two others.
+  grep -Eq "^127\.0\.0\.1:$p: 2 exchanges \(0 failed\), [0-9]+ partition trees compared, [0-9]+ segments differing, [0-9]+ keys repaired, [0-9.]+ s$" \
+    <<<"$OUT" || fail "admin repair printed no report for 127.0.0.1:$p: '$OUT'"
+done
+[[ $ERR == *"repairing 127.0.0.1:$BASE_PORT: every partition"* ]] ||
+  fail "admin repair did not say what it repairs: '$ERR'"
+expect_exit "status after a repair" 0 kv status --json
+if grep -q '"exchanges_finished":0,' <<<"$OUT"; then
+  fail "a node reports no finished exchange after a repair: '$OUT'"
+fi
+grep -q '"last_complete_age_ms":-1' <<<"$OUT" && fail "a node reports no exchange ever: '$OUT'"
+
+expect_exit "admin repair of one partition on one node" 0 kv admin repair --partition 7 \
+  --node "127.0.0.1:$((BASE_PORT + 1))"
+[[ $OUT =~ ^127\.0\.0\.1:$((BASE_PORT + 1)):\ 2\ exchanges\ \(0\ failed\),\ 2\ partition\ trees\ compared, ]] ||
+  fail "admin repair --partition 7 printed '$OUT'"
+
+expect_exit "admin repair of a partition out of range" 2 kv admin repair --partition 99999
+[[ $ERR == *"invalid argument: partition 99999 does not exist; the ring has "*" (0 to "* ]] ||
+  fail "a partition out of range should be named with the range: '$ERR'"
+[[ -z $OUT ]] || fail "a refused repair printed a report: '$OUT'"
+expect_exit "admin repair of a negative partition" 2 kv admin repair --partition -3
+[[ $ERR == *"--partition needs a partition number"* ]] || fail "--partition -3 gave '$ERR'"
+
 # ---- put KEY - reads standard input ----
 expect_exit "put from stdin" 0 kv put multiline - < <(printf 'line one\nline two\n')
 expect_exit "get of the stdin value" 0 kv get multiline --json
@@ -118,6 +168,16 @@ pid2=$(<"$CLUSTER_DIR/node2/pid")
 kill -9 "$pid2" || fail "cannot kill node 2 ($pid2)"
 wait_gone "$pid2" || fail "node 2 ($pid2) survived kill -9"
 expect_exit "get with node 2 down" 0 kv get kept
+
+# A member that does not answer is shown as such; the command still succeeds.
+node2="127.0.0.1:$((BASE_PORT + 1))"
+expect_exit "status with node 2 down" 0 kv status
+grep -q "^  $node2  unreachable: " <<<"$OUT" || fail "status should show $node2 unreachable: '$OUT'"
+expect_exit "status --json with node 2 down" 0 kv status --json
+[[ $OUT == *"\"address\":\"$node2\""*"\"unreachable\":\""* ]] ||
+  fail "status --json should show $node2 unreachable: '$OUT'"
+expect_exit "admin repair on a stopped node" 1 kv admin repair --node "$node2"
+[[ $ERR == *"repair on $node2: "* ]] || fail "repair on a stopped node should name it: '$ERR'"
 
 # Without DYNKV_STORAGED: the tool finds storaged in its own build tree, as `./dev demo` needs.
 expect_exit "local up again" 0 env -u DYNKV_STORAGED "$DYNKV" local up --dir "$CLUSTER_DIR"
