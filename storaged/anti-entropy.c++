@@ -155,16 +155,32 @@ std::vector<ExchangePlan> AntiEntropy::plansFor(
 kj::Promise<AntiEntropy::Report> AntiEntropy::exchangeAll(MapSnapshot map,
                                                            std::vector<ExchangePlan> plans,
                                                            bool throttled) {
-  // One exchange at a time: background work, and what each finds is in the next's trees.
+  // One batch of exchanges at a time, whoever asked (a round, a transfer, an operator): what
+  // one finds is in the next one's trees, and two never repair the same keys at once.
+  struct Turn {
+    // Lets the next batch start however this one ends (done, failed or cancelled).
+    explicit Turn(kj::Own<kj::PromiseFulfiller<void>> next) : next(kj::mv(next)) {}
+    ~Turn() { next->fulfill(); }
+    kj::Own<kj::PromiseFulfiller<void>> next;
+  };
+  auto done = kj::newPromiseAndFulfiller<void>();
+  auto previous = kj::mv(idle_);
+  idle_ = kj::mv(done.promise);
+  auto turn = kj::heap<Turn>(kj::mv(done.fulfiller));
   auto report = kj::heap<Report>();
-  kj::Promise<void> chain = kj::READY_NOW;
-  running_++;
-  for (auto& plan : plans) {
-    chain = chain.then([this, map, plan = kj::mv(plan), throttled, &r = *report]() mutable {
-      return exchangeOne(map, kj::mv(plan), throttled, r);
-    });
-  }
-  return chain.attach(kj::defer([this]() { running_--; }))
+  auto& r = *report;
+  return previous.catch_([](kj::Exception&&) {})
+      .then([this, map, plans = kj::mv(plans), throttled, &r]() mutable {
+        running_++;
+        kj::Promise<void> chain = kj::READY_NOW;
+        for (auto& plan : plans) {
+          chain = chain.then([this, map, plan = kj::mv(plan), throttled, &r]() mutable {
+            return exchangeOne(map, kj::mv(plan), throttled, r);
+          });
+        }
+        return chain.attach(kj::defer([this]() { running_--; }));
+      })
+      .attach(kj::mv(turn))
       .then([report = kj::mv(report)]() mutable { return kj::mv(*report); });
 }
 

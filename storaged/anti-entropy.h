@@ -114,6 +114,7 @@ class AntiEntropy {
   uint64_t nextSalt_;
   bool rebuilding_ = false;
   bool rebuildDecided_ = false;
+  kj::Promise<void> idle_ = kj::READY_NOW;  // resolves when the exchanges queued so far ended
   int running_ = 0;  // exchangeAll() calls in progress (a round, a transfer, an operator)
 
   // Counters for status.
