@@ -90,27 +90,6 @@ kj::Promise<void> AntiEntropy::round() {
     return !index || pool_.isSuspect(map->nodes()[*index].address);
   };
   auto plans = planExchanges(*map, self_, options_.replicas, heldNotOwned(*map), suspected);
-  // A pair of replicas is exchanged by one side only, as an exchange repairs both sides: two
-  // nodes walking the same differences at once would move every repair twice. The partition's
-  // primary always asks (its ledger decides tombstone collection); otherwise the lower id does.
-  // A node that is rebuilding, or hands over a partition it no longer owns, asks every peer.
-  if (!rebuilding_) {
-    for (auto& plan : plans) {
-      if (plan.peer > self_) continue;
-      plan.partitions.erase(
-          std::remove_if(plan.partitions.begin(), plan.partitions.end(),
-                         [&](uint32_t p) {
-                           auto replicas = replicasOf(*map, p, options_.replicas);
-                           bool owned = std::find(replicas.begin(), replicas.end(), self_) !=
-                                        replicas.end();
-                           return owned && replicas.front() != self_;
-                         }),
-          plan.partitions.end());
-    }
-    plans.erase(std::remove_if(plans.begin(), plans.end(),
-                               [](const ExchangePlan& p) { return p.partitions.empty(); }),
-                plans.end());
-  }
   if (options_.streaming) {
     for (auto& plan : plans) {
       plan.partitions.erase(std::remove_if(plan.partitions.begin(), plan.partitions.end(),
