@@ -1,6 +1,7 @@
 #include "anti-entropy.h"
 
 #include <kj/debug.h>
+#include <kj/time.h>
 
 #include <algorithm>
 #include <map>
@@ -486,9 +487,23 @@ kj::Promise<void> AntiEntropy::collect(MapSnapshot map, bool throttled) {
 }
 
 kj::Promise<void> AntiEntropy::reap(MapSnapshot map, uint32_t partition) {
-  auto held = kj::heap<std::vector<KeyDigest>>(trees_.tombstonesOf(partition));
+  // Every replica holds these tombstones; a write they cover may still be held as a hint by a
+  // fallback that has not handed it over yet (hints are not in the trees). Hints go out within
+  // seconds of their owner answering again, so a tombstone younger than reapAfter waits.
+  auto candidates = trees_.tombstonesOf(partition);
+  std::vector<std::string> keys;
+  for (auto& t : candidates) keys.push_back(t.key);
+  auto copies = store_.ownCopies(keys);
+  auto youngest = (kj::systemPreciseCalendarClock().now() - kj::UNIX_EPOCH) / kj::MICROSECONDS -
+                  options_.reapAfter / kj::MICROSECONDS;
+  auto held = kj::heap<std::vector<KeyDigest>>();
   auto& tombstones = *held;
-  if (tombstones.size() > MAX_ENTRIES_PER_REQUEST) tombstones.resize(MAX_ENTRIES_PER_REQUEST);
+  for (size_t i = 0; i < candidates.size() && tombstones.size() < MAX_ENTRIES_PER_REQUEST; i++) {
+    if (!copies[i]) continue;
+    int64_t newest = 0;
+    for (auto& sibling : copies[i]->siblings) newest = std::max(newest, sibling.timestamp);
+    if (newest <= youngest) tombstones.push_back(kj::mv(candidates[i]));
+  }
   if (tombstones.empty()) return kj::READY_NOW;
   // Every other replica first; this node's own copies only once they all have collected
   // theirs, so that a replica that missed the request does not hand its copy back to the others
