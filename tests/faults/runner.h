@@ -21,6 +21,9 @@ struct RunOptions {
   std::string outDir;           // runs go to outDir/SCENARIO/
   double seconds = 20;          // workload duration
   double convergeSeconds = 30;  // each convergence wait
+  double antiEntropyIntervalSeconds = 10;
+  // Every node's --anti-entropy-interval-ms (storaged's default), given explicitly so that the
+  // observer knows how long tombstone collection may take (tombstoneWaitSeconds).
   uint32_t clients = 3, threads = 4;
 };
 
