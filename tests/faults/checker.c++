@@ -239,7 +239,7 @@ class Checker {
   void checkTombstones(const std::string& name, const KeyRecord& record) {
     if (record.state == nullptr) return;
     for (const ReplicaCopy& copy : record.state->replicas) {
-      if (!copy.reachable || !copy.found || !copy.values.empty() || copy.tombstones == 0) continue;
+      if (!copy.onlyTombstones()) continue;
       report(result_.tombstonesLeft, "tombstone", name, "",
              "a copy of only " + std::to_string(copy.tombstones) + " tombstone(s) left on " +
                  copy.node + " when the wait for collection ended");

@@ -62,6 +62,9 @@ struct ReplicaCopy {
   uint32_t tombstones = 0;     // its deletion siblings
   std::string digest;          // hex digest of the whole object (version vector, dots,
                                // values): equal digests are identical copies
+
+  bool onlyTombstones() const { return reachable && found && values.empty() && tombstones > 0; }
+  // A copy whose every sibling is a deletion: what tombstone collection removes.
 };
 
 struct KeyState {

@@ -406,9 +406,8 @@ class Observer {
     auto wait = pollUntilNone(
         tombstoneWaitSeconds(options_.antiEntropyIntervalSeconds),
         [](const std::vector<ReplicaCopy>& copies) {
-          return uint32_t(std::count_if(copies.begin(), copies.end(), [](const ReplicaCopy& c) {
-            return c.reachable && c.found && c.values.empty() && c.tombstones > 0;
-          }));
+          return uint32_t(std::count_if(copies.begin(), copies.end(),
+                                        [](const ReplicaCopy& c) { return c.onlyTombstones(); }));
         },
         lastCopies);
     return TombstoneCollection{wait.done, wait.seconds, wait.left};
