@@ -1,7 +1,8 @@
 // The fault suite's checker and records, on hand-built histories: what the checker must call
 // a broken promise (a lost acknowledged write, a value nobody wrote, a delete undone, a stale
-// register), what it must not (indeterminate writes, concurrent siblings), and that a run's
-// records read back as they were written.
+// register, a tombstone never collected), what it must not (indeterminate writes, concurrent
+// siblings, a deleted key gone from every replica), and that a run's records read back as they
+// were written.
 
 #include "checker.h"
 
@@ -74,7 +75,18 @@ FinalState converged(std::vector<KeyState> keys) {
   FinalState state;
   state.keys = std::move(keys);
   state.withoutReads = Convergence{true, 1.5, 0};
+  state.tombstones = TombstoneCollection{true, 12.5, 0};
   state.afterReads = Convergence{true, 0.25, 0};
+  return state;
+}
+
+// A key deleted and collected: no replica holds it, and the final read found nothing.
+KeyState gone(const std::string& name) {
+  KeyState state = key("", name, {});
+  for (ReplicaCopy& copy : state.replicas) {
+    copy.found = false;
+    copy.digest.clear();
+  }
   return state;
 }
 
@@ -117,6 +129,10 @@ TEST_CASE("checker: a clean history reports nothing") {
   CHECK(result.convergeSeconds == 1.5);
   CHECK(result.convergedAfterReads);
   CHECK(result.convergeAfterReadsSeconds == 0.25);
+  CHECK(result.tombstonesCollected);
+  CHECK(result.tombstoneSeconds == 12.5);
+  CHECK(result.tombstonesLeft == 0);
+  CHECK(verdictFor(result, "") == "pass");
 }
 
 TEST_CASE("checker: an acknowledged add missing from the final set is lost") {
@@ -229,6 +245,70 @@ TEST_CASE("checker: a put with the context of a read supersedes what that read o
   CheckResult back = check(history, converged({key("", "del-1", {"v1", "v2"})}));
   CHECK(back.resurrected == 1);
   CHECK(hasAnomaly(back, "resurrected", "del-1", "v1"));
+}
+
+TEST_CASE("checker: a deleted key whose tombstones were collected is absent, not lost") {
+  // After collection no replica holds the key at all, and the R = N read finds nothing.
+  std::vector<Operation> history = {
+      op(OpKind::PUT, "del-1", "v1", Outcome::OK, 0),
+      op(OpKind::DELETE, "del-1", "", Outcome::OK, 100, 10, {"v1"}),
+      op(OpKind::PUT, "del-2", "w1", Outcome::OK, 0),
+      op(OpKind::PUT, "del-2", "w2", Outcome::OK, 100, 10, {"w1"}),
+      op(OpKind::DELETE, "del-2", "", Outcome::UNKNOWN, 200, 10, {"w2"}),
+  };
+  CheckResult result = check(history, converged({gone("del-1"), gone("del-2")}));
+  CHECK(result.lost == 0);
+  CHECK(result.resurrected == 0);
+  CHECK(result.unreadable == 0);
+  CHECK(result.tombstonesLeft == 0);
+  CHECK(result.anomalies.empty());
+  CHECK(verdictFor(result, "") == "pass");
+
+  // Gone while no delete superseded it: the put is lost, collected or not.
+  CheckResult lost =
+      check({op(OpKind::PUT, "del-3", "z1", Outcome::OK)}, converged({gone("del-3")}));
+  CHECK(lost.lost == 1);
+  CHECK(hasAnomaly(lost, "lost", "del-3", "z1"));
+}
+
+TEST_CASE("checker: a replica copy of only tombstones left at the end is reported, once per copy") {
+  std::vector<Operation> history = {
+      op(OpKind::PUT, "del-1", "v1", Outcome::OK, 0),
+      op(OpKind::DELETE, "del-1", "", Outcome::OK, 100, 10, {"v1"}),
+      op(OpKind::PUT, "del-2", "w1", Outcome::OK, 0),
+      op(OpKind::PUT, "del-2", "w2", Outcome::OK, 95),
+      op(OpKind::DELETE, "del-2", "", Outcome::OK, 100, 10, {"w1"}),
+  };
+  KeyState left = gone("del-1");
+  left.replicas[0].found = true;
+  left.replicas[0].tombstones = 1;
+  left.replicas[2].found = true;
+  left.replicas[2].tombstones = 2;
+  // A tombstone beside a concurrent live value is not collectable: not reported.
+  KeyState sibling = key("", "del-2", {"w2"});
+  sibling.siblings = 2;
+  for (ReplicaCopy& copy : sibling.replicas) copy.tombstones = 1;
+  // An unreachable replica says nothing either way.
+  KeyState unknown = gone("del-3");
+  unknown.replicas[1].reachable = false;
+  unknown.replicas[1].found = true;
+  unknown.replicas[1].tombstones = 1;
+
+  FinalState final = converged({left, sibling, unknown});
+  final.tombstones = TombstoneCollection{false, std::nullopt, 2};
+  CheckResult result = check(history, final);
+  CHECK(result.safe());  // nothing lost or undone: the tombstones are a liveness failure
+  CHECK_FALSE(result.tombstonesCollected);
+  CHECK_FALSE(result.tombstoneSeconds.has_value());
+  CHECK(result.tombstonesLeft == 2);
+  REQUIRE(result.anomalies.size() == 2);
+  CHECK(result.anomalies[0].kind == "tombstone");
+  CHECK(result.anomalies[0].key == "del-1");
+  CHECK(result.anomalies[0].detail ==
+        "a copy of only 1 tombstone(s) left on 127.0.0.1:7001 when the wait for collection ended");
+  CHECK(result.anomalies[1].detail.find("2 tombstone(s) left on 127.0.0.1:7003") !=
+        std::string::npos);
+  CHECK(verdictFor(result, "") == "FAIL");
 }
 
 TEST_CASE("checker: a blind write missing from the final read is lost") {
@@ -364,6 +444,7 @@ TEST_CASE("history: records read back as written, and a truncated last line is d
   FinalState state = converged({key("", "set-1", {"e"}), unreadable("lww", "lww-1")});
   state.keys[0].replicas[1].reachable = false;
   state.keys[0].replicas[2].tombstones = 3;
+  state.tombstones = TombstoneCollection{false, std::nullopt, 7};
   state.afterReads = Convergence{false, std::nullopt, 4};
   writeFile(dir.path / "final.json", toJson(state));
 
@@ -404,6 +485,9 @@ TEST_CASE("history: records read back as written, and a truncated last line is d
   CHECK(read.withoutReads.converged);
   CHECK(read.withoutReads.seconds == 1.5);
   CHECK(read.withoutReads.divergentKeys == 0);
+  CHECK_FALSE(read.tombstones.collected);
+  CHECK_FALSE(read.tombstones.seconds.has_value());
+  CHECK(read.tombstones.copiesLeft == 7);
   CHECK_FALSE(read.afterReads.converged);
   CHECK_FALSE(read.afterReads.seconds.has_value());
   CHECK(read.afterReads.divergentKeys == 4);
@@ -433,13 +517,20 @@ TEST_CASE("report: verdicts") {
   CheckResult good;
   good.convergedWithoutReads = true;
   good.convergedAfterReads = true;
+  good.tombstonesCollected = true;
   CheckResult lossy = good;
   lossy.lost = 1;
   CheckResult diverged = good;
   diverged.convergedWithoutReads = false;
+  CheckResult uncollected = good;
+  uncollected.tombstonesCollected = false;
+  CheckResult leftOver = good;
+  leftOver.tombstonesLeft = 1;
   CHECK(verdictFor(good, "") == "pass");
   CHECK(verdictFor(lossy, "") == "FAIL");
   CHECK(verdictFor(diverged, "") == "FAIL");
+  CHECK(verdictFor(uncollected, "") == "FAIL");
+  CHECK(verdictFor(leftOver, "") == "FAIL");
   CHECK(verdictFor(diverged, "no anti-entropy yet (#10)") == "xfail");
   CHECK(verdictFor(good, "no anti-entropy yet (#10)") == "XPASS");
 }
@@ -454,6 +545,7 @@ TEST_CASE("report: the JSON array parses back, with null for never converging") 
   run.result.maxSiblings = 3;
   run.result.convergedAfterReads = true;
   run.result.convergeAfterReadsSeconds = 0.5;
+  run.result.tombstonesLeft = 3;
   run.expectation = "no anti-entropy yet (#10)";
   run.verdict = verdictFor(run.result, run.expectation);
 
@@ -471,6 +563,9 @@ TEST_CASE("report: the JSON array parses back, with null for never converging") 
   CHECK(r.at("converge_s").is_null());
   CHECK(r.at("converged_after_reads") == true);
   CHECK(r.at("converge_after_reads_s") == 0.5);
+  CHECK(r.at("tombstones_collected") == false);
+  CHECK(r.at("tombstones_s").is_null());
+  CHECK(r.at("tombstones_left") == 3);
   CHECK(r.at("verdict") == "xfail");
   CHECK(r.at("expectation") == "no anti-entropy yet (#10)");
   for (const char* field : {"failed", "unknown", "unexpected", "resurrected", "unreadable"}) {
@@ -481,6 +576,11 @@ TEST_CASE("report: the JSON array parses back, with null for never converging") 
   CHECK(text.find("partition-heal") != std::string::npos);
   CHECK(text.find("xfail (no anti-entropy yet (#10))") != std::string::npos);
   CHECK(text.find("y 0.5s") != std::string::npos);
+  CHECK(text.find("n 3 left") != std::string::npos);
+  run.result.tombstonesLeft = 0;
+  run.result.tombstonesCollected = true;
+  run.result.tombstoneSeconds = 21.34;
+  CHECK(table({run}).find("y 21.3s") != std::string::npos);
   CHECK(markdownTable({run}).find("| partition-heal | 120 | 100 | 2 |") != std::string::npos);
 }
 

@@ -129,6 +129,7 @@ class Checker {
       case Family::NONE:  // not judged: only its siblings count, in check()
         break;
     }
+    checkTombstones(name, record);
   }
 
  private:
@@ -233,6 +234,18 @@ class Checker {
     checkLostAndUnexpected(name, record, sightings, OpKind::PUT, maybeSuperseded);
   }
 
+  // Every key of every family: once all replicas hold a delete, it is collected, and the key
+  // is simply absent from every replica.
+  void checkTombstones(const std::string& name, const KeyRecord& record) {
+    if (record.state == nullptr) return;
+    for (const ReplicaCopy& copy : record.state->replicas) {
+      if (!copy.onlyTombstones()) continue;
+      report(result_.tombstonesLeft, "tombstone", name, "",
+             "a copy of only " + std::to_string(copy.tombstones) + " tombstone(s) left on " +
+                 copy.node + " when the wait for collection ended");
+    }
+  }
+
   // A last-write-wins register: the write whose value won must not have completed before an
   // acknowledged write began (that one has the later timestamp and should have won). At most
   // one lost per key: the register holds one value, so one wrong value is one failure.
@@ -310,6 +323,8 @@ CheckResult check(const std::vector<Operation>& history, const FinalState& final
 
   result.convergedWithoutReads = final.withoutReads.converged;
   result.convergeSeconds = final.withoutReads.seconds;
+  result.tombstonesCollected = final.tombstones.collected;
+  result.tombstoneSeconds = final.tombstones.seconds;
   result.convergedAfterReads = final.afterReads.converged;
   result.convergeAfterReadsSeconds = final.afterReads.seconds;
   return result;

@@ -14,7 +14,7 @@
 namespace dynkv::faults {
 
 struct Anomaly {
-  std::string kind;    // "lost", "unexpected", "resurrected", "stale-lww"
+  std::string kind;    // "lost", "unexpected", "resurrected", "stale-lww", "tombstone"
   std::string key;     // the key (namespace "lww" keys are written "lww/KEY")
   std::string value;   // the element or value concerned
   std::string detail;  // one line a person can act on: which op, when, what was read
@@ -39,8 +39,14 @@ struct CheckResult {
   bool convergedAfterReads = false;
   std::optional<double> convergeAfterReadsSeconds;
 
-  std::vector<Anomaly> anomalies;  // every lost, unexpected and resurrected value, and every
-                                   // stale LWW register (the first 1000; the counts are exact)
+  bool tombstonesCollected = false;        // no replica kept a tombstone-only copy of any key
+  std::optional<double> tombstoneSeconds;  // how long that took after convergence; nullopt if
+                                           // it never happened
+  uint64_t tombstonesLeft = 0;             // tombstone-only replica copies left when the wait ended
+
+  std::vector<Anomaly> anomalies;  // every lost, unexpected and resurrected value, every stale
+                                   // LWW register and every tombstone-only replica copy left
+                                   // (the first 1000; the counts are exact)
 
   bool safe() const { return lost == 0 && unexpected == 0 && resurrected == 0; }
 };
@@ -62,6 +68,9 @@ CheckResult check(const std::vector<Operation>& history, const FinalState& final
 //   LWW op that was not FAIL (else unexpected). If an acknowledged write began after the
 //   winning value's write completed, that later write was lost (stale-lww; counted in lost).
 // Replica copies count too: a value live on any replica that no op tried is unexpected.
+// Tombstones: a reachable replica copy that holds only deletion siblings is a tombstone left
+// uncollected ("tombstone", counted in tombstonesLeft, one per copy). A key that no replica
+// holds and whose final read found nothing was deleted (its tombstones were collected).
 // Keys that appear only in the history (never in FinalState) are checked as if their final
 // read had failed.
 

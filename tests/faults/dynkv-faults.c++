@@ -131,6 +131,11 @@ int main(int argc, char** argv) {
                  "how long replicas may take to converge, without and then with reads")
       ->check(CLI::Range(1.0, 3600.0))
       ->capture_default_str();
+  app.add_option("--anti-entropy-interval", options.antiEntropyIntervalSeconds,
+                 "every node's anti-entropy interval (seconds); tombstones must be collected "
+                 "within two of them after convergence, plus a margin")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
 
   auto* checkCmd = app.add_subcommand("check", "check a kept run again");
   std::string checkDir;
@@ -154,6 +159,7 @@ int main(int argc, char** argv) {
   observeCmd->add_option("--cluster", observe.cluster)->required();
   observeCmd->add_option("--run", observe.runDir)->required();
   observeCmd->add_option("--converge", observe.convergeSeconds);
+  observeCmd->add_option("--anti-entropy-interval", observe.antiEntropyIntervalSeconds);
 
   auto* joinCmd = app.add_subcommand("join", "(lab role) join nodes to the ring");
   std::string cluster;

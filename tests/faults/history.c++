@@ -102,19 +102,42 @@ KeyState keyStateFrom(const json& j) {
   return state;
 }
 
+// A duration that may never have been reached: a number, or null.
+json toJsonValue(const std::optional<double>& seconds) {
+  return seconds ? json(*seconds) : json(nullptr);
+}
+
+std::optional<double> secondsFrom(const json& j) {
+  if (j.is_null()) return std::nullopt;
+  return j.get<double>();
+}
+
 json toJsonValue(const Convergence& convergence) {
   return json{{"converged", convergence.converged},
-              {"seconds", convergence.seconds ? json(*convergence.seconds) : json(nullptr)},
+              {"seconds", toJsonValue(convergence.seconds)},
               {"divergent_keys", convergence.divergentKeys}};
 }
 
 Convergence convergenceFrom(const json& j) {
   Convergence convergence;
   convergence.converged = j.at("converged").get<bool>();
-  const json& seconds = j.at("seconds");
-  if (!seconds.is_null()) convergence.seconds = seconds.get<double>();
+  convergence.seconds = secondsFrom(j.at("seconds"));
   convergence.divergentKeys = j.at("divergent_keys").get<uint32_t>();
   return convergence;
+}
+
+json toJsonValue(const TombstoneCollection& tombstones) {
+  return json{{"collected", tombstones.collected},
+              {"seconds", toJsonValue(tombstones.seconds)},
+              {"copies_left", tombstones.copiesLeft}};
+}
+
+TombstoneCollection tombstoneCollectionFrom(const json& j) {
+  TombstoneCollection tombstones;
+  tombstones.collected = j.at("collected").get<bool>();
+  tombstones.seconds = secondsFrom(j.at("seconds"));
+  tombstones.copiesLeft = j.at("copies_left").get<uint32_t>();
+  return tombstones;
 }
 
 // Reads a JSON-lines file, converting each line with `from`. Only the file's last line may be
@@ -194,6 +217,7 @@ std::string toJson(const FinalState& state) {
   for (const KeyState& key : state.keys) keys.push_back(toJsonValue(key));
   json document{{"keys", std::move(keys)},
                 {"without_reads", toJsonValue(state.withoutReads)},
+                {"tombstones", toJsonValue(state.tombstones)},
                 {"after_reads", toJsonValue(state.afterReads)}};
   return document.dump(2, ' ', false, json::error_handler_t::replace);
 }
@@ -234,6 +258,7 @@ FinalState readFinalState(const std::string& runDir) {
     FinalState state;
     for (const json& key : document.at("keys")) state.keys.push_back(keyStateFrom(key));
     state.withoutReads = convergenceFrom(document.at("without_reads"));
+    state.tombstones = tombstoneCollectionFrom(document.at("tombstones"));
     state.afterReads = convergenceFrom(document.at("after_reads"));
     return state;
   } catch (const json::exception& e) {

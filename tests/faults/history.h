@@ -62,6 +62,9 @@ struct ReplicaCopy {
   uint32_t tombstones = 0;     // its deletion siblings
   std::string digest;          // hex digest of the whole object (version vector, dots,
                                // values): equal digests are identical copies
+
+  bool onlyTombstones() const { return reachable && found && values.empty() && tombstones > 0; }
+  // A copy whose every sibling is a deletion: what tombstone collection removes.
 };
 
 struct KeyState {
@@ -73,7 +76,8 @@ struct KeyState {
   std::vector<std::string> values;  // that read's live sibling values
   uint32_t siblings = 0;       // that read's siblings, deletions included
   std::vector<ReplicaCopy> replicas;  // each preference-list node's own copy, read directly
-                                      // (no read repair) after the reads-free convergence wait
+                                      // (no read repair) at the end of the tombstone wait,
+                                      // before the quorum read
 };
 
 struct Convergence {
@@ -82,10 +86,19 @@ struct Convergence {
   uint32_t divergentKeys = 0;  // keys whose replicas still differed when the wait ended
 };
 
+struct TombstoneCollection {
+  // After the reads-free convergence wait: until no replica holds a tombstone-only copy (an
+  // object all of whose siblings are deletions) of any key, or the time is up.
+  bool collected = false;         // none was left
+  std::optional<double> seconds;  // how long after the wait began that first held
+  uint32_t copiesLeft = 0;        // tombstone-only replica copies when the wait ended
+};
+
 struct FinalState {
   std::vector<KeyState> keys;
-  Convergence withoutReads;    // waited for first, with no client reading anything
-  Convergence afterReads;      // waited for after the final quorum reads (read repair)
+  Convergence withoutReads;        // waited for first, with no client reading anything
+  TombstoneCollection tombstones;  // waited for next, still without reads
+  Convergence afterReads;          // waited for after the final quorum reads (read repair)
 };
 
 // ---- Reading and writing (history.c++, nlohmann-json) ----

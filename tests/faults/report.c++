@@ -29,6 +29,12 @@ std::string convergedCell(bool converged, const std::optional<double>& seconds) 
   return seconds ? "y " + fixed(*seconds, 1) + "s" : "y";
 }
 
+std::string tombstonesCell(const CheckResult& r) {
+  bool collected = r.tombstonesCollected && r.tombstonesLeft == 0;
+  return collected ? convergedCell(true, r.tombstoneSeconds)
+                   : "n " + std::to_string(r.tombstonesLeft) + " left";
+}
+
 std::string verdictCell(const RunSummary& run) {
   bool explained = run.verdict == "xfail" || run.verdict == "XPASS";
   return explained ? run.verdict + " (" + run.expectation + ")" : run.verdict;
@@ -36,9 +42,10 @@ std::string verdictCell(const RunSummary& run) {
 
 const std::vector<std::string> HEADERS = {"scenario",    "ops",         "acked",    "lost",
                                           "unexpected",  "resurrected", "siblings", "converged",
-                                          "after reads", "verdict"};
+                                          "after reads", "tombstones",  "verdict"};
 // Which columns hold counts (right-aligned).
-const std::vector<bool> NUMERIC = {false, true, true, true, true, true, true, false, false, false};
+const std::vector<bool> NUMERIC = {false, true,  true,  true,  true, true,
+                                   true,  false, false, false, false};
 
 std::vector<std::string> cells(const RunSummary& run) {
   const CheckResult& r = run.result;
@@ -51,6 +58,7 @@ std::vector<std::string> cells(const RunSummary& run) {
           std::to_string(r.maxSiblings),
           convergedCell(r.convergedWithoutReads, r.convergeSeconds),
           convergedCell(r.convergedAfterReads, r.convergeAfterReadsSeconds),
+          tombstonesCell(r),
           verdictCell(run)};
 }
 
@@ -163,7 +171,8 @@ std::string text(double x, double y, const std::string& content, const char* anc
 }  // namespace
 
 std::string verdictFor(const CheckResult& result, const std::string& expectation) {
-  bool passed = result.safe() && result.convergedWithoutReads && result.convergedAfterReads;
+  bool passed = result.safe() && result.convergedWithoutReads && result.convergedAfterReads &&
+                result.tombstonesCollected && result.tombstonesLeft == 0;
   if (expectation.empty()) return passed ? "pass" : "FAIL";
   return passed ? "XPASS" : "xfail";
 }
@@ -229,6 +238,9 @@ std::string toJsonArray(const std::vector<RunSummary>& runs) {
                      {"converge_s", seconds(r.convergeSeconds)},
                      {"converged_after_reads", r.convergedAfterReads},
                      {"converge_after_reads_s", seconds(r.convergeAfterReadsSeconds)},
+                     {"tombstones_collected", r.tombstonesCollected},
+                     {"tombstones_s", seconds(r.tombstoneSeconds)},
+                     {"tombstones_left", r.tombstonesLeft},
                      {"verdict", run.verdict},
                      {"expectation", run.expectation}});
   }

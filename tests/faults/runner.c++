@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "checker.h"
+#include "workload.h"
 
 namespace dynkv::faults {
 
@@ -66,9 +67,11 @@ void Run::startNode(const std::string& node) {
   fs::create_directories(nodeDir(node));
   std::vector<std::string> seeds;
   for (auto& n : {"n1", "n2", "n3"}) seeds.push_back(address(n));
+  auto antiEntropyMillis = std::to_string(int64_t(options_.antiEntropyIntervalSeconds * 1000));
   std::vector<std::string> argv = {options_.storaged, "--data-dir", nodeDir(node) + "/data",
                                    "--listen", address(node), "--advertise", address(node),
                                    "--seeds", commaList(seeds), "--cluster", CLUSTER,
+                                   "--anti-entropy-interval-ms", antiEntropyMillis,
                                    // Larger than any small disk: the disk fills, not the map.
                                    "--map-size", std::to_string(uint64_t(1) << 30)};
   nodePids_[node] = lab_->spawn(node, argv, nodeDir(node) + "/storaged.log", nodeEnv_[node]);
@@ -262,15 +265,19 @@ RunSummary Run::execute() {
     }
     writeFaults();
 
+    double tombstoneWait = tombstoneWaitSeconds(options_.antiEntropyIntervalSeconds);
     say(scenario_.name, "observing convergence (up to " +
-                            std::to_string(int(options_.convergeSeconds)) + " s, twice)");
+                            std::to_string(int(options_.convergeSeconds)) +
+                            " s, twice) and tombstone collection (up to " +
+                            std::to_string(int(tombstoneWait)) + " s)");
     std::vector<std::string> members;
     for (auto& n : nodes()) {
       if (nodePids_.count(n) != 0) members.push_back(address(n));
     }
     runInObserver({"observe", "--seeds", commaList(members), "--cluster", CLUSTER, "--run", dir_,
-                   "--converge", std::to_string(options_.convergeSeconds)},
-                  2 * options_.convergeSeconds + 300);
+                   "--converge", std::to_string(options_.convergeSeconds),
+                   "--anti-entropy-interval", std::to_string(options_.antiEntropyIntervalSeconds)},
+                  2 * options_.convergeSeconds + tombstoneWait + 300);
   } catch (const Interrupted&) {
     lab_.reset();
     throw;

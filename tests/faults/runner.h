@@ -20,7 +20,15 @@ struct RunOptions {
   std::string storaged;         // the storaged binary
   std::string outDir;           // runs go to outDir/SCENARIO/
   double seconds = 20;          // workload duration
-  double convergeSeconds = 30;  // each convergence wait
+  double convergeSeconds = 60;
+  // Each convergence wait, from when the observer starts (right after the last heal, for a
+  // -tail scenario): replicas must agree within 60 s of the heal. That is some five anti-entropy
+  // rounds at the default interval (the failure detector must first stop suspecting a healed
+  // node, and a round's exchanges run one after another); a wait ends as soon as it holds, so
+  // only a failing run takes all of it.
+  double antiEntropyIntervalSeconds = 10;
+  // Every node's --anti-entropy-interval-ms (storaged's default), given explicitly so that the
+  // observer knows how long tombstone collection may take (tombstoneWaitSeconds).
   uint32_t clients = 3, threads = 4;
 };
 

@@ -1,6 +1,7 @@
 // The fault scenarios. Each is a script over the workload's timeline (Run::at takes the
 // fraction of the workload's duration); a "-tail" twin keeps the same faults in force until
-// the writes stop, so that only the system's own repair can make the replicas converge.
+// the writes stop, so that only the system's own repair (hinted handoff, anti-entropy) can make
+// the replicas converge. Every scenario must pass: no expected failures.
 #include <signal.h>
 
 #include "runner.h"
@@ -8,17 +9,6 @@
 namespace dynkv::faults {
 
 namespace {
-
-// Why a scenario is expected to fail today; each names the issue that will make it pass.
-// Measured with `./dev faults`; the closing note of #9 has the table.
-const std::string NO_ANTI_ENTROPY =
-    "a replica that missed writes is repaired only by reads: no anti-entropy yet (#10)";
-const std::string IN_FLIGHT =
-    "a write in flight to a node as it dies is never handed to it once W others acknowledged: "
-    "no anti-entropy yet (#10)";
-const std::string AMNESIA = "a wiped node is never refilled: no anti-entropy yet (#10)";
-const std::string RESURRECTION =
-    "a replica that missed a delete keeps the old value: no anti-entropy yet (#10)";
 
 std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());
@@ -78,23 +68,20 @@ void amnesia(Run& run) {
   run.end(f, [&]() { run.restart("n2"); });
 }
 
-Scenario scenario(std::string name, std::string description, std::string expectation = "",
-                  bool tail = false) {
+Scenario scenario(std::string name, std::string description, bool tail = false) {
   Scenario s;
   s.name = std::move(name);
   s.description = std::move(description);
-  s.expectation = std::move(expectation);
   s.tail = tail;
   return s;
 }
 
-void addWithTail(std::vector<Scenario>& all, Scenario s, const std::string& tailExpectation) {
+void addWithTail(std::vector<Scenario>& all, Scenario s) {
   // The scenario, and its twin that heals only after the writes stop.
   all.push_back(s);
   s.name += "-tail";
   s.description += "; healed only after the writes stop";
   s.tail = true;
-  s.expectation = tailExpectation;
   all.push_back(s);
 }
 
@@ -103,13 +90,13 @@ std::vector<Scenario> build() {
   all.push_back(scenario("none", "no fault"));
 
   // A node killed outright refuses connections at once, so the writes it misses while down go
-  // to fallbacks as hints, which reach it when it is back; only the writes in flight to it at
-  // the moment it dies are lost to it. Whether a run catches one is a matter of timing.
-  auto kill = scenario("kill-one", "kill -9 one node, restart it with its data", IN_FLIGHT);
+  // to fallbacks as hints, which reach it when it is back; the writes in flight to it at the
+  // moment it dies (acknowledged by W others) reach it only through anti-entropy.
+  auto kill = scenario("kill-one", "kill -9 one node, restart it with its data");
   kill.script = killOne;
-  addWithTail(all, kill, NO_ANTI_ENTROPY);
+  addWithTail(all, kill);
 
-  auto killTwo = scenario("kill-two", "kill -9 two nodes at once, restart both", IN_FLIGHT);
+  auto killTwo = scenario("kill-two", "kill -9 two nodes at once, restart both");
   killTwo.script = [](Run& run) {
     run.at(0.25);
     auto f = run.begin("kill -9 n2 n4", [&]() {
@@ -124,7 +111,7 @@ std::vector<Scenario> build() {
   };
   all.push_back(killTwo);
 
-  auto rolling = scenario("rolling-kills", "kill -9 and restart every node in turn", IN_FLIGHT);
+  auto rolling = scenario("rolling-kills", "kill -9 and restart every node in turn");
   rolling.script = [](Run& run) {
     double t = 0.1;
     for (auto& node : run.nodes()) {
@@ -138,28 +125,25 @@ std::vector<Scenario> build() {
   all.push_back(rolling);
 
   // A paused, cut off or lossy node does not refuse: calls to it time out once W others
-  // have acknowledged, no fallback is asked, and nothing hands it what it missed.
-  auto pause = scenario("pause", "SIGSTOP one node, SIGCONT it later", NO_ANTI_ENTROPY);
+  // have acknowledged, no fallback is asked, and only anti-entropy hands it what it missed.
+  auto pause = scenario("pause", "SIGSTOP one node, SIGCONT it later");
   pause.script = pauseOne;
-  addWithTail(all, pause, NO_ANTI_ENTROPY);
+  addWithTail(all, pause);
 
-  auto majority =
-      scenario("partition-majority", "a 3|2 partition, clients on both sides", NO_ANTI_ENTROPY);
+  auto majority = scenario("partition-majority", "a 3|2 partition, clients on both sides");
   majority.script = majorityPartition;
-  addWithTail(all, majority, NO_ANTI_ENTROPY);
+  addWithTail(all, majority);
 
-  auto oneWay = scenario("partition-one-way",
-                         "n4, n5 and c3 stop hearing the rest; they still send", NO_ANTI_ENTROPY);
+  auto oneWay =
+      scenario("partition-one-way", "n4, n5 and c3 stop hearing the rest; they still send");
   oneWay.script = oneWayPartition;
-  addWithTail(all, oneWay, NO_ANTI_ENTROPY);
+  addWithTail(all, oneWay);
 
-  auto isolated =
-      scenario("isolated-node", "one node cut off from every node and client", NO_ANTI_ENTROPY);
+  auto isolated = scenario("isolated-node", "one node cut off from every node and client");
   isolated.script = isolatedNode;
-  addWithTail(all, isolated, NO_ANTI_ENTROPY);
+  addWithTail(all, isolated);
 
-  auto loss = scenario("packet-loss", "every node and client drops 20% of what it receives",
-                       NO_ANTI_ENTROPY);
+  auto loss = scenario("packet-loss", "every node and client drops 20% of what it receives");
   loss.script = [](Run& run) {
     auto everyone = concat(run.nodes(), run.clientHosts());
     run.at(0.2);
@@ -169,15 +153,15 @@ std::vector<Scenario> build() {
   };
   all.push_back(loss);
 
-  auto wiped = scenario("amnesia", "a node restarts with an empty data directory", AMNESIA);
+  auto wiped = scenario("amnesia", "a node restarts with an empty data directory");
   wiped.script = amnesia;
-  addWithTail(all, wiped, AMNESIA);
+  addWithTail(all, wiped);
 
   auto deletes = scenario("deletes-replica-down",
-                          "deletes while one replica is cut off, back after the writes stop",
-                          RESURRECTION, true);
+                          "deletes while one replica is cut off, back after the writes stop", true);
   // Cut off rather than killed: a killed node's deletes reach it as hints (kill-one-tail shows
-  // that path converging); a replica that is merely unreachable gets nothing.
+  // that path converging); a replica that is merely unreachable gets them from anti-entropy
+  // only, and its old values must not come back when the tombstones are collected.
   deletes.deleteWeight = 60;
   deletes.script = [](Run& run) {
     auto others = concat({"n1", "n2", "n4", "n5"}, run.clientHosts());
@@ -187,8 +171,7 @@ std::vector<Scenario> build() {
   };
   all.push_back(deletes);
 
-  auto joinLeave = scenario("join-leave-kills", "n5 joins and n1 leaves while nodes are killed",
-                            NO_ANTI_ENTROPY);
+  auto joinLeave = scenario("join-leave-kills", "n5 joins and n1 leaves while nodes are killed");
   joinLeave.ringAtStart = {"n1", "n2", "n3", "n4"};
   joinLeave.script = [](Run& run) {
     run.at(0.15);
@@ -208,7 +191,7 @@ std::vector<Scenario> build() {
   };
   all.push_back(joinLeave);
 
-  auto disk = scenario("full-disk", "one node's disk fills up, then frees", NO_ANTI_ENTROPY);
+  auto disk = scenario("full-disk", "one node's disk fills up, then frees");
   disk.prepare = [](Run& run) { run.useSmallDisk("n3", uint64_t(64) << 20); };
   disk.script = [](Run& run) {
     run.at(0.25);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <mutex>
 #include <random>
@@ -266,6 +267,10 @@ class Observer {
     std::cerr << "observer: without reads: "
               << (state.withoutReads.converged ? "converged" : "not converged") << ", "
               << state.withoutReads.divergentKeys << " keys divergent" << std::endl;
+    state.tombstones = awaitCollection(&copies);
+    std::cerr << "observer: tombstones: "
+              << (state.tombstones.collected ? "collected" : "not collected") << ", "
+              << state.tombstones.copiesLeft << " tombstone-only copies left" << std::endl;
     Client client(clientOptions(options_.seeds, options_.cluster, 10000));
     CallOptions all;
     all.n = options_.n;
@@ -350,24 +355,33 @@ class Observer {
     return true;
   }
 
-  Convergence awaitConvergence(std::map<KeyRef, std::vector<ReplicaCopy>>* lastCopies) {
-    // Polls every replica of every key directly (a node's own copy: no read repair) until all
-    // copies of every key are identical, or the time is up.
+  struct Wait {
+    bool done = false;
+    std::optional<double> seconds;  // when it was done, since the wait began
+    uint32_t left = 0;              // what was left when the wait ended
+  };
+
+  using Remaining = std::function<uint32_t(const std::vector<ReplicaCopy>& copies)>;
+
+  Wait pollUntilNone(double seconds, const Remaining& remaining,
+                     std::map<KeyRef, std::vector<ReplicaCopy>>* lastCopies) {
+    // Polls every replica of every key directly (a node's own copy: no read repair) until
+    // `remaining` counts nothing left on any key, or the time is up.
     auto start = std::chrono::steady_clock::now();
     auto deadline = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                std::chrono::duration<double>(options_.convergeSeconds));
-    Convergence result;
+                                std::chrono::duration<double>(seconds));
+    Wait result;
     for (;;) {
-      uint32_t divergent = 0;
+      uint32_t left = 0;
       for (auto& k : keys_) {
         auto copies = readReplicas(k);
-        if (!identical(copies)) divergent++;
+        left += remaining(copies);
         if (lastCopies != nullptr) (*lastCopies)[k] = std::move(copies);
       }
       auto now = std::chrono::steady_clock::now();
-      result.divergentKeys = divergent;
-      if (divergent == 0) {
-        result.converged = true;
+      result.left = left;
+      if (left == 0) {
+        result.done = true;
         result.seconds = std::chrono::duration<double>(now - start).count();
         return result;
       }
@@ -376,9 +390,36 @@ class Observer {
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
   }
+
+  Convergence awaitConvergence(std::map<KeyRef, std::vector<ReplicaCopy>>* lastCopies) {
+    // Until all copies of every key are identical (a node that holds nothing of a key others
+    // hold, e.g. one whose data directory was wiped, is not identical).
+    auto wait = pollUntilNone(
+        options_.convergeSeconds,
+        [](const std::vector<ReplicaCopy>& copies) { return identical(copies) ? 0u : 1u; },
+        lastCopies);
+    return Convergence{wait.done, wait.seconds, wait.left};
+  }
+
+  TombstoneCollection awaitCollection(std::map<KeyRef, std::vector<ReplicaCopy>>* lastCopies) {
+    // Until no reachable replica holds a copy of only tombstones.
+    auto wait = pollUntilNone(
+        tombstoneWaitSeconds(options_.antiEntropyIntervalSeconds),
+        [](const std::vector<ReplicaCopy>& copies) {
+          return uint32_t(std::count_if(copies.begin(), copies.end(),
+                                        [](const ReplicaCopy& c) { return c.onlyTombstones(); }));
+        },
+        lastCopies);
+    return TombstoneCollection{wait.done, wait.seconds, wait.left};
+  }
 };
 
 }  // namespace
+
+double tombstoneWaitSeconds(double antiEntropyIntervalSeconds) {
+  constexpr double ROUND_MARGIN_SECONDS = 5;  // the rounds' own exchanges and collection
+  return 2 * antiEntropyIntervalSeconds + ROUND_MARGIN_SECONDS;
+}
 
 int runObserver(const ObserveOptions& options) {
   try {

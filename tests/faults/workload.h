@@ -34,13 +34,20 @@ struct ObserveOptions {
   std::string cluster;
   std::string runDir;  // reads history/, writes final.json
   uint32_t n = 3;
-  double convergeSeconds = 60;  // how long each convergence wait may take
+  double convergeSeconds = 60;             // how long each convergence wait may take
+  double antiEntropyIntervalSeconds = 10;  // the nodes' --anti-entropy-interval-ms
 };
+
+double tombstoneWaitSeconds(double antiEntropyIntervalSeconds);
+// How long the observer waits for tombstones to be collected once the replicas have
+// converged: a partition's primary collects them in the round after one in which it found every
+// other replica holding them, so two intervals, plus a margin for the rounds themselves.
 
 int runObserver(const ObserveOptions& options);
 // After the workload: for every key the history names, waits (no client reads) until all of
-// its preference list hold identical copies, then reads every key through the SDK with
-// R = N, then waits for convergence again; writes FinalState to runDir/final.json.
+// its preference list hold identical copies; then, up to tombstoneWaitSeconds(), until none
+// of them holds a tombstone-only copy; then reads every key through the SDK with R = N, then
+// waits for convergence again; writes FinalState to runDir/final.json.
 
 int runJoin(const std::vector<std::string>& seeds, const std::string& cluster,
             const std::vector<std::string>& join, const std::vector<std::string>& settleAmong,
