@@ -412,17 +412,18 @@ kj::Promise<size_t> AntiEntropy::repairKeys(Run& run, std::vector<KeyRepair> rep
             .then([this, &run, repairs = kj::mv(repairs)](
                       kj::Array<std::optional<Object>> merged) mutable {
               // 3. Hand the peer every merge that differs from what it has.
-              size_t changedHere = 0;
+              // A key counts once as repaired, whether its copy changed here, there or both.
+              size_t repaired = 0;
               auto pushes = kj::heap<std::vector<std::pair<std::string, Object>>>();
               for (size_t i = 0; i < repairs.size(); i++) {
                 if (!merged[i]) continue;
                 auto digest = causalDigest(*merged[i]);
-                if (repairs[i].local != digest) changedHere++;
-                if (repairs[i].peer != digest) {
-                  pushes->emplace_back(repairs[i].key, kj::mv(*merged[i]));
-                }
+                bool changedHere = repairs[i].local != digest &&
+                                   run.owned.count(segmentOfKey(repairs[i].key).partition) > 0;
+                bool changedThere = repairs[i].peer != digest;
+                if (changedHere || changedThere) repaired++;
+                if (changedThere) pushes->emplace_back(repairs[i].key, kj::mv(*merged[i]));
               }
-              size_t repaired = changedHere + pushes->size();
               auto& peer = KJ_ASSERT_NONNULL(run.peer);
               kj::Promise<void> sending = kj::READY_NOW;
               size_t i = 0;

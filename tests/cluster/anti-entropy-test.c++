@@ -129,15 +129,22 @@ TEST_CASE("anti-entropy: replicas that missed writes converge, and only what dif
   expected["key-200"] = written(everywhere["key-200"], 1, std::nullopt);
   f.store(1, "key-200", expected["key-200"]);
   f.store(3, "key-200", expected["key-200"]);
+  // And nodes 1 and 3 each took a different concurrent write to key-250: both copies change.
+  auto one = written(everywhere["key-250"], 1, std::string("one"));
+  auto three = written(everywhere["key-250"], 3, std::string("three"));
+  f.store(1, "key-250", one);
+  f.store(3, "key-250", three);
+  expected["key-250"] = sync(one, three);
   REQUIRE(f.node(1).host.trees.digest() != f.node(3).host.trees.digest());
 
   auto report = f.repair(3);
   CHECK(report.exchanges == 2);
   CHECK(report.failed == 0);
   CHECK(report.message.empty());
-  // Node 3 took ten updates and gave three writes to each of the others, and the delete to 2.
-  CHECK(report.keysRepaired == 10 + 3 + 3 + 1);
-  CHECK(report.segmentsDiffering <= 10 + 3 + 3 + 1);
+  // Node 3 took ten updates and gave three writes to each of the others, and the delete to 2;
+  // key-250 changed on both sides with node 1 (one key repaired), then went to node 2.
+  CHECK(report.keysRepaired == 10 + 3 + 3 + 1 + 2);
+  CHECK(report.segmentsDiffering <= 10 + 3 + 3 + 1 + 2);
 
   for (uint64_t n : {1, 2, 3}) {
     CHECK(f.node(n).host.trees.digest() == f.node(1).host.trees.digest());
