@@ -2,6 +2,7 @@
 
 #include <kj/debug.h>
 #include <kj/time.h>
+#include <kj/vector.h>
 
 #include <algorithm>
 #include <map>
@@ -509,7 +510,7 @@ kj::Promise<void> AntiEntropy::reap(MapSnapshot map, uint32_t partition) {
   // Every other replica first; this node's own copies only once they all have collected
   // theirs, so that a replica that missed the request does not hand its copy back to the others
   // for nothing.
-  auto requests = kj::heapArrayBuilder<kj::Promise<void>>(options_.replicas);
+  kj::Vector<kj::Promise<void>> requests;
   for (auto node : replicasOf(*map, partition, options_.replicas)) {
     if (node == self_) continue;
     auto index = map->indexOf(node);
@@ -529,7 +530,7 @@ kj::Promise<void> AntiEntropy::reap(MapSnapshot map, uint32_t partition) {
           .then([this](auto&& response) { bytesReceived_ += bytesOf(response); });
     }));
   }
-  auto all = requests.finish();
+  auto all = requests.releaseAsArray();
   return kj::joinPromises(kj::mv(all))
       .then([this, &tombstones]() {
         auto local = kj::heapArrayBuilder<kj::Promise<bool>>(tombstones.size());
