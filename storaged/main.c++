@@ -96,6 +96,9 @@ int run(const Config& config) {
   AntiEntropyOptions antiEntropyOptions;
   antiEntropyOptions.replicas = config.replicas;
   antiEntropyOptions.interval = config.antiEntropyIntervalMillis * kj::MILLISECONDS;
+  // A tombstone's minimum age before collection follows the exchange interval, so "collected
+  // within two intervals of every replica holding it" holds at any interval.
+  antiEntropyOptions.reapAfter = antiEntropyOptions.interval;
   antiEntropyOptions.rebuilding = identity.created;
   antiEntropyOptions.streaming = [&transfers](uint32_t p) { return !transfers.readable(p); };
   AntiEntropy antiEntropy(store, trees, membership, peers, timer, &admission,
