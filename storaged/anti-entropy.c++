@@ -604,7 +604,7 @@ void AntiEntropy::answerRoots(wire::Peer::AeRootsParams::Reader in,
                           MAX_PARTITIONS_PER_REQUEST, " partitions; this one named ",
                           partitions.size()));
   }
-  bytesReceived_ += in.totalSize().wordCount * sizeof(capnp::word);
+  bytesReceived_ += bytesOf(in);
   auto map = membership_.current();
   auto requester = in.getRequester();
   if (requester != 0 && !map->empty()) {
@@ -621,7 +621,7 @@ void AntiEntropy::answerRoots(wire::Peer::AeRootsParams::Reader in,
     auto tree = trees_.tree(partitions[i]);
     roots.set(i, tree ? tree->root() : 0);
   }
-  bytesSent_ += out.totalSize().wordCount * sizeof(capnp::word);
+  bytesSent_ += bytesOf(out);
 }
 
 void AntiEntropy::answerChildren(wire::Peer::AeChildrenParams::Reader in,
@@ -637,7 +637,7 @@ void AntiEntropy::answerChildren(wire::Peer::AeChildrenParams::Reader in,
       throw invalid(kj::str("no tree node ", node.getIndex(), " at level ", node.getLevel()));
     }
   }
-  bytesReceived_ += in.totalSize().wordCount * sizeof(capnp::word);
+  bytesReceived_ += bytesOf(in);
   auto salt = in.getSalt();
   auto hashes = out.initHashes(nodes.size() * uint32_t(MerkleTree::FANOUT));
   static const MerkleTree EMPTY;
@@ -648,7 +648,7 @@ void AntiEntropy::answerChildren(wire::Peer::AeChildrenParams::Reader in,
       hashes.set(i * uint32_t(MerkleTree::FANOUT) + c, saltedHash(children[c], salt));
     }
   }
-  bytesSent_ += out.totalSize().wordCount * sizeof(capnp::word);
+  bytesSent_ += bytesOf(out);
 }
 
 void AntiEntropy::answerKeys(wire::Peer::AeKeysParams::Reader in,
@@ -665,7 +665,7 @@ void AntiEntropy::answerKeys(wire::Peer::AeKeysParams::Reader in,
     }
     refs.push_back(SegmentRef{s.getPartition(), s.getSegment()});
   }
-  bytesReceived_ += in.totalSize().wordCount * sizeof(capnp::word);
+  bytesReceived_ += bytesOf(in);
   size_t max = std::min(size_t(in.getMaxEntries()), MAX_KEYS_PER_REPLY);
   auto listing = trees_.list(refs, std::max(max, size_t(1)));
   auto entries = out.initEntries(uint32_t(listing.entries.size()));
@@ -674,7 +674,7 @@ void AntiEntropy::answerKeys(wire::Peer::AeKeysParams::Reader in,
     entries[uint32_t(i)].setDigest(listing.entries[i].digest);
   }
   out.setSegmentsCovered(uint32_t(listing.segmentsCovered));
-  bytesSent_ += out.totalSize().wordCount * sizeof(capnp::word);
+  bytesSent_ += bytesOf(out);
 }
 
 void AntiEntropy::answerFetch(wire::Peer::AeFetchParams::Reader in,
@@ -689,7 +689,7 @@ void AntiEntropy::answerFetch(wire::Peer::AeFetchParams::Reader in,
     decodeStorageKey(key);  // refuses what cannot be a storage key
     wanted.emplace_back(asStringView(key));
   }
-  bytesReceived_ += in.totalSize().wordCount * sizeof(capnp::word);
+  bytesReceived_ += bytesOf(in);
   auto copies = store_.ownCopies(wanted);
   // As many as fit in one message (at least one): the caller asks again for the rest.
   size_t count = 0, bytes = 0;
@@ -707,7 +707,7 @@ void AntiEntropy::answerFetch(wire::Peer::AeFetchParams::Reader in,
       entries[uint32_t(i)].setObject(objectToPackedBytes(*copies[i]));
     }
   }
-  bytesSent_ += out.totalSize().wordCount * sizeof(capnp::word);
+  bytesSent_ += bytesOf(out);
 }
 
 kj::Promise<void> AntiEntropy::answerPush(wire::Peer::AePushParams::Reader in) {
@@ -724,7 +724,7 @@ kj::Promise<void> AntiEntropy::answerPush(wire::Peer::AePushParams::Reader in) {
     objects.emplace_back(std::string(asStringView(entry.getKey())),
                          objectFromPackedBytes(entry.getObject(), store_.limits()));
   }
-  bytesReceived_ += in.totalSize().wordCount * sizeof(capnp::word);
+  bytesReceived_ += bytesOf(in);
   auto writes = kj::heapArrayBuilder<kj::Promise<void>>(objects.size());
   for (auto& [key, object] : objects) {
     writes.add(store_.syncEncoded(key, kj::mv(object)).ignoreResult());
@@ -745,7 +745,7 @@ kj::Promise<uint32_t> AntiEntropy::answerReap(wire::Peer::AeReapParams::Reader i
       throw invalid("a tombstone collection named a key of another partition");
     }
   }
-  bytesReceived_ += in.totalSize().wordCount * sizeof(capnp::word);
+  bytesReceived_ += bytesOf(in);
   for (auto t : tombstones) {
     reaps.add(store_.reap(std::string(asStringView(t.getKey())), t.getDigest()));
   }
