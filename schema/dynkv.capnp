@@ -86,9 +86,13 @@ interface Node {
   # The node's local copy of the object.
 
   coordinatePut @1 (mapVersion :UInt64, key :Key, kind :NamespaceKind, context :List(VvEntry),
-                    value :Data, tombstone :Bool) -> (mapVersion :UInt64, object :Object);
+                    value :Data, tombstone :Bool, sentAtMicros :Int64, patienceMicros :UInt64)
+                -> (mapVersion :UInt64, object :Object);
   # Acts as coordinator replica: mints a new dot for this node, stores, and returns the
-  # whole stored object for the client to replicate.
+  # whole stored object for the client to replicate. sentAtMicros is the sender's monotonic
+  # clock when it sent the request, patienceMicros how long it waits for the answer before it
+  # has another replica coordinate the write instead (0: not said). A request that waited
+  # half of that before the node read it is refused, not minted (common/net/request-age.h).
 
   replicate @2 (mapVersion :UInt64, key :Key, object :Object, hintFor :UInt64)
             -> (mapVersion :UInt64);

@@ -113,7 +113,7 @@ int run(const Config& config) {
   serviceOptions.transfers = &transfers;
   serviceOptions.antiEntropy = &antiEntropy;
   serviceOptions.admission = &admission;
-  auto gateway = newGateway(store, hints, membership, kj::mv(serviceOptions));
+  Service service(store, hints, membership, kj::mv(serviceOptions));
 
   auto address = io.provider->getNetwork().parseAddress(config.listen).wait(io.waitScope);
   auto listener = address->listen();
@@ -143,7 +143,7 @@ int run(const Config& config) {
 
   AcceptOptions accept;
   accept.reader = readerOptionsFor(config.limits.maxValueBytes);
-  auto serving = serve(*listener, kj::mv(gateway), accept);
+  auto serving = serve(*listener, [&service]() { return service.connect(); }, accept);
   auto stop = io.unixEventPort.onSignal(SIGTERM)
                   .exclusiveJoin(io.unixEventPort.onSignal(SIGINT))
                   .then([](siginfo_t info) { return info.si_signo; });

@@ -8,6 +8,7 @@
 #include "codec.h"
 #include "hash-trees.h"
 #include "local-replica.h"
+#include "request-age.h"
 #include "server-driven.h"
 #include "dynkv.capnp.h"
 
@@ -19,14 +20,32 @@ int64_t nowMicros() {
   return (kj::systemPreciseCalendarClock().now() - kj::UNIX_EPOCH) / kj::MICROSECONDS;
 }
 
+struct NodeShared {
+  // What the Node of every connection shares: one LocalReplica answers them all.
+  NodeShared(VersionedStore& store, HintStore& hints, Membership& membership,
+             const ServiceOptions& options)
+      : store(store),
+        membership(membership),
+        local(store, hints, membership, options.transfers, options.admission),
+        serverDriven(options.serverDriven) {}
+
+  VersionedStore& store;
+  Membership& membership;
+  LocalReplica local;
+  ServerDriven* serverDriven;
+  uint64_t staleRefused = 0;  // coordinatePut requests refused as too old (logged now and then)
+};
+
 class NodeImpl final : public wire::Node::Server {
-  // Decodes each replica call, has the LocalReplica answer it, and encodes the answer.
+  // Decodes each replica call, has the LocalReplica answer it, and encodes the answer. One per
+  // connection: it measures how long that connection's requests waited (RequestAge).
  public:
-  NodeImpl(VersionedStore& store, HintStore& hints, Membership& membership,
-           const ServiceOptions& options)
-      : store_(store), hints_(hints), membership_(membership),
-        local_(store, hints, membership, options.transfers, options.admission),
-        serverDriven_(options.serverDriven) {}
+  explicit NodeImpl(NodeShared& shared)
+      : shared_(shared),
+        store_(shared.store),
+        membership_(shared.membership),
+        local_(shared.local),
+        serverDriven_(shared.serverDriven) {}
 
   kj::Promise<void> get(GetContext context) override {
     auto params = context.getParams();
@@ -53,6 +72,7 @@ class NodeImpl final : public wire::Node::Server {
     KJ_REQUIRE(params.getKind() == wire::NamespaceKind::VECTOR_CLOCK,
                "coordinatePut is for vector-clock namespaces; last-write-wins writes replicate "
                "directly");
+    refuseIfStale(params.getSentAtMicros(), params.getPatienceMicros());
     std::optional<std::string> value;
     if (!params.getTombstone()) value = std::string(asStringView(params.getValue()));
     auto vv = decodeVersionVector(params.getContext());
@@ -111,11 +131,30 @@ class NodeImpl final : public wire::Node::Server {
   // ---- end server-driven coordination ----
 
  private:
+  NodeShared& shared_;
   VersionedStore& store_;
-  HintStore& hints_;
   Membership& membership_;
-  LocalReplica local_;
+  LocalReplica& local_;
   ServerDriven* serverDriven_;
+  RequestAge age_;
+
+  void refuseIfStale(int64_t sentAtMicros, uint64_t patienceMicros) {
+    // The sender has had (or is about to have) another replica coordinate this write: minting
+    // it here as well would make a second version of it (request-age.h).
+    if (patienceMicros == 0) return;
+    int64_t age = age_.observe(sentAtMicros, monotonicMicros());
+    if (!staleRequest(age, patienceMicros)) return;
+    if (shared_.staleRefused++ % 1000 == 0) {
+      KJ_LOG(WARNING, "refused stale coordinatePut requests: this node read them too late",
+             age / 1000, patienceMicros / 1000, shared_.staleRefused);
+    }
+    kj::throwFatalException(KJ_EXCEPTION(
+        FAILED, kj::str("stale request: it reached this node ", age / 1000,
+                        " ms later than the connection's fastest, past half of the ",
+                        patienceMicros / 1000,
+                        " ms its sender waits; not coordinated here, so that the write is "
+                        "coordinated once, by the replica the sender asks next")));
+  }
 
   ServerDriven& serverDriven() {
     if (serverDriven_ == nullptr) {
@@ -284,44 +323,59 @@ class AdminImpl final : public wire::Admin::Server {
   BackgroundAdmission* admission_;
 };
 
+}  // namespace
+
+struct Service::Shared {
+  Shared(VersionedStore& store, HintStore& hints, Membership& membership,
+         ServiceOptions optionsParam)
+      : options(kj::mv(optionsParam)),
+        node(store, hints, membership, options),
+        peer(kj::heap<PeerImpl>(store, membership, options.antiEntropy)),
+        admin(kj::heap<AdminImpl>(store, hints, membership, options.antiEntropy,
+                                  options.admission)) {}
+
+  ServiceOptions options;
+  NodeShared node;
+  wire::Peer::Client peer;
+  wire::Admin::Client admin;
+};
+
+namespace {
+
 class GatewayImpl final : public wire::Gateway::Server {
+  // One per connection.
  public:
-  GatewayImpl(VersionedStore& store, HintStore& hints, Membership& membership,
-              ServiceOptions options)
-      : node_(kj::heap<NodeImpl>(store, hints, membership, options)),
-        peer_(kj::heap<PeerImpl>(store, membership, options.antiEntropy)),
-        admin_(kj::heap<AdminImpl>(store, hints, membership, options.antiEntropy,
-                                   options.admission)),
-        options_(kj::mv(options)) {}
+  explicit GatewayImpl(Service::Shared& shared) : shared_(shared) {}
 
   kj::Promise<void> authenticate(AuthenticateContext context) override {
     auto params = context.getParams();
-    KJ_REQUIRE(params.getCluster() == kj::StringPtr(options_.cluster.c_str()),
-               "wrong cluster: this node belongs to another cluster", options_.cluster.c_str(),
+    const ServiceOptions& options = shared_.options;
+    KJ_REQUIRE(params.getCluster() == kj::StringPtr(options.cluster.c_str()),
+               "wrong cluster: this node belongs to another cluster", options.cluster.c_str(),
                params.getCluster());
     // Compared apart from KJ_REQUIRE, which would print both operands, the secret among them,
     // into the error the caller gets.
-    bool secretMatches = asStringView(params.getSecret()) == options_.secret;
+    bool secretMatches = asStringView(params.getSecret()) == options.secret;
     KJ_REQUIRE(secretMatches, "authentication failed: wrong cluster secret");
     auto results = context.getResults();
-    results.setNode(node_);
-    results.setPeer(peer_);
-    results.setAdmin(admin_);
+    results.setNode(kj::heap<NodeImpl>(shared_.node));
+    results.setPeer(shared_.peer);
+    results.setAdmin(shared_.admin);
     return kj::READY_NOW;
   }
 
  private:
-  wire::Node::Client node_;
-  wire::Peer::Client peer_;
-  wire::Admin::Client admin_;
-  ServiceOptions options_;
+  Service::Shared& shared_;
 };
 
 }  // namespace
 
-capnp::Capability::Client newGateway(VersionedStore& store, HintStore& hints,
-                                     Membership& membership, ServiceOptions options) {
-  return kj::heap<GatewayImpl>(store, hints, membership, kj::mv(options));
-}
+Service::Service(VersionedStore& store, HintStore& hints, Membership& membership,
+                 ServiceOptions options)
+    : shared_(kj::heap<Shared>(store, hints, membership, kj::mv(options))) {}
+
+Service::~Service() noexcept(false) {}
+
+capnp::Capability::Client Service::connect() { return kj::heap<GatewayImpl>(*shared_); }
 
 }  // namespace dynkv::storaged

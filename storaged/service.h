@@ -34,9 +34,25 @@ struct ServiceOptions {
   // not measured.
 };
 
-capnp::Capability::Client newGateway(VersionedStore& store, HintStore& hints,
-                                     Membership& membership, ServiceOptions options);
-// Replication with hintFor set keeps the object in `hints`; everything else is `store`'s. The
-// stores and membership must outlive every connection that holds the capability.
+class Service {
+  // The stores, membership and options every connection's capabilities answer from. Must
+  // outlive every connection it served, as the stores and membership must.
+ public:
+  Service(VersionedStore& store, HintStore& hints, Membership& membership,
+          ServiceOptions options);
+  ~Service() noexcept(false);
+  KJ_DISALLOW_COPY(Service);
+
+  capnp::Capability::Client connect();
+  // The Gateway for one new connection (net/accept-loop.h serves one per connection). Its Node
+  // is that connection's own, so that it can tell how long the connection's requests waited
+  // (common/net/request-age.h); Peer and Admin are shared. Replication with hintFor set keeps
+  // the object in `hints`; everything else is `store`'s.
+
+  struct Shared;
+
+ private:
+  kj::Own<Shared> shared_;
+};
 
 }  // namespace dynkv::storaged

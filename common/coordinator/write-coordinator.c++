@@ -62,7 +62,9 @@ WriteActions WriteCoordinator::onFailure(size_t slot, ReplicaError error, std::s
   if (!object_ && !decided_ && !quorum_.failedForGood() &&
       (fault || error == ReplicaError::REFUSED)) {
     // The coordinator failed or refused before minting (a full disk, a partition still
-    // arriving: it stored nothing): the next untried replica coordinates instead. Only a
+    // arriving: it stored nothing), or went silent: the next untried replica coordinates
+    // instead. A silent one that reads the request only once its sender has given up on it
+    // refuses it as stale (common/net/request-age.h), so the write is minted once. Only a
     // request refused as invalid is not tried elsewhere; every replica would refuse it.
     if (auto next = nextCoordinator()) {
       triedAsCoordinator_.push_back(*next);

@@ -25,8 +25,8 @@ struct Connection {
 
 class Server final : private kj::TaskSet::ErrorHandler {
  public:
-  Server(capnp::Capability::Client bootstrap, AcceptOptions options)
-      : bootstrap_(kj::mv(bootstrap)), options_(options), tasks_(*this) {}
+  Server(kj::Function<capnp::Capability::Client()> bootstrapFor, AcceptOptions options)
+      : bootstrapFor_(kj::mv(bootstrapFor)), options_(options), tasks_(*this) {}
 
   kj::Promise<void> acceptLoop(kj::ConnectionReceiver& listener) {
     return listener.accept().then([this, &listener](kj::Own<kj::AsyncIoStream> stream) {
@@ -39,7 +39,7 @@ class Server final : private kj::TaskSet::ErrorHandler {
         return acceptLoop(listener);
       }
       open_++;
-      auto connection = kj::heap<Connection>(kj::mv(stream), bootstrap_, options_.reader);
+      auto connection = kj::heap<Connection>(kj::mv(stream), bootstrapFor_(), options_.reader);
       auto done = connection->network.onDisconnect();
       tasks_.add(done.attach(kj::mv(connection), kj::defer([this]() { open_--; })));
       return acceptLoop(listener);
@@ -47,7 +47,7 @@ class Server final : private kj::TaskSet::ErrorHandler {
   }
 
  private:
-  capnp::Capability::Client bootstrap_;
+  kj::Function<capnp::Capability::Client()> bootstrapFor_;
   AcceptOptions options_;
   uint32_t open_ = 0;
   uint64_t refused_ = 0;
@@ -60,9 +60,10 @@ class Server final : private kj::TaskSet::ErrorHandler {
 
 }  // namespace
 
-kj::Promise<void> serve(kj::ConnectionReceiver& listener, capnp::Capability::Client bootstrap,
+kj::Promise<void> serve(kj::ConnectionReceiver& listener,
+                        kj::Function<capnp::Capability::Client()> bootstrapFor,
                         AcceptOptions options) {
-  auto server = kj::heap<Server>(kj::mv(bootstrap), options);
+  auto server = kj::heap<Server>(kj::mv(bootstrapFor), options);
   auto& ref = *server;
   return ref.acceptLoop(listener).attach(kj::mv(server));
 }

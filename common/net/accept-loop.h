@@ -1,4 +1,5 @@
-// Accepts connections and serves a bootstrap capability on each (storaged's Gateway), with
+// Accepts connections and serves a bootstrap capability on each (storaged's Gateway, one per
+// connection so that it can keep what it learns of that connection's sender), with
 // message size and traversal limits set (TwoPartyServer in capnp 0.9 cannot take
 // ReaderOptions) and a bound on how many connections are open at once.
 #pragma once
@@ -6,6 +7,7 @@
 #include <capnp/capability.h>
 #include <capnp/message.h>
 #include <kj/async-io.h>
+#include <kj/function.h>
 
 namespace dynkv {
 
@@ -16,8 +18,10 @@ struct AcceptOptions {
   // served: a peer that opens connections without end cannot exhaust descriptors or memory.
 };
 
-kj::Promise<void> serve(kj::ConnectionReceiver& listener, capnp::Capability::Client bootstrap,
+kj::Promise<void> serve(kj::ConnectionReceiver& listener,
+                        kj::Function<capnp::Capability::Client()> bootstrapFor,
                         AcceptOptions options);
-// Runs until the listener fails; each connection lives until its peer disconnects.
+// Runs until the listener fails; each connection lives until its peer disconnects and is served
+// the capability bootstrapFor() returns for it.
 
 }  // namespace dynkv

@@ -2,10 +2,12 @@
 
 #include <kj/debug.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
 #include "codec.h"
+#include "request-age.h"
 
 namespace dynkv {
 
@@ -95,6 +97,8 @@ kj::Promise<Reply<Object>> PooledReplicas::coordinatePut(const NodeInfo& node,
     request.setMapVersion(key.mapVersion);
     setKey(request.initKey(), key);
     request.setKind(wire::NamespaceKind::VECTOR_CLOCK);
+    request.setSentAtMicros(monotonicMicros());
+    request.setPatienceMicros(uint64_t(std::max<int64_t>(0, key.patienceMicros)));
     encodeVersionVector(context, request.initContext(context.size()));
     if (value) {
       request.setValue(asData(*value));

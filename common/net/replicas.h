@@ -26,6 +26,9 @@ struct ReplicaKey {
   uint64_t mapVersion = 0;  // the map the call routes by: a replica holding a newer one says so
   std::string ns;
   std::string key;
+  int64_t patienceMicros = 0;
+  // How long the caller waits for each replica's answer (0: not said). A replica may refuse a
+  // coordinatePut that reached it too late to be answered in time (common/net/request-age.h).
 };
 
 struct ReplicaFailed {

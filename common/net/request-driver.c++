@@ -62,7 +62,8 @@ class RequestDriver::ReadRun final : public kj::Refcounted {
   ReadRun(RequestDriver& driver, CoordinatedCall call)
       : driver_(driver),
         call_(kj::mv(call)),
-        key_{call_.map->version(), call_.ns, call_.key},
+        key_{call_.map->version(), call_.ns, call_.key,
+             call_.quorum.replicaTimeout() / kj::MICROSECONDS},
         health_(*call_.map, driver.replicas_),
         read_(*call_.map, preferenceListOf(call_), call_.quorum.r, call_.kind) {}
 
@@ -138,7 +139,8 @@ class RequestDriver::WriteRun final : public kj::Refcounted {
       : driver_(driver),
         call_(kj::mv(call)),
         write_(kj::mv(write)),
-        key_{call_.map->version(), call_.ns, call_.key},
+        key_{call_.map->version(), call_.ns, call_.key,
+             call_.quorum.replicaTimeout() / kj::MICROSECONDS},
         health_(*call_.map, driver.replicas_),
         coordinator_(*call_.map, preferenceListOf(call_), call_.quorum.w, call_.kind,
                      write_.context.fastest,

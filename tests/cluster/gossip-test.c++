@@ -51,13 +51,16 @@ struct Process {
   GossipMembership membership;
 
   kj::Own<kj::ConnectionReceiver> listener;
+  kj::Own<Service> service;
   kj::Promise<void> serving = nullptr;
   kj::Promise<void> gossiping = nullptr;
   // Destroyed first: the loop, the connections (which hold the gateway), the port.
 
   void start(kj::Own<kj::ConnectionReceiver> on, const Limits& limits) {
     listener = kj::mv(on);
-    serving = serve(*listener, newGateway(store, hints, membership, {"test", "s3cret"}),
+    serving = nullptr;
+    service = kj::heap<Service>(store, hints, membership, ServiceOptions{"test", "s3cret"});
+    serving = serve(*listener, [this]() { return service->connect(); },
                     AcceptOptions{readerOptionsFor(limits.maxValueBytes)})
                   .eagerlyEvaluate([](kj::Exception&& e) { KJ_LOG(ERROR, "serving failed", e); });
     gossiping =

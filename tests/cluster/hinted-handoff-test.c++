@@ -47,8 +47,9 @@ struct Fixture {
   HashTrees liveTrees{*liveEngine, limits};
   VersionedStore live{liveCommits, liveHints, liveTrees, Actor{LIVE, 1}, limits};
   FixedMembership liveMembership{map};
+  Service liveService{live, liveHints, liveMembership, {"test", "s3cret"}};
   kj::Promise<void> serving =
-      serve(*liveListener, newGateway(live, liveHints, liveMembership, {"test", "s3cret"}),
+      serve(*liveListener, [this]() { return liveService.connect(); },
             AcceptOptions{readerOptionsFor(limits.maxValueBytes)})
           .eagerlyEvaluate([](kj::Exception&& e) { KJ_LOG(ERROR, "serving failed", e); });
 

@@ -49,6 +49,7 @@ struct InProcessNode {
   VersionedStore store;
   kj::Own<FixedMembership> membership;
   ServiceOptions options{"test", "s3cret"};
+  kj::Own<Service> service;
   kj::Promise<void> serving = nullptr;
 
   void serve(MapSnapshot map) {
@@ -60,7 +61,9 @@ struct InProcessNode {
 
   void serve() {
     // The same, with the ring `membership` already holds (for what must refer to it first).
-    serving = dynkv::serve(*listener, newGateway(store, hints, *membership, options),
+    serving = nullptr;  // connections to a previous service end before it does
+    service = kj::heap<Service>(store, hints, *membership, options);
+    serving = dynkv::serve(*listener, [this]() { return service->connect(); },
                            AcceptOptions{readerOptionsFor(limits.maxValueBytes)})
                   .eagerlyEvaluate([](kj::Exception&& e) { KJ_LOG(ERROR, "serving failed", e); });
   }

@@ -45,7 +45,7 @@ struct Fixture {
   HashTrees trees{*engine, limits};
   VersionedStore store{commits, hints, trees, Actor{NODE, 1}, limits};
   FixedMembership membership{map};
-  capnp::Capability::Client gateway = newGateway(store, hints, membership, {"test", "s3cret"});
+  Service service{store, hints, membership, {"test", "s3cret"}};
   kj::Promise<void> serving = serve(*listener);
 
   FailureDetector detector;
@@ -57,7 +57,7 @@ struct Fixture {
   }
 
   kj::Promise<void> serve(kj::ConnectionReceiver& on) {
-    return dynkv::serve(on, gateway, AcceptOptions{readerOptionsFor(limits.maxValueBytes)})
+    return dynkv::serve(on, [this]() { return service.connect(); }, AcceptOptions{readerOptionsFor(limits.maxValueBytes)})
         .eagerlyEvaluate([](kj::Exception&& e) { KJ_LOG(ERROR, "serving failed", e); });
   }
 

@@ -7,6 +7,7 @@
 #include "codec.h"
 #include "driven-admission.h"
 #include "membership.h"
+#include "request-age.h"
 #include "service.h"
 #include "hash-trees.h"
 #include "versioned-store.h"
@@ -28,8 +29,9 @@ struct Fixture {
   kj::TwoWayPipe pipe = kj::newTwoWayPipe();
   capnp::TwoPartyVatNetwork serverNetwork{*pipe.ends[0], capnp::rpc::twoparty::Side::SERVER,
                                           readerOptionsFor(limits.maxValueBytes)};
+  Service service{store, hints, *membership, options()};
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> server =
-      capnp::makeRpcServer(serverNetwork, newGateway(store, hints, *membership, options()));
+      capnp::makeRpcServer(serverNetwork, service.connect());
   capnp::TwoPartyClient client{*pipe.ends[1]};
 
   ServiceOptions options() {
@@ -85,6 +87,41 @@ TEST_CASE("service: coordinatePut then get returns the stored version and the ma
   auto object = decodeObject(response.getObject(), f.limits);
   REQUIRE(object.siblings.size() == 1);
   CHECK(*object.siblings[0].value == "v");
+}
+
+TEST_CASE("service: a coordinatePut read after its sender gave up is refused, minting nothing") {
+  // The sender stamps each request with its monotonic clock; this one waited 10 s longer than
+  // the connection's first (as behind a paused node's socket), while the sender waits 1 s.
+  Fixture f;
+  auto node = f.node();
+  int64_t now = monotonicMicros();
+  auto put = [&](const char* value, int64_t sentAt) {
+    auto request = node.coordinatePutRequest();
+    setKey(request.initKey(), "k");
+    request.setValue(asData(value));
+    request.setSentAtMicros(sentAt);
+    request.setPatienceMicros(1'000'000);
+    return request.send();
+  };
+  put("fresh", now).wait(f.io.waitScope);
+  CHECK_THROWS_WITH(put("stale", now - 10'000'000).wait(f.io.waitScope),
+                    Catch::Contains("stale request") && Catch::Contains("1000 ms"));
+
+  auto get = node.getRequest();
+  setKey(get.initKey(), "k");
+  auto object = decodeObject(get.send().wait(f.io.waitScope).getObject(), f.limits);
+  REQUIRE(object.siblings.size() == 1);
+  CHECK(*object.siblings[0].value == "fresh");
+
+  // Each Node the gateway grants (one per connection) measures its own sender's requests: the
+  // first sets its floor.
+  auto other = f.node();
+  auto request = other.coordinatePutRequest();
+  setKey(request.initKey(), "k2");
+  request.setValue(asData("v"));
+  request.setSentAtMicros(now - 10'000'000);
+  request.setPatienceMicros(1'000'000);
+  CHECK_NOTHROW(request.send().wait(f.io.waitScope));
 }
 
 TEST_CASE("service: each replica call is a foreground sample for admission control") {
