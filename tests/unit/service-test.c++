@@ -95,16 +95,16 @@ TEST_CASE("service: a coordinatePut read after its sender gave up is refused, mi
   Fixture f;
   auto node = f.node();
   int64_t now = monotonicMicros();
-  auto put = [&](const char* value, int64_t sentAt) {
-    auto request = node.coordinatePutRequest();
-    setKey(request.initKey(), "k");
+  auto put = [&](wire::Node::Client& to, const char* key, const char* value, int64_t sentAt) {
+    auto request = to.coordinatePutRequest();
+    setKey(request.initKey(), key);
     request.setValue(asData(value));
     request.setSentAtMicros(sentAt);
     request.setPatienceMicros(1'000'000);
     return request.send();
   };
-  put("fresh", now).wait(f.io.waitScope);
-  CHECK_THROWS_WITH(put("stale", now - 10'000'000).wait(f.io.waitScope),
+  put(node, "k", "fresh", now).wait(f.io.waitScope);
+  CHECK_THROWS_WITH(put(node, "k", "stale", now - 10'000'000).wait(f.io.waitScope),
                     Catch::Contains("stale request") && Catch::Contains("1000 ms"));
 
   auto get = node.getRequest();
@@ -116,12 +116,7 @@ TEST_CASE("service: a coordinatePut read after its sender gave up is refused, mi
   // Each Node the gateway grants (one per connection) measures its own sender's requests: the
   // first sets its floor.
   auto other = f.node();
-  auto request = other.coordinatePutRequest();
-  setKey(request.initKey(), "k2");
-  request.setValue(asData("v"));
-  request.setSentAtMicros(now - 10'000'000);
-  request.setPatienceMicros(1'000'000);
-  CHECK_NOTHROW(request.send().wait(f.io.waitScope));
+  CHECK_NOTHROW(put(other, "k2", "v", now - 10'000'000).wait(f.io.waitScope));
 }
 
 TEST_CASE("service: each replica call is a foreground sample for admission control") {
