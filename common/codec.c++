@@ -222,6 +222,9 @@ void encodeMember(const Member& m, wire::Member::Builder out) {
   out.setHeartbeat(m.heartbeat);
   out.setMapVersion(m.mapVersion);
   out.setPendingTransfers(m.pendingTransfers);
+  auto hinted = out.initHintedPartitions(uint32_t(m.hintedPartitions.size()));
+  for (uint32_t i = 0; i < hinted.size(); i++) hinted.set(i, uint16_t(m.hintedPartitions[i]));
+  out.setHintsEverywhere(m.hintsEverywhere);
 }
 
 Member decodeMember(wire::Member::Reader in) {
@@ -242,6 +245,17 @@ Member decodeMember(wire::Member::Reader in) {
   m.heartbeat = in.getHeartbeat();
   m.mapVersion = in.getMapVersion();
   m.pendingTransfers = in.getPendingTransfers();
+  auto hinted = in.getHintedPartitions();
+  KJ_REQUIRE(hinted.size() <= Member::MAX_HINTED_PARTITIONS,
+             "member record names more hinted partitions than a record may", hinted.size(),
+             Member::MAX_HINTED_PARTITIONS);
+  m.hintedPartitions.reserve(hinted.size());
+  for (auto p : hinted) {
+    KJ_REQUIRE(m.hintedPartitions.empty() || p > m.hintedPartitions.back(),
+               "member record's hinted partitions are not ascending");
+    m.hintedPartitions.push_back(p);
+  }
+  m.hintsEverywhere = in.getHintsEverywhere();
   return m;
 }
 

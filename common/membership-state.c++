@@ -1,9 +1,31 @@
 #include "membership-state.h"
 
+#include <algorithm>
 #include <kj/debug.h>
 #include <tuple>
 
 namespace dynkv {
+
+namespace {
+
+// The fields a node owns, ordered for the merge: the newer incarnation's latest heartbeat wins;
+// a tie (the same heartbeat seen twice) compares the rest so the merge stays commutative.
+auto liveness(const Member& m) {
+  return std::tie(m.generation, m.heartbeat, m.mapVersion, m.pendingTransfers, m.info.address,
+                  m.info.name, m.info.zone, m.info.weight, m.hintsEverywhere, m.hintedPartitions);
+}
+
+void takeLiveness(Member& into, const Member& from) {
+  into.info = from.info;
+  into.generation = from.generation;
+  into.heartbeat = from.heartbeat;
+  into.mapVersion = from.mapVersion;
+  into.pendingTransfers = from.pendingTransfers;
+  into.hintedPartitions = from.hintedPartitions;
+  into.hintsEverywhere = from.hintsEverywhere;
+}
+
+}  // namespace
 
 const char* toString(MemberStatus status) {
   switch (status) {
@@ -23,25 +45,29 @@ bool Member::operator==(const Member& o) const {
   // The integers first: they differ most often, and cost least.
   return heartbeat == o.heartbeat && generation == o.generation && status == o.status &&
          statusVersion == o.statusVersion && mapVersion == o.mapVersion &&
-         pendingTransfers == o.pendingTransfers && info == o.info;
+         pendingTransfers == o.pendingTransfers && hintsEverywhere == o.hintsEverywhere &&
+         hintedPartitions == o.hintedPartitions && info == o.info;
+}
+
+bool Member::holdsHintsFor(uint32_t partition) const {
+  return hintsEverywhere ||
+         std::binary_search(hintedPartitions.begin(), hintedPartitions.end(), partition);
+}
+
+void Member::setHintedPartitions(const std::vector<uint32_t>& ascending) {
+  hintsEverywhere = ascending.size() > MAX_HINTED_PARTITIONS;
+  if (hintsEverywhere) {
+    hintedPartitions.clear();
+  } else {
+    hintedPartitions = ascending;
+  }
 }
 
 Member mergeMember(const Member& a, const Member& b) {
   KJ_REQUIRE(a.info.id == b.info.id, "merging records of two different nodes");
   Member out;
-  // Liveness and self-owned fields: the newer incarnation's latest heartbeat. Ties (the same
-  // heartbeat seen twice) compare the remaining fields so the merge stays commutative.
   if (a == b) return a;
-  auto liveness = [](const Member& m) {
-    return std::tie(m.generation, m.heartbeat, m.mapVersion, m.pendingTransfers, m.info.address,
-                    m.info.name, m.info.zone, m.info.weight);
-  };
-  const Member& live = liveness(a) >= liveness(b) ? a : b;
-  out.info = live.info;
-  out.generation = live.generation;
-  out.heartbeat = live.heartbeat;
-  out.mapVersion = live.mapVersion;
-  out.pendingTransfers = live.pendingTransfers;
+  takeLiveness(out, liveness(a) >= liveness(b) ? a : b);
   // Status: the later change; on a tie the later status in the lifecycle.
   const Member& st = std::make_pair(a.statusVersion, uint8_t(a.status)) >=
                              std::make_pair(b.statusVersion, uint8_t(b.status))
@@ -69,17 +95,9 @@ bool MembershipState::merge(const Member& member) {
   // most are copies we have or older ones, which this answers from a few integers without
   // copying a record. The property tests check that both agree.
   auto& mine = it->second;
-  auto liveness = [](const Member& m) {
-    return std::tie(m.generation, m.heartbeat, m.mapVersion, m.pendingTransfers, m.info.address,
-                    m.info.name, m.info.zone, m.info.weight);
-  };
   bool changed = false;
   if (liveness(member) > liveness(mine)) {
-    mine.info = member.info;
-    mine.generation = member.generation;
-    mine.heartbeat = member.heartbeat;
-    mine.mapVersion = member.mapVersion;
-    mine.pendingTransfers = member.pendingTransfers;
+    takeLiveness(mine, member);
     changed = true;
   }
   if (std::make_pair(member.statusVersion, uint8_t(member.status)) >

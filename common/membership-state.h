@@ -40,6 +40,19 @@ struct Member {
   uint64_t heartbeat = 0;   // bumped by the node every gossip round
   uint64_t mapVersion = 0;  // the map version the node has adopted
   uint32_t pendingTransfers = 0;  // partitions the node is still streaming in
+  std::vector<uint32_t> hintedPartitions;
+  // Ascending, at most MAX_HINTED_PARTITIONS: the partitions the node holds hints for
+  // (writes it keeps as a fallback for their owners). Those writes are in no replica's hash
+  // tree, so a partition's tombstones are not collected while anyone holds hints for it.
+  bool hintsEverywhere = false;
+  // It holds hints for more partitions than the list may name: take every partition as hinted.
+
+  static constexpr size_t MAX_HINTED_PARTITIONS = 256;
+
+  bool holdsHintsFor(uint32_t partition) const;
+  void setHintedPartitions(const std::vector<uint32_t>& ascending);
+  // The list and the flag for these partitions (ascending, distinct): the list if it fits,
+  // else an empty list and hintsEverywhere.
 
   bool operator==(const Member& o) const;
   bool operator!=(const Member& o) const { return !(*this == o); }

@@ -162,6 +162,10 @@ struct Member {
   heartbeat @4 :UInt64;
   mapVersion @5 :UInt64;
   pendingTransfers @6 :UInt32;
+  hintedPartitions @7 :List(UInt16);
+  # Ascending, at most 256: the partitions the node holds hints for. Their tombstones are not
+  # collected meanwhile (a hint may hold a write a tombstone covers).
+  hintsEverywhere @8 :Bool;   # hints for more partitions than the list may name
 }
 
 struct GossipState {

@@ -473,7 +473,8 @@ kj::Promise<void> AntiEntropy::collect(MapSnapshot map, bool throttled) {
     held.push_back(PartitionState{p, trees_.tree(p)->root(), trees_.tombstones(p),
                                   heldElsewhere_.count(p) > 0});
   }
-  auto plan = planCollection(*map, self_, options_.replicas, held, ledger_);
+  auto outside = options_.outsideWrites ? options_.outsideWrites() : OutsideWrites();
+  auto plan = planCollection(*map, self_, options_.replicas, held, ledger_, outside);
   kj::Promise<void> chain = kj::READY_NOW;
   for (auto p : plan.reap) {
     chain = chain.then([this, map, p, throttled]() {
@@ -489,9 +490,9 @@ kj::Promise<void> AntiEntropy::collect(MapSnapshot map, bool throttled) {
 }
 
 kj::Promise<void> AntiEntropy::reap(MapSnapshot map, uint32_t partition) {
-  // Every replica holds these tombstones; a write they cover may still be held as a hint by a
-  // fallback that has not handed it over yet (hints are not in the trees). Hints go out within
-  // seconds of their owner answering again, so a tombstone younger than reapAfter waits.
+  // Every replica holds these tombstones, and no node has said it holds hints for the
+  // partition (planCollection). One that stored such a hint a moment ago may not have said so
+  // yet: gossip carries it within a few rounds, so a tombstone younger than reapAfter waits.
   auto candidates = trees_.tombstonesOf(partition);
   std::vector<std::string> keys;
   for (auto& t : candidates) keys.push_back(t.key);

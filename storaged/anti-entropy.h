@@ -38,11 +38,16 @@ struct AntiEntropyOptions {
   std::function<bool(uint32_t partition)> streaming;
   // Partitions still streaming in from a previous owner (TransferManager::readable): rounds
   // leave them to the transfer, which ends with exchangePartition(). Empty: none are.
+  std::function<OutsideWrites()> outsideWrites;
+  // Where writes may be that no exchange can confirm (hints held anywhere, partitions still
+  // streaming in; anti-entropy-plan.h): their partitions' tombstones wait. Empty: nowhere (a
+  // node that holds no hints and whose peers hold none).
   kj::Duration stepTimeout = 10 * kj::SECONDS;  // one request of an exchange
   kj::Duration reapAfter = 10 * kj::SECONDS;
-  // A tombstone every replica holds is collected only once it is this old too: a write it
-  // covers may still wait as a hint on a fallback (hints are not in the trees), and hints go
-  // out within seconds of their owner answering. Never a reason to collect on its own.
+  // A tombstone every replica holds is collected only once it is this old too: a fallback
+  // that stored a hint it covers just before may not have gossiped it yet (outsideWrites
+  // learns of hints at gossip's pace, within a few rounds). Never a reason to collect on its
+  // own.
   bool rebuilding = false;
   // The node started with an empty data directory: if it turns out to be a member of the ring,
   // it reports itself rebuilding until anti-entropy has refilled each of its partitions.

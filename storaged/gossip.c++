@@ -71,6 +71,21 @@ uint32_t GossipMembership::pendingTransfers() {
   return 0;
 }
 
+bool GossipMembership::publishHintedPartitions() {
+  KJ_IF_MAYBE (partitions, hintedPartitions_) {
+    return round_.setHintedPartitions((*partitions)());
+  }
+  return false;
+}
+
+void GossipMembership::hintsChanged() {
+  if (!publishHintedPartitions()) return;
+  KJ_IF_MAYBE (wake, wake_) {
+    (*wake)->fulfill();
+    wake_ = nullptr;
+  }
+}
+
 bool GossipMembership::suspected(uint64_t id) const {
   return round_.suspected(id, nowMicros());
 }
@@ -132,6 +147,7 @@ kj::Promise<void> GossipMembership::run() {
   if (persistFailed_) persist();
   auto self = options_.self.id;
   bool leaving = round_.state().find(self)->status == MemberStatus::LEAVING;
+  publishHintedPartitions();
   apply(round_.beginRound(nowMicros(), pendingTransfers()));
   if (leaving && round_.state().find(self)->status == MemberStatus::REMOVED) {
     KJ_LOG(INFO, "left the cluster: partitions handed off");
@@ -140,11 +156,19 @@ kj::Promise<void> GossipMembership::run() {
       [](kj::Exception&& e) { KJ_LOG(INFO, "gossip exchange failed", e.getDescription()); });
   return exchanged
       .then([this]() {
-        // An eager round (a newer map seen, an admin change) goes out at once, not a second later.
-        auto delay = round_.takeEager() ? 50 * kj::MILLISECONDS : options_.interval;
-        return timer_.afterDelay(delay);
+        // An eager round (a newer map seen, an admin change, a partition newly hinted) goes out
+        // at once, not a second later; so does one asked for while we wait.
+        auto eager = 50 * kj::MILLISECONDS;
+        auto delay = round_.takeEager() ? eager : options_.interval;
+        auto woken = kj::newPromiseAndFulfiller<void>();
+        wake_ = kj::mv(woken.fulfiller);
+        return timer_.afterDelay(delay).exclusiveJoin(
+            woken.promise.then([this, eager]() { return timer_.afterDelay(eager); }));
       })
-      .then([this]() { return run(); });
+      .then([this]() {
+        wake_ = nullptr;
+        return run();
+      });
 }
 
 kj::Promise<void> GossipMembership::exchange() {

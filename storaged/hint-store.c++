@@ -80,7 +80,9 @@ void HintStore::open() {
         legacy = true;
         return false;
       }
-      counts_[parseHintKey(key).owner]++;
+      auto parsed = parseHintKey(key);
+      counts_[parsed.owner]++;
+      partitionCounts_[decodeStorageKey(parsed.storageKey).partition]++;
       return true;
     });
   });
@@ -115,6 +117,7 @@ void HintStore::open() {
         }
       }
       counts[parsed.owner]++;
+      partitionCounts_[decodeStorageKey(parsed.storageKey).partition]++;
     }
     moved = keys.size();
     for (auto& [key, value] : heldBack) txn.put(Table::HINTS, bytesOf(key), value);
@@ -135,28 +138,53 @@ void HintStore::recordLayout(BatchTransaction& txn) {
   txn.onCommit([this]() { layoutRecorded_ = true; });
 }
 
+void HintStore::counted(uint64_t ownerId, uint32_t partition) {
+  counts_[ownerId]++;
+  if (partitionCounts_[partition]++ == 0) {
+    KJ_IF_MAYBE (listener, listener_) {
+      (*listener)();
+    }
+  }
+}
+
+void HintStore::uncounted(uint64_t ownerId, uint32_t partition) {
+  auto owner = counts_.find(ownerId);
+  auto part = partitionCounts_.find(partition);
+  KJ_ASSERT(owner != counts_.end() && owner->second > 0 && part != partitionCounts_.end() &&
+                part->second > 0,
+            "a stored hint was not counted", ownerId, partition);
+  if (--owner->second == 0) counts_.erase(owner);
+  if (--part->second == 0) {
+    partitionCounts_.erase(part);
+    KJ_IF_MAYBE (listener, listener_) {
+      (*listener)();
+    }
+  }
+}
+
 kj::Promise<void> HintStore::storeHint(uint64_t ownerId, StorageKey key, Object object) {
-  return commits_.write([this, ownerId, engineKey = hintKey(ownerId, encodeStorageKey(key)),
+  auto partition = key.partition;
+  return commits_.write([this, ownerId, partition,
+                         engineKey = hintKey(ownerId, encodeStorageKey(key)),
                          object = kj::mv(object)](BatchTransaction& txn) {
     auto merged = syncStored(txn, Table::HINTS, bytesOf(engineKey), object, limits_);
     if (!merged.changed) return;
     recordLayout(txn);
-    if (!merged.existed) txn.onCommit([this, ownerId]() { counts_[ownerId]++; });
+    if (!merged.existed) {
+      txn.onCommit([this, ownerId, partition]() { counted(ownerId, partition); });
+    }
   });
 }
 
 kj::Promise<void> HintStore::removeHint(const Hint& delivered) {
   return commits_.write([this, ownerId = delivered.ownerId,
                          engineKey = hintKey(delivered.ownerId, encodeStorageKey(delivered.key)),
+                         partition = delivered.key.partition,
                          object = delivered.object](BatchTransaction& txn) {
     KJ_IF_MAYBE(bytes, txn.get(Table::HINTS, bytesOf(engineKey))) {
       if (objectFromBytes(*bytes, limits_) != object) return;  // changed since: it stays
       txn.remove(Table::HINTS, bytesOf(engineKey));
-      txn.onCommit([this, ownerId]() {
-        auto it = counts_.find(ownerId);
-        KJ_ASSERT(it != counts_.end() && it->second > 0, "a stored hint was not counted", ownerId);
-        if (--it->second == 0) counts_.erase(it);
-      });
+      txn.onCommit([this, ownerId, partition]() { uncounted(ownerId, partition); });
     }
   });
 }
@@ -195,6 +223,13 @@ uint64_t HintStore::hintCount() const {
   uint64_t total = 0;
   for (auto& [owner, count] : counts_) total += count;
   return total;
+}
+
+std::vector<uint32_t> HintStore::hintedPartitions() const {
+  std::vector<uint32_t> partitions;
+  partitions.reserve(partitionCounts_.size());
+  for (auto& [partition, count] : partitionCounts_) partitions.push_back(partition);
+  return partitions;
 }
 
 void HintStore::mergeHeld(ReadTransaction& txn, const std::string& storageKey,

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <kj/async.h>
+#include <kj/function.h>
 #include <map>
 #include <optional>
 #include <string>
@@ -66,6 +67,14 @@ class HintStore {
   uint64_t hintCount() const;
   // All hints held, for every owner.
 
+  std::vector<uint32_t> hintedPartitions() const;
+  // The partitions this node holds committed hints for, ascending. From memory: O(partitions).
+  // Gossip publishes them (Member::hintedPartitions): hints are in no hash tree, so no
+  // partition's tombstones are collected while anyone holds hints for it.
+
+  void onPartitionsChanged(kj::Function<void()> listener) { listener_ = kj::mv(listener); }
+  // Called after a commit that made hintedPartitions() gain or lose a partition.
+
   void mergeHeld(ReadTransaction& txn, const std::string& storageKey,
                  std::optional<Object>& into) const;
   // Syncs into `into` every hint held under the encoded storage key, for any owner (one lookup
@@ -76,10 +85,14 @@ class HintStore {
   GroupCommit& commits_;
   Limits limits_;
   std::map<uint64_t, uint64_t> counts_;  // owner id -> committed hints, owners with any
+  std::map<uint32_t, uint64_t> partitionCounts_;  // partition -> committed hints, ones with any
+  kj::Maybe<kj::Function<void()>> listener_;
   bool layoutRecorded_ = false;          // META says the hint keys are owner-first
 
   void open();
   void recordLayout(BatchTransaction& txn);
+  void counted(uint64_t ownerId, uint32_t partition);
+  void uncounted(uint64_t ownerId, uint32_t partition);
 };
 
 }  // namespace dynkv::storaged

@@ -88,6 +88,8 @@ int run(const Config& config) {
     transfers.mapChanged(previous, now);
   });
   membership.setPendingTransfers([&transfers]() { return transfers.pendingCount(); });
+  membership.setHintedPartitions([&hints]() { return hints.hintedPartitions(); });
+  hints.onPartitionsChanged([&membership]() { membership.hintsChanged(); });
 
   // ---- server-driven coordination (server-driven.h; bench/) ----
   ServerDriven serverDriven(store, hints, membership, &transfers, peers, timer, &admission);
@@ -101,6 +103,13 @@ int run(const Config& config) {
   antiEntropyOptions.reapAfter = antiEntropyOptions.interval;
   antiEntropyOptions.rebuilding = identity.created;
   antiEntropyOptions.streaming = [&transfers](uint32_t p) { return !transfers.readable(p); };
+  // What gossip says of every node's hints and streams, and this node's own as they are now.
+  antiEntropyOptions.outsideWrites = [&membership, &hints, &transfers]() {
+    auto outside = outsideWrites(membership.state());
+    for (auto p : hints.hintedPartitions()) outside.hinted.insert(p);
+    if (transfers.pendingCount() > 0) outside.everywhere = true;
+    return outside;
+  };
   AntiEntropy antiEntropy(store, trees, membership, peers, timer, &admission,
                           antiEntropyOptions);
 

@@ -86,9 +86,19 @@ void ReplicaLedger::forget(uint32_t partition) {
   finished_.erase(finished_.lower_bound(from), finished_.lower_bound(to));
 }
 
+OutsideWrites outsideWrites(const MembershipState& state) {
+  OutsideWrites outside;
+  for (auto& [id, member] : state.members()) {
+    if (member.status == MemberStatus::REMOVED) continue;
+    if (member.hintsEverywhere || member.pendingTransfers > 0) outside.everywhere = true;
+    outside.hinted.insert(member.hintedPartitions.begin(), member.hintedPartitions.end());
+  }
+  return outside;
+}
+
 CollectionPlan planCollection(const PartitionMap& map, uint64_t self, uint32_t n,
                               const std::vector<PartitionState>& held,
-                              const ReplicaLedger& ledger) {
+                              const ReplicaLedger& ledger, const OutsideWrites& outside) {
   CollectionPlan plan;
   if (map.empty()) return plan;
   std::map<uint32_t, const PartitionState*> byPartition;
@@ -105,7 +115,7 @@ CollectionPlan planCollection(const PartitionMap& map, uint64_t self, uint32_t n
       // tombstones it collects are then held everywhere, and no replica keeps a version they
       // cover to hand back.
       std::vector<uint64_t> others(replicas.begin() + 1, replicas.end());
-      if (state->tombstones > 0 && !state->heldElsewhere &&
+      if (state->tombstones > 0 && !state->heldElsewhere && !outside.covers(p) &&
           ledger.coveredByAll(p, others, state->root)) {
         plan.reap.push_back(p);
       }

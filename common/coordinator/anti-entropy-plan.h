@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "anti-entropy-exchange.h"
+#include "membership-state.h"
 #include "partition-map.h"
 
 namespace dynkv {
@@ -87,6 +88,23 @@ struct PartitionState {
   // collected before they are handed over, the tombstone could not stop them coming back.
 };
 
+struct OutsideWrites {
+  // Where writes of a partition may be that are in no replica's hash tree, so that no exchange
+  // can have confirmed them: hints fallbacks hold for its owners, and data still streaming into
+  // a new owner. A tombstone collected while a write it covers waits there would let that
+  // write come back when it lands.
+  std::set<uint32_t> hinted;  // partitions some node holds hints for
+  bool everywhere = false;    // take every partition as such (too many to name, or streaming)
+
+  bool covers(uint32_t partition) const { return everywhere || hinted.count(partition) > 0; }
+};
+
+OutsideWrites outsideWrites(const MembershipState& state);
+// What the gossiped records say, for every member that is not REMOVED (a removed node's hints
+// are gone with it): the partitions each holds hints for, all of them if one holds too many to
+// name, and all of them while any is still streaming partitions in. A record is as old as
+// gossip makes it: the caller adds what it knows of itself now (its own hints and streams).
+
 struct CollectionPlan {
   std::vector<uint32_t> reap;  // partitions whose tombstones every replica holds: collect them
                                // on every replica (this node is their primary)
@@ -98,12 +116,12 @@ struct CollectionPlan {
 
 CollectionPlan planCollection(const PartitionMap& map, uint64_t self, uint32_t n,
                               const std::vector<PartitionState>& held,
-                              const ReplicaLedger& ledger);
+                              const ReplicaLedger& ledger, const OutsideWrites& outside);
 // For each partition of `held`:
 // - reap, if this node is its primary, it holds tombstones, no node outside its replicas is
-//   known to hold data of it (heldElsewhere), and every other replica covered it at its current
-//   root (one node decides per partition, so replicas never collect in turn
-//   and hand each other's tombstones back);
+//   known to hold data of it (heldElsewhere), no write of it may be outside the trees
+//   (`outside`), and every other replica covered it at its current root (one node decides per
+//   partition, so replicas never collect in turn and hand each other's tombstones back);
 // - drop, if this node is not one of its replicas and every replica covered it at its current
 //   root (the map is not empty and has replicas for it).
 // Ascending partition order. An empty map decides nothing.

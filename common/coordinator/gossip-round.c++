@@ -1,5 +1,6 @@
 #include "gossip-round.h"
 
+#include <algorithm>
 #include <kj/debug.h>
 
 #include <tuple>
@@ -187,7 +188,9 @@ GossipChanges GossipRound::receive(const GossipMessage& in, GossipMicros now) {
     if (!fresher && statusOrder(member) <= statusBefore &&
         (liveness(member) < liveness(*before) ||
          (member.mapVersion == before->mapVersion &&
-          member.pendingTransfers == before->pendingTransfers))) {
+          member.pendingTransfers == before->pendingTransfers &&
+          member.hintsEverywhere == before->hintsEverywhere &&
+          member.hintedPartitions == before->hintedPartitions))) {
       continue;
     }
     // A node's address, zone and weight are its process's: they can change only with a new
@@ -226,6 +229,24 @@ GossipMessage GossipRound::snapshot() const {
 GossipChanges GossipRound::setPendingTransfers(uint32_t count) {
   self().pendingTransfers = count;
   return {};
+}
+
+bool GossipRound::setHintedPartitions(const std::vector<uint32_t>& ascending) {
+  auto& me = self();
+  Member next = me;
+  next.setHintedPartitions(ascending);
+  if (next.hintedPartitions == me.hintedPartitions && next.hintsEverywhere == me.hintsEverywhere) {
+    return false;
+  }
+  bool added = (next.hintsEverywhere && !me.hintsEverywhere) ||
+               (!next.hintsEverywhere &&
+                !std::includes(me.hintedPartitions.begin(), me.hintedPartitions.end(),
+                               next.hintedPartitions.begin(), next.hintedPartitions.end()));
+  me.hintedPartitions = std::move(next.hintedPartitions);
+  me.hintsEverywhere = next.hintsEverywhere;
+  me.heartbeat++;
+  if (added) eager_ = true;
+  return added;
 }
 
 GossipChanges GossipRound::join(const std::string& address) {

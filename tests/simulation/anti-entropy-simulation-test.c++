@@ -501,7 +501,7 @@ class AntiEntropySimulation {
       for (auto& [key, object] : contents) state.tombstones += object.allTombstones() ? 1 : 0;
       states.push_back(state);
     }
-    auto plan = planCollection(map_, node.id, N, states, node.ledger);
+    auto plan = planCollection(map_, node.id, N, states, node.ledger, {});
     for (auto p : plan.drop) {
       node.store.drop(p);
       node.ledger.forget(p);

@@ -185,30 +185,103 @@ TEST_CASE("anti-entropy plan: the primary reaps tombstones once every other repl
   PartitionState state{roles.primary, root, 2};
   ReplicaLedger ledger;
 
-  CHECK(planCollection(map, 1, N, {state}, ledger).reap.empty());
+  CHECK(planCollection(map, 1, N, {state}, ledger, {}).reap.empty());
   recordCovered(ledger, others[0], roles.primary, root);
-  CHECK(planCollection(map, 1, N, {state}, ledger).reap.empty());  // one replica is not enough
+  CHECK(planCollection(map, 1, N, {state}, ledger, {}).reap.empty());  // one replica is not enough
   recordCovered(ledger, others[1], roles.primary, root);
-  CHECK(planCollection(map, 1, N, {state}, ledger) ==
+  CHECK(planCollection(map, 1, N, {state}, ledger, {}) ==
         CollectionPlan{{roles.primary}, {}});
 
   // A node that is no replica still holds data of it (to hand over): its copies may hold what
   // the tombstones cover, so they wait until it has handed them over and dropped them.
   PartitionState elsewhere = state;
   elsewhere.heldElsewhere = true;
-  CHECK(planCollection(map, 1, N, {elsewhere}, ledger).reap.empty());
+  CHECK(planCollection(map, 1, N, {elsewhere}, ledger, {}).reap.empty());
 
   // No tombstones: nothing to do. A write here since: the confirmations are void.
-  CHECK(planCollection(map, 1, N, {{roles.primary, root, 0}}, ledger).reap.empty());
-  CHECK(planCollection(map, 1, N, {{roles.primary, root + 1, 2}}, ledger).reap.empty());
+  CHECK(planCollection(map, 1, N, {{roles.primary, root, 0}}, ledger, {}).reap.empty());
+  CHECK(planCollection(map, 1, N, {{roles.primary, root + 1, 2}}, ledger, {}).reap.empty());
 
   // A secondary never reaps, however well covered: the primary decides for the partition.
   auto secondaryOthers = replicasOf(map, roles.secondary, N);
   for (auto r : secondaryOthers) {
     if (r != 1) recordCovered(ledger, r, roles.secondary, root);
   }
-  CHECK(planCollection(map, 1, N, {{roles.secondary, root, 5}}, ledger) == CollectionPlan{});
-  CHECK(planCollection(PartitionMap(), 1, N, {state}, ledger) == CollectionPlan{});
+  CHECK(planCollection(map, 1, N, {{roles.secondary, root, 5}}, ledger, {}) == CollectionPlan{});
+  CHECK(planCollection(PartitionMap(), 1, N, {state}, ledger, {}) == CollectionPlan{});
+}
+
+TEST_CASE("anti-entropy plan: tombstones wait while a write they may cover is outside the trees") {
+  auto map = ring({1, 2, 3, 4, 5});
+  auto roles = rolesOf(map, 1);
+  auto others = replicasOf(map, roles.primary, N);
+  others.erase(others.begin());
+  const uint64_t root = 77;
+  PartitionState state{roles.primary, root, 2};
+  ReplicaLedger ledger;
+  for (auto r : others) recordCovered(ledger, r, roles.primary, root);
+  REQUIRE(planCollection(map, 1, N, {state}, ledger, {}).reap ==
+          std::vector<uint32_t>{roles.primary});
+
+  // A fallback holds hints for the partition: one of them may be a write a tombstone covers,
+  // which no replica's tree shows. Hints for another partition do not matter.
+  OutsideWrites hinted;
+  hinted.hinted = {roles.primary};
+  CHECK(planCollection(map, 1, N, {state}, ledger, hinted).reap.empty());
+  OutsideWrites elsewhere;
+  elsewhere.hinted = {roles.primary + 1};
+  CHECK(planCollection(map, 1, N, {state}, ledger, elsewhere).reap ==
+        std::vector<uint32_t>{roles.primary});
+  OutsideWrites everywhere;
+  everywhere.everywhere = true;
+  CHECK(planCollection(map, 1, N, {state}, ledger, everywhere).reap.empty());
+
+  // Dropping a copy this node holds but does not own loses nothing a replica lacks: hints do
+  // not hold it back.
+  auto replicas = replicasOf(map, roles.none, N);
+  for (auto r : replicas) recordCovered(ledger, r, roles.none, 5);
+  CHECK(planCollection(map, 1, N, {{roles.none, 5, 0}}, ledger, everywhere).drop ==
+        std::vector<uint32_t>{roles.none});
+}
+
+TEST_CASE("anti-entropy plan: outside writes come from every member's gossiped record") {
+  MembershipState state;
+  Member a, b, c;
+  a.info.id = 1;
+  b.info.id = 2;
+  c.info.id = 3;
+  a.status = b.status = c.status = MemberStatus::UP;
+  a.setHintedPartitions({4, 9});
+  b.setHintedPartitions({9, 12});
+  state.merge(a);
+  state.merge(b);
+  state.merge(c);
+  auto outside = outsideWrites(state);
+  CHECK(outside.hinted == std::set<uint32_t>{4, 9, 12});
+  CHECK(!outside.everywhere);
+  CHECK(outside.covers(12));
+  CHECK(!outside.covers(5));
+
+  // A node that holds hints for more partitions than its record can name covers them all; so
+  // does one still streaming partitions in.
+  std::vector<uint32_t> many;
+  for (uint32_t p = 0; p <= Member::MAX_HINTED_PARTITIONS; p++) many.push_back(p);
+  c.setHintedPartitions(many);
+  c.heartbeat++;
+  state.merge(c);
+  CHECK(outsideWrites(state).everywhere);
+  c.setHintedPartitions({});
+  c.pendingTransfers = 1;
+  c.heartbeat++;
+  state.merge(c);
+  CHECK(outsideWrites(state).everywhere);
+
+  // A removed node's hints are gone with it.
+  c.pendingTransfers = 0;
+  c.heartbeat++;
+  state.merge(c);
+  state.setStatus(2, MemberStatus::REMOVED);
+  CHECK(outsideWrites(state).hinted == std::set<uint32_t>{4, 9});
 }
 
 TEST_CASE("anti-entropy plan: a partition not owned is dropped once every replica covered it") {
@@ -220,10 +293,10 @@ TEST_CASE("anti-entropy plan: a partition not owned is dropped once every replic
   ReplicaLedger ledger;
   recordCovered(ledger, replicas[0], roles.none, root);
   recordCovered(ledger, replicas[1], roles.none, root);
-  CHECK(planCollection(map, 1, N, {state}, ledger).drop.empty());
+  CHECK(planCollection(map, 1, N, {state}, ledger, {}).drop.empty());
   recordCovered(ledger, replicas[2], roles.none, root);
-  CHECK(planCollection(map, 1, N, {state}, ledger) == CollectionPlan{{}, {roles.none}});
-  CHECK(planCollection(map, 1, N, {{roles.none, root + 1, 0}}, ledger).drop.empty());
+  CHECK(planCollection(map, 1, N, {state}, ledger, {}) == CollectionPlan{{}, {roles.none}});
+  CHECK(planCollection(map, 1, N, {{roles.none, root + 1, 0}}, ledger, {}).drop.empty());
 
   // Both decisions at once, in partition order; a replica's own partition is never dropped.
   auto primaryOthers = replicasOf(map, roles.primary, N);
@@ -232,7 +305,7 @@ TEST_CASE("anti-entropy plan: a partition not owned is dropped once every replic
     recordCovered(ledger, r, roles.secondary, root);
   }
   auto plan = planCollection(
-      map, 1, N, {state, {roles.primary, root, 1}, {roles.secondary, root, 0}}, ledger);
+      map, 1, N, {state, {roles.primary, root, 1}, {roles.secondary, root, 0}}, ledger, {});
   CHECK(plan.reap == std::vector<uint32_t>{roles.primary});
   CHECK(plan.drop == std::vector<uint32_t>{roles.none});
 }

@@ -151,6 +151,31 @@ TEST_CASE("hint store: hint counts per owner are rebuilt when the store is opene
   CHECK(reopenedObjects.get(f.key("b")));
 }
 
+TEST_CASE("hint store: the partitions hints are held for are counted, and changes announced") {
+  Fixture f;
+  Object o = coordinatePut(Object{}, Actor{1, 1}, {}, std::string("v"), 10);
+  int announced = 0;
+  f.hints.onPartitionsChanged([&announced]() { announced++; });
+  f.hints.storeHint(5, StorageKey{7, "", "a"}, o).wait(f.waitScope);
+  f.hints.storeHint(6, StorageKey{7, "", "b"}, o).wait(f.waitScope);  // partition 7 again
+  f.hints.storeHint(5, StorageKey{2, "", "c"}, o).wait(f.waitScope);
+  CHECK(f.hints.hintedPartitions() == std::vector<uint32_t>{2, 7});
+  CHECK(announced == 2);  // 7 and 2 appeared; the second hint for 7 changed nothing
+
+  HintStore reopened{f.commits, f.limits};
+  CHECK(reopened.hintedPartitions() == std::vector<uint32_t>{2, 7});
+
+  // Delivered one by one: partition 7 stays hinted until its last hint is gone.
+  auto five = f.hints.hintsFor(5, "", 10);
+  REQUIRE(five.hints.size() == 2);
+  for (auto& h : five.hints) f.hints.removeHint(h).wait(f.waitScope);
+  CHECK(f.hints.hintedPartitions() == std::vector<uint32_t>{7});
+  CHECK(announced == 3);
+  f.hints.removeHint(f.hints.hintsFor(6, "", 10).hints[0]).wait(f.waitScope);
+  CHECK(f.hints.hintedPartitions().empty());
+  CHECK(announced == 4);
+}
+
 TEST_CASE("hint store: counts follow what is committed, also for a write nobody waits for") {
   Fixture f;
   Object o = coordinatePut(Object{}, Actor{1, 1}, {}, std::string("v"), 10);

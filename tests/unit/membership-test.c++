@@ -1,9 +1,11 @@
 // Membership as a value: the merge algebra, the designated node's map, the phi accrual
 // detector. The gossip round that storaged runs is simulated in
 // tests/simulation/membership-simulation-test.c++.
+#include <capnp/message.h>
 #include <catch2/catch.hpp>
 #include <random>
 
+#include "codec.h"
 #include "membership-state.h"
 #include "phi-accrual.h"
 
@@ -21,6 +23,8 @@ Member randomMember(std::mt19937_64& rng, uint64_t id) {
   m.heartbeat = rng() % 5;
   m.mapVersion = rng() % 3;
   m.pendingTransfers = uint32_t(rng() % 2);
+  m.hintsEverywhere = rng() % 4 == 0;
+  if (!m.hintsEverywhere && rng() % 2 == 0) m.hintedPartitions = {uint32_t(rng() % 3), 7};
   return m;
 }
 
@@ -33,6 +37,29 @@ TEST_CASE("membership: record merge is commutative, associative and idempotent")
     CHECK(mergeMember(mergeMember(a, b), c) == mergeMember(a, mergeMember(b, c)));
     CHECK(mergeMember(a, a) == a);
   }
+}
+
+TEST_CASE("membership: a record's hinted partitions go over the wire, and only within bounds") {
+  Member m;
+  m.info = NodeInfo{4, "n4", "a4", "", 1};
+  m.setHintedPartitions({0, 5, 65535});
+  capnp::MallocMessageBuilder message;
+  auto wire = message.initRoot<wire::Member>();
+  encodeMember(m, wire);
+  auto decoded = decodeMember(wire.asReader());
+  CHECK(decoded == m);
+  CHECK(decoded.holdsHintsFor(65535));
+  CHECK(!decoded.holdsHintsFor(6));
+
+  // A forged record: more partitions than a record may name, or out of order.
+  auto tooMany = wire.initHintedPartitions(Member::MAX_HINTED_PARTITIONS + 1);
+  for (uint32_t i = 0; i < tooMany.size(); i++) tooMany.set(i, uint16_t(i));
+  CHECK_THROWS_WITH(decodeMember(wire.asReader()),
+                    Catch::Contains("more hinted partitions than a record may"));
+  auto unordered = wire.initHintedPartitions(2);
+  unordered.set(0, 9);
+  unordered.set(1, 9);
+  CHECK_THROWS_WITH(decodeMember(wire.asReader()), Catch::Contains("not ascending"));
 }
 
 TEST_CASE("membership: merging a record into the state is mergeMember, in place") {
