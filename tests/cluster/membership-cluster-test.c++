@@ -438,6 +438,15 @@ TEST_CASE("sloppy quorum: writes for a dead replica go to a fallback and are han
   all.w = 3;  // three acks with one replica dead: only a hinted fallback can give the third
   for (auto& key : keys) client.put(key, "value-" + key, {}, all);
 
+  // The fallbacks say, in gossip, which partitions they hold hints for: those partitions'
+  // tombstones wait until the hints are out.
+  auto hintedSeen = [&]() {
+    uint32_t hinted = 0;
+    for (auto& m : ring.status(0).members) hinted += m.hintedPartitions;
+    return hinted;
+  };
+  CHECK(pollUntil(20s, [&]() { return hintedSeen() > 0; }));
+
   ring.start(4);
   // The fallbacks deliver their hints once the owner answers again.
   size_t delivered = 0;
@@ -466,6 +475,8 @@ TEST_CASE("sloppy quorum: writes for a dead replica go to a fallback and are han
     }
     std::cerr << key << ": " << where << std::endl;
   }
+  // Once delivered, the hints are removed and the fallbacks say they hold none.
+  CHECK(pollUntil(30s, [&]() { return hintedSeen() == 0; }));
 }
 
 TEST_CASE("membership: a transfer interrupted by kill -9 resumes after restart") {
