@@ -474,6 +474,11 @@ kj::Promise<void> AntiEntropy::collect(MapSnapshot map, bool throttled) {
                                   heldElsewhere_.count(p) > 0});
   }
   auto outside = options_.outsideWrites ? options_.outsideWrites() : OutsideWrites();
+  for (auto& state : held) {
+    if (options_.streaming && options_.streaming(state.partition)) {
+      outside.hinted.insert(state.partition);
+    }
+  }
   auto plan = planCollection(*map, self_, options_.replicas, held, ledger_, outside);
   kj::Promise<void> chain = kj::READY_NOW;
   for (auto p : plan.reap) {

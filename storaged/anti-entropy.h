@@ -39,9 +39,9 @@ struct AntiEntropyOptions {
   // Partitions still streaming in from a previous owner (TransferManager::readable): rounds
   // leave them to the transfer, which ends with exchangePartition(). Empty: none are.
   std::function<OutsideWrites()> outsideWrites;
-  // Where writes may be that no exchange can confirm (hints held anywhere, partitions still
-  // streaming in; anti-entropy-plan.h): their partitions' tombstones wait. Empty: nowhere (a
-  // node that holds no hints and whose peers hold none).
+  // Where writes may be that no exchange can confirm (hints held anywhere; anti-entropy-plan.h):
+  // their partitions' tombstones wait, as do those of partitions `streaming` in here. Empty:
+  // nowhere (a node that holds no hints and whose peers hold none).
   kj::Duration stepTimeout = 10 * kj::SECONDS;  // one request of an exchange
   kj::Duration reapAfter = 10 * kj::SECONDS;
   // A tombstone every replica holds is collected only once it is this old too: a fallback

@@ -103,11 +103,11 @@ int run(const Config& config) {
   antiEntropyOptions.reapAfter = antiEntropyOptions.interval;
   antiEntropyOptions.rebuilding = identity.created;
   antiEntropyOptions.streaming = [&transfers](uint32_t p) { return !transfers.readable(p); };
-  // What gossip says of every node's hints and streams, and this node's own as they are now.
-  antiEntropyOptions.outsideWrites = [&membership, &hints, &transfers]() {
+  // What gossip says of every node's hints, and this node's own as they are now (its own
+  // streams AntiEntropy adds).
+  antiEntropyOptions.outsideWrites = [&membership, &hints]() {
     auto outside = outsideWrites(membership.state());
     for (auto p : hints.hintedPartitions()) outside.hinted.insert(p);
-    if (transfers.pendingCount() > 0) outside.everywhere = true;
     return outside;
   };
   AntiEntropy antiEntropy(store, trees, membership, peers, timer, &admission,

@@ -90,7 +90,7 @@ OutsideWrites outsideWrites(const MembershipState& state) {
   OutsideWrites outside;
   for (auto& [id, member] : state.members()) {
     if (member.status == MemberStatus::REMOVED) continue;
-    if (member.hintsEverywhere || member.pendingTransfers > 0) outside.everywhere = true;
+    if (member.hintsEverywhere) outside.everywhere = true;
     outside.hinted.insert(member.hintedPartitions.begin(), member.hintedPartitions.end());
   }
   return outside;

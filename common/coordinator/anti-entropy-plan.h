@@ -90,11 +90,13 @@ struct PartitionState {
 
 struct OutsideWrites {
   // Where writes of a partition may be that are in no replica's hash tree, so that no exchange
-  // can have confirmed them: hints fallbacks hold for its owners, and data still streaming into
-  // a new owner. A tombstone collected while a write it covers waits there would let that
-  // write come back when it lands.
+  // can have confirmed them: hints fallbacks hold for its owners (and, for the collector, the
+  // partitions it is still streaming in, whose tree is not whole yet). A tombstone collected
+  // while a write it covers waits there would let that write come back when it lands. (A
+  // partition streaming into another replica needs nothing here: collection waits for that
+  // replica's word, which an exchange gives only for what it holds.)
   std::set<uint32_t> hinted;  // partitions some node holds hints for
-  bool everywhere = false;    // take every partition as such (too many to name, or streaming)
+  bool everywhere = false;    // take every partition as such (too many to name)
 
   bool covers(uint32_t partition) const { return everywhere || hinted.count(partition) > 0; }
 };
@@ -102,8 +104,8 @@ struct OutsideWrites {
 OutsideWrites outsideWrites(const MembershipState& state);
 // What the gossiped records say, for every member that is not REMOVED (a removed node's hints
 // are gone with it): the partitions each holds hints for, all of them if one holds too many to
-// name, and all of them while any is still streaming partitions in. A record is as old as
-// gossip makes it: the caller adds what it knows of itself now (its own hints and streams).
+// name. A record is as old as gossip makes it: the caller adds what it knows of itself now (its
+// own hints and streams).
 
 struct CollectionPlan {
   std::vector<uint32_t> reap;  // partitions whose tombstones every replica holds: collect them

@@ -262,8 +262,8 @@ TEST_CASE("anti-entropy plan: outside writes come from every member's gossiped r
   CHECK(outside.covers(12));
   CHECK(!outside.covers(5));
 
-  // A node that holds hints for more partitions than its record can name covers them all; so
-  // does one still streaming partitions in.
+  // A node that holds hints for more partitions than its record can name covers them all. One
+  // still streaming partitions in does not: collection waits for each replica's word anyway.
   std::vector<uint32_t> many;
   for (uint32_t p = 0; p <= Member::MAX_HINTED_PARTITIONS; p++) many.push_back(p);
   c.setHintedPartitions(many);
@@ -274,10 +274,9 @@ TEST_CASE("anti-entropy plan: outside writes come from every member's gossiped r
   c.pendingTransfers = 1;
   c.heartbeat++;
   state.merge(c);
-  CHECK(outsideWrites(state).everywhere);
+  CHECK(!outsideWrites(state).everywhere);
 
   // A removed node's hints are gone with it.
-  c.pendingTransfers = 0;
   c.heartbeat++;
   state.merge(c);
   state.setStatus(2, MemberStatus::REMOVED);
