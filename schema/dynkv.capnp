@@ -94,10 +94,15 @@ interface Node {
   # has another replica coordinate the write instead (0: not said). A request that waited
   # half of that before the node read it is refused, not minted (common/net/request-age.h).
 
-  replicate @2 (mapVersion :UInt64, key :Key, object :Object, hintFor :UInt64)
+  replicate @2 (mapVersion :UInt64, key :Key, object :Object, hintFor :UInt64,
+                sentAtMicros :Int64, patienceMicros :UInt64)
             -> (mapVersion :UInt64);
   # Stores `sync(local, object)`. hintFor is 0 for an owner; otherwise the id of the
   # intended owner, and the write goes to this node's hint store (sloppy quorum).
+  # sentAtMicros and patienceMicros as for coordinatePut: a copy that reached the node after
+  # its sender counted it as failed is refused, not stored. Held back in a cut-off link, it
+  # could land after a delete that covers it had been collected and bring the value back; the
+  # write it carries reaches the node by hinted handoff or anti-entropy instead.
 
   getView @3 () -> (map :PartitionMap, limits :Limits);
 

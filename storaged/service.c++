@@ -33,7 +33,7 @@ struct NodeShared {
   Membership& membership;
   LocalReplica local;
   ServerDriven* serverDriven;
-  uint64_t staleRefused = 0;  // coordinatePut requests refused as too old (logged now and then)
+  uint64_t staleRefused = 0;  // write requests refused as too old (logged now and then)
 };
 
 class NodeImpl final : public wire::Node::Server {
@@ -72,7 +72,7 @@ class NodeImpl final : public wire::Node::Server {
     KJ_REQUIRE(params.getKind() == wire::NamespaceKind::VECTOR_CLOCK,
                "coordinatePut is for vector-clock namespaces; last-write-wins writes replicate "
                "directly");
-    refuseIfStale(params.getSentAtMicros(), params.getPatienceMicros());
+    refuseIfStale(params.getSentAtMicros(), params.getPatienceMicros(), Stale::COORDINATE_PUT);
     std::optional<std::string> value;
     if (!params.getTombstone()) value = std::string(asStringView(params.getValue()));
     auto vv = decodeVersionVector(params.getContext());
@@ -90,6 +90,7 @@ class NodeImpl final : public wire::Node::Server {
     auto wireKey = params.getKey();
     auto key = local_.storageKey(*map, asStringView(wireKey.getNamespace()),
                                  asStringView(wireKey.getKey()));
+    refuseIfStale(params.getSentAtMicros(), params.getPatienceMicros(), Stale::REPLICATE);
     auto object = decodeObject(params.getObject(), store_.limits());
     return local_.replicate(kj::mv(key), kj::mv(object), params.getHintFor())
         .then([context, map]() mutable { context.getResults().setMapVersion(map->version()); });
@@ -138,22 +139,30 @@ class NodeImpl final : public wire::Node::Server {
   ServerDriven* serverDriven_;
   RequestAge age_;
 
-  void refuseIfStale(int64_t sentAtMicros, uint64_t patienceMicros) {
-    // The sender has had (or is about to have) another replica coordinate this write: minting
-    // it here as well would make a second version of it (request-age.h).
+  enum class Stale { COORDINATE_PUT, REPLICATE };
+
+  void refuseIfStale(int64_t sentAtMicros, uint64_t patienceMicros, Stale what) {
+    // The sender has given up on this request (or is about to): it has had another replica
+    // coordinate the write, or counted this replica as failed and handed its copy to a
+    // fallback. Acting on it now would make a second version of the write, or store a copy
+    // that may be older than a delete already collected (request-age.h).
     if (patienceMicros == 0) return;
     int64_t age = age_.observe(sentAtMicros, monotonicMicros());
     if (!staleRequest(age, patienceMicros)) return;
+    bool put = what == Stale::COORDINATE_PUT;
     if (shared_.staleRefused++ % 1000 == 0) {
-      KJ_LOG(WARNING, "refused stale coordinatePut requests: this node read them too late",
-             age / 1000, patienceMicros / 1000, shared_.staleRefused);
+      KJ_LOG(WARNING, "refused stale write requests: this node read them too late",
+             put ? "coordinatePut" : "replicate", age / 1000, patienceMicros / 1000,
+             shared_.staleRefused);
     }
     kj::throwFatalException(KJ_EXCEPTION(
         FAILED, kj::str("stale request: it reached this node ", age / 1000,
                         " ms later than the connection's fastest, past half of the ",
-                        patienceMicros / 1000,
-                        " ms its sender waits; not coordinated here, so that the write is "
-                        "coordinated once, by the replica the sender asks next")));
+                        patienceMicros / 1000, " ms its sender waits; ",
+                        put ? "not coordinated here, so that the write is coordinated once, by "
+                              "the replica the sender asks next"
+                            : "not stored here: the sender counted this replica as failed, and "
+                              "the write reaches it by hinted handoff or anti-entropy")));
   }
 
   ServerDriven& serverDriven() {

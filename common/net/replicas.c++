@@ -130,6 +130,8 @@ kj::Promise<void> PooledReplicas::replicate(const NodeInfo& node, const ReplicaK
     setKey(request.initKey(), key);
     encodeObject(object, request.initObject());
     request.setHintFor(hintFor);
+    request.setSentAtMicros(monotonicMicros());
+    request.setPatienceMicros(uint64_t(std::max<int64_t>(0, key.patienceMicros)));
     return request.send();
   });
   return call(node.address, kj::mv(sent), [this, address = node.address](Response&& response) {

@@ -28,7 +28,8 @@ struct ReplicaKey {
   std::string key;
   int64_t patienceMicros = 0;
   // How long the caller waits for each replica's answer (0: not said). A replica may refuse a
-  // coordinatePut that reached it too late to be answered in time (common/net/request-age.h).
+  // coordinatePut or replicate that reached it too late to be answered in time
+  // (common/net/request-age.h).
 };
 
 struct ReplicaFailed {

@@ -119,6 +119,36 @@ TEST_CASE("service: a coordinatePut read after its sender gave up is refused, mi
   CHECK_NOTHROW(put(other, "k2", "v", now - 10'000'000).wait(f.io.waitScope));
 }
 
+TEST_CASE("service: a replicated copy read after its sender gave up is refused, storing nothing") {
+  // Held back in a cut-off link, a copy could land after a delete that covered it had been
+  // collected everywhere, and bring the value back.
+  Fixture f;
+  auto node = f.node();
+  int64_t now = monotonicMicros();
+  auto put = node.coordinatePutRequest();
+  setKey(put.initKey(), "source");
+  put.setValue(asData("old"));
+  auto object = put.send().wait(f.io.waitScope);
+  auto copy = [&](const char* key, int64_t sentAt) {
+    auto request = node.replicateRequest();
+    setKey(request.initKey(), key);
+    request.setObject(object.getObject());
+    request.setSentAtMicros(sentAt);
+    request.setPatienceMicros(1'000'000);
+    return request.send();
+  };
+  copy("fresh", now).wait(f.io.waitScope);
+  CHECK_THROWS_WITH(copy("late", now - 10'000'000).wait(f.io.waitScope),
+                    Catch::Contains("stale request") && Catch::Contains("not stored here"));
+  auto get = [&](const char* key) {
+    auto request = node.getRequest();
+    setKey(request.initKey(), key);
+    return request.send().wait(f.io.waitScope).getFound();
+  };
+  CHECK(get("fresh"));
+  CHECK(!get("late"));
+}
+
 TEST_CASE("service: each replica call is a foreground sample for admission control") {
   Fixture f;
   auto node = f.node();
