@@ -271,6 +271,7 @@ class Observer {
     std::cerr << "observer: tombstones: "
               << (state.tombstones.collected ? "collected" : "not collected") << ", "
               << state.tombstones.copiesLeft << " tombstone-only copies left" << std::endl;
+    if (!state.tombstones.collected) describeMembers();
     Client client(clientOptions(options_.seeds, options_.cluster, 10000));
     CallOptions all;
     all.n = options_.n;
@@ -307,6 +308,27 @@ class Observer {
   std::set<KeyRef> keys_;
   PartitionMap map_;
   std::map<KeyRef, std::vector<std::string>> replicas_;
+
+  void describeMembers() {
+    // What holds collection back, as each node sees the cluster: a member that says it holds
+    // hints (for which partitions' tombstones wait), one still streaming, one not up.
+    for (auto& seed : options_.seeds) {
+      try {
+        auto status = admin_.status(seed);
+        std::cerr << "observer: as " << seed << " sees the members:";
+        for (auto& m : status.members) {
+          std::cerr << " " << m.address << " " << m.status << " hinted "
+                    << (m.hintsEverywhere ? std::string("all")
+                                          : std::to_string(m.hintedPartitions))
+                    << " pending " << m.pendingTransfers << " map v" << m.mapVersion
+                    << (m.suspected ? " suspected" : "") << ";";
+        }
+        std::cerr << std::endl;
+      } catch (const std::exception& e) {
+        std::cerr << "observer: no status from " << seed << ": " << e.what() << std::endl;
+      }
+    }
+  }
 
   PartitionMap newestMap() {
     // Every node should have adopted the same map by now; take the newest any of them has.
