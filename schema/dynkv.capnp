@@ -285,6 +285,14 @@ struct AntiEntropyStats {
   partitionsHeld @8 :UInt32;
   treeMemoryBytes @9 :UInt64;
   running @10 :Bool;                # an exchange is in progress
+  byCall @11 :List(AeCallBytes);    # bytesSent and bytesReceived split by Peer call, both as
+                                    # the caller and as the callee: which step costs the bytes
+}
+
+struct AeCallBytes {
+  call @0 :Text;                    # the Peer method: aeRoots, aeChildren, aeKeys, ...
+  sent @1 :UInt64;                  # requests this node made and replies it gave
+  received @2 :UInt64;
 }
 
 struct NodeStats {

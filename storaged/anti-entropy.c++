@@ -266,9 +266,9 @@ kj::Promise<void> AntiEntropy::step(Run& run) {
         request.setRequester(self_);
         auto list = request.initPartitions(uint32_t(s.partitions.size()));
         for (size_t i = 0; i < s.partitions.size(); i++) list.set(uint32_t(i), uint16_t(s.partitions[i]));
-        bytesSent_ += bytesOf(request);
+        countSent(Call::ROOTS, bytesOf(request));
         return pool_.track(run.address, request.send()).then([this, &run](auto&& response) {
-          bytesReceived_ += bytesOf(response);
+          countReceived(Call::ROOTS, bytesOf(response));
           auto roots = response.getRoots();
           KJ_REQUIRE(roots.size() == run.exchange.step().partitions.size(),
                      "peer answered roots for other partitions");
@@ -286,9 +286,9 @@ kj::Promise<void> AntiEntropy::step(Run& run) {
           list[uint32_t(i)].setLevel(s.nodes[i].level);
           list[uint32_t(i)].setIndex(s.nodes[i].index);
         }
-        bytesSent_ += bytesOf(request);
+        countSent(Call::CHILDREN, bytesOf(request));
         return pool_.track(run.address, request.send()).then([this, &run](auto&& response) {
-          bytesReceived_ += bytesOf(response);
+          countReceived(Call::CHILDREN, bytesOf(response));
           auto hashes = response.getHashes();
           size_t nodes = run.exchange.step().nodes.size();
           KJ_REQUIRE(hashes.size() == nodes * MerkleTree::FANOUT,
@@ -310,9 +310,9 @@ kj::Promise<void> AntiEntropy::step(Run& run) {
           list[uint32_t(i)].setSegment(uint16_t(s.segments[i].segment));
         }
         request.setMaxEntries(uint32_t(MAX_KEYS_PER_REPLY));
-        bytesSent_ += bytesOf(request);
+        countSent(Call::KEYS, bytesOf(request));
         return pool_.track(run.address, request.send()).then([this, &run](auto&& response) {
-          bytesReceived_ += bytesOf(response);
+          countReceived(Call::KEYS, bytesOf(response));
           auto& asked = run.exchange.step().segments;
           size_t covered = response.getSegmentsCovered();
           KJ_REQUIRE(covered >= 1 && covered <= asked.size(),
@@ -351,10 +351,10 @@ kj::Promise<void> AntiEntropy::fetch(Run& run, const std::vector<std::string>& w
   size_t count = std::min(wanted.size() - next, MAX_ENTRIES_PER_REQUEST);
   auto list = request.initKeys(uint32_t(count));
   for (size_t i = 0; i < count; i++) list.set(uint32_t(i), asData(wanted[next + i]));
-  bytesSent_ += bytesOf(request);
+  countSent(Call::FETCH, bytesOf(request));
   return pool_.track(run.address, request.send())
       .then([this, &run, &wanted, next, count, &fetched](auto&& response) {
-        bytesReceived_ += bytesOf(response);
+        countReceived(Call::FETCH, bytesOf(response));
         auto entries = response.getEntries();
         KJ_REQUIRE(entries.size() >= 1 && entries.size() <= count,
                    "peer answered a fetch with another number of keys");
@@ -445,11 +445,11 @@ kj::Promise<size_t> AntiEntropy::repairKeys(Run& run, std::vector<KeyRepair> rep
                   list[uint32_t(j)].setFound(true);
                   list[uint32_t(j)].setObject(objectToPackedBytes((*pushes)[i + j].second));
                 }
-                bytesSent_ += bytesOf(request);
+                countSent(Call::PUSH, bytesOf(request));
                 sending = sending.then(
                     [this, &run, request = kj::mv(request)]() mutable {
                       return pool_.track(run.address, request.send()).then([this](auto&& response) {
-                        bytesReceived_ += bytesOf(response);
+                        countReceived(Call::PUSH, bytesOf(response));
                       });
                     });
                 i += count;
@@ -525,9 +525,9 @@ kj::Promise<void> AntiEntropy::reap(MapSnapshot map, uint32_t partition) {
         list[uint32_t(i)].setKey(asData(tombstones[i].key));
         list[uint32_t(i)].setDigest(tombstones[i].digest);
       }
-      bytesSent_ += bytesOf(request);
+      countSent(Call::REAP, bytesOf(request));
       return timer_.timeoutAfter(options_.stepTimeout, pool_.track(address, request.send()))
-          .then([this](auto&& response) { bytesReceived_ += bytesOf(response); });
+          .then([this](auto&& response) { countReceived(Call::REAP, bytesOf(response)); });
     }));
   }
   auto all = requests.releaseAsArray();
@@ -604,7 +604,7 @@ void AntiEntropy::answerRoots(wire::Peer::AeRootsParams::Reader in,
                           MAX_PARTITIONS_PER_REQUEST, " partitions; this one named ",
                           partitions.size()));
   }
-  bytesReceived_ += bytesOf(in);
+  countReceived(Call::ROOTS, bytesOf(in));
   auto map = membership_.current();
   auto requester = in.getRequester();
   if (requester != 0 && !map->empty()) {
@@ -621,7 +621,7 @@ void AntiEntropy::answerRoots(wire::Peer::AeRootsParams::Reader in,
     auto tree = trees_.tree(partitions[i]);
     roots.set(i, tree ? tree->root() : 0);
   }
-  bytesSent_ += bytesOf(out);
+  countSent(Call::ROOTS, bytesOf(out));
 }
 
 void AntiEntropy::answerChildren(wire::Peer::AeChildrenParams::Reader in,
@@ -637,7 +637,7 @@ void AntiEntropy::answerChildren(wire::Peer::AeChildrenParams::Reader in,
       throw invalid(kj::str("no tree node ", node.getIndex(), " at level ", node.getLevel()));
     }
   }
-  bytesReceived_ += bytesOf(in);
+  countReceived(Call::CHILDREN, bytesOf(in));
   auto salt = in.getSalt();
   auto hashes = out.initHashes(nodes.size() * uint32_t(MerkleTree::FANOUT));
   static const MerkleTree EMPTY;
@@ -648,7 +648,7 @@ void AntiEntropy::answerChildren(wire::Peer::AeChildrenParams::Reader in,
       hashes.set(i * uint32_t(MerkleTree::FANOUT) + c, saltedHash(children[c], salt));
     }
   }
-  bytesSent_ += bytesOf(out);
+  countSent(Call::CHILDREN, bytesOf(out));
 }
 
 void AntiEntropy::answerKeys(wire::Peer::AeKeysParams::Reader in,
@@ -665,7 +665,7 @@ void AntiEntropy::answerKeys(wire::Peer::AeKeysParams::Reader in,
     }
     refs.push_back(SegmentRef{s.getPartition(), s.getSegment()});
   }
-  bytesReceived_ += bytesOf(in);
+  countReceived(Call::KEYS, bytesOf(in));
   size_t max = std::min(size_t(in.getMaxEntries()), MAX_KEYS_PER_REPLY);
   auto listing = trees_.list(refs, std::max(max, size_t(1)));
   auto entries = out.initEntries(uint32_t(listing.entries.size()));
@@ -674,7 +674,7 @@ void AntiEntropy::answerKeys(wire::Peer::AeKeysParams::Reader in,
     entries[uint32_t(i)].setDigest(listing.entries[i].digest);
   }
   out.setSegmentsCovered(uint32_t(listing.segmentsCovered));
-  bytesSent_ += bytesOf(out);
+  countSent(Call::KEYS, bytesOf(out));
 }
 
 void AntiEntropy::answerFetch(wire::Peer::AeFetchParams::Reader in,
@@ -689,7 +689,7 @@ void AntiEntropy::answerFetch(wire::Peer::AeFetchParams::Reader in,
     decodeStorageKey(key);  // refuses what cannot be a storage key
     wanted.emplace_back(asStringView(key));
   }
-  bytesReceived_ += bytesOf(in);
+  countReceived(Call::FETCH, bytesOf(in));
   auto copies = store_.ownCopies(wanted);
   // As many as fit in one message (at least one): the caller asks again for the rest.
   size_t count = 0, bytes = 0;
@@ -707,7 +707,7 @@ void AntiEntropy::answerFetch(wire::Peer::AeFetchParams::Reader in,
       entries[uint32_t(i)].setObject(objectToPackedBytes(*copies[i]));
     }
   }
-  bytesSent_ += bytesOf(out);
+  countSent(Call::FETCH, bytesOf(out));
 }
 
 kj::Promise<void> AntiEntropy::answerPush(wire::Peer::AePushParams::Reader in) {
@@ -724,7 +724,7 @@ kj::Promise<void> AntiEntropy::answerPush(wire::Peer::AePushParams::Reader in) {
     objects.emplace_back(std::string(asStringView(entry.getKey())),
                          objectFromPackedBytes(entry.getObject(), store_.limits()));
   }
-  bytesReceived_ += bytesOf(in);
+  countReceived(Call::PUSH, bytesOf(in));
   auto writes = kj::heapArrayBuilder<kj::Promise<void>>(objects.size());
   for (auto& [key, object] : objects) {
     writes.add(store_.syncEncoded(key, kj::mv(object)).ignoreResult());
@@ -745,7 +745,7 @@ kj::Promise<uint32_t> AntiEntropy::answerReap(wire::Peer::AeReapParams::Reader i
       throw invalid("a tombstone collection named a key of another partition");
     }
   }
-  bytesReceived_ += bytesOf(in);
+  countReceived(Call::REAP, bytesOf(in));
   for (auto t : tombstones) {
     reaps.add(store_.reap(std::string(asStringView(t.getKey())), t.getDigest()));
   }
@@ -769,6 +769,22 @@ void AntiEntropy::fillStats(wire::AntiEntropyStats::Builder out) const {
   out.setPartitionsHeld(uint32_t(trees_.partitions().size()));
   out.setTreeMemoryBytes(trees_.memoryBytes());
   out.setRunning(running_ > 0);
+  auto byCall = out.initByCall(uint32_t(Call::COUNT));
+  for (size_t i = 0; i < size_t(Call::COUNT); i++) {
+    byCall[uint32_t(i)].setCall(CALL_NAMES[i]);
+    byCall[uint32_t(i)].setSent(byCall_[i].sent);
+    byCall[uint32_t(i)].setReceived(byCall_[i].received);
+  }
+}
+
+void AntiEntropy::countSent(Call call, uint64_t bytes) {
+  bytesSent_ += bytes;
+  byCall_[size_t(call)].sent += bytes;
+}
+
+void AntiEntropy::countReceived(Call call, uint64_t bytes) {
+  bytesReceived_ += bytes;
+  byCall_[size_t(call)].received += bytes;
 }
 
 }  // namespace dynkv::storaged

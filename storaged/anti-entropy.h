@@ -12,6 +12,7 @@
 #include <kj/async.h>
 #include <kj/timer.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -129,6 +130,16 @@ class AntiEntropy {
   uint64_t keysRepaired_ = 0;
   uint64_t bytesSent_ = 0;
   uint64_t bytesReceived_ = 0;
+  // The same split by Peer call (as caller and as callee), so that status says which step of
+  // the exchange costs the bytes.
+  enum class Call : uint8_t { ROOTS, CHILDREN, KEYS, FETCH, PUSH, REAP, COUNT };
+  static constexpr const char* CALL_NAMES[] = {"aeRoots", "aeChildren", "aeKeys",
+                                               "aeFetch", "aePush",     "aeReap"};
+  struct CallBytes {
+    uint64_t sent = 0;
+    uint64_t received = 0;
+  };
+  std::array<CallBytes, size_t(Call::COUNT)> byCall_{};
   uint64_t tombstonesReaped_ = 0;
   uint64_t partitionsDropped_ = 0;
   std::map<uint32_t, kj::TimePoint> heldElsewhere_;  // partition -> when a node that is no
@@ -154,6 +165,8 @@ class AntiEntropy {
                                      const std::function<bool(uint64_t node)>& suspected) const;
   bool owns(const PartitionMap& map, uint32_t partition) const;
   void updateRebuilding(const PartitionMap& map);
+  void countSent(Call call, uint64_t bytes);
+  void countReceived(Call call, uint64_t bytes);
 };
 
 }  // namespace dynkv::storaged
