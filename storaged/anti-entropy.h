@@ -93,6 +93,9 @@ class AntiEntropy {
   static constexpr size_t MAX_NODES_PER_REQUEST = 4096;
   static constexpr size_t MAX_SEGMENTS_PER_REQUEST = 4096;
   static constexpr size_t MAX_KEYS_PER_REPLY = 16384;
+  static constexpr size_t MAX_KEYS_PER_LISTING = 1 << 20;
+  // What a peer's listing may hold: it stops at a segment boundary past MAX_KEYS_PER_REPLY,
+  // so one segment of a very large partition may take it further.
   static constexpr size_t MAX_ENTRIES_PER_REQUEST = 1024;   // fetch, push, reap
   static constexpr size_t MAX_OBJECT_BYTES_PER_MESSAGE = 4 << 20;
   static constexpr int HELD_ELSEWHERE_ROUNDS = 3;
@@ -155,6 +158,8 @@ class AntiEntropy {
   kj::Promise<size_t> repairKeys(Run& run, std::vector<KeyRepair> repairs);
   kj::Promise<void> fetch(Run& run, const std::vector<std::string>& wanted, size_t next,
                           std::map<std::string, Object>& fetched);
+  HashTrees::Listing listWithSummaries(const std::vector<SegmentRef>& segments,
+                                       size_t maxEntries);
   kj::Promise<void> collect(MapSnapshot map, bool throttled);
   kj::Promise<void> reap(MapSnapshot map, uint32_t partition);
   kj::Promise<void> drop(uint32_t partition);
