@@ -14,6 +14,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -89,6 +90,7 @@ struct RepairPhase {
   uint64_t bytesExchanged = 0;  // sum over the nodes of what their bytesSent grew by
   uint64_t keysRepaired = 0;    // likewise, keysRepaired
   std::vector<uint64_t> bytesSentByNode;
+  std::map<std::string, uint64_t> bytesByCall;  // the same bytes split by Peer call
   std::string admission;  // as the nodes report it: on, off or mixed
   GetStats gets;
 };
@@ -386,6 +388,7 @@ class Run {
 
     // 2. What the running nodes have sent so far; the restarted one counts from zero.
     std::vector<uint64_t> sentBefore(NODES, 0), repairedBefore(NODES, 0);
+    std::map<std::string, uint64_t> byCallBefore;
     {
       AdminClient admin(nodes_);  // gone before waitConverged's: one event loop at a time
       for (size_t i = 0; i < NODES; i++) {
@@ -393,6 +396,7 @@ class Run {
         auto stats = admin.nodeStats(nodes_[i], std::chrono::seconds(5));
         sentBefore[i] = stats.antiEntropy.bytesSent;
         repairedBefore[i] = stats.antiEntropy.keysRepaired;
+        for (auto& [call, bytes] : stats.antiEntropy.byCall) byCallBefore[call] += bytes.sent;
       }
     }
 
@@ -409,7 +413,9 @@ class Run {
       phase.bytesSentByNode.push_back(stats[i].antiEntropy.bytesSent - sentBefore[i]);
       phase.bytesExchanged += phase.bytesSentByNode.back();
       admitting += stats[i].admissionEnabled;
+      for (auto& [call, bytes] : stats[i].antiEntropy.byCall) phase.bytesByCall[call] += bytes.sent;
     }
+    for (auto& [call, bytes] : byCallBefore) phase.bytesByCall[call] -= bytes;
     phase.admission = admitting == NODES ? "on" : admitting == 0 ? "off" : "mixed";
     // An exchange counts the keys it repaired when it ends, which may be just after the trees
     // agree: they are read once no exchange is running.
@@ -424,6 +430,11 @@ class Run {
       fprintf(stderr, " %zu: %llu%s", i + 1,
               static_cast<unsigned long long>(phase.bytesSentByNode[i]), i + 1 < NODES ? "," : ")\n");
     }
+    fprintf(stderr, "  %s: bytes by call:", name);
+    for (auto& [call, bytes] : phase.bytesByCall) {
+      fprintf(stderr, " %s %llu", call.c_str(), static_cast<unsigned long long>(bytes));
+    }
+    fprintf(stderr, "\n");
     return phase;
   }
 };
@@ -460,6 +471,7 @@ nlohmann::ordered_json phaseJson(const RepairPhase& p) {
           {"bytes_exchanged", p.bytesExchanged},
           {"keys_repaired", p.keysRepaired},
           {"bytes_sent_by_node", p.bytesSentByNode},
+          {"bytes_by_call", p.bytesByCall},
           {"gets", getsJson(p.gets)}};
 }
 

@@ -51,6 +51,27 @@ uint64_t causalDigest(const Object& object) {
   return hash64(bytes);
 }
 
+CausalSummary causalSummary(const Object& object) {
+  CausalSummary out;
+  out.kind = object.kind;
+  if (object.kind == Versioning::LAST_WRITE_WINS) {
+    if (!object.siblings.empty()) {
+      out.timestamp = object.siblings.front().timestamp;
+      out.tombstone = object.siblings.front().isTombstone();
+    }
+    return out;
+  }
+  for (auto& e : object.vv.entries()) out.counters.push_back(Dot{e.actor, e.counter});
+  return out;
+}
+
+uint64_t combinedRoots(const std::vector<uint64_t>& roots) {
+  std::string bytes;
+  bytes.reserve(8 * roots.size());
+  for (auto r : roots) append(bytes, r);
+  return hash64(bytes);
+}
+
 uint64_t entryHash(std::string_view ns, std::string_view key, uint64_t digest) {
   std::string bytes;
   append(bytes, keyHash(ns, key));

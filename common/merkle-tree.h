@@ -21,8 +21,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
+
+#include <boost/container/small_vector.hpp>
 
 #include "dvv.h"
 
@@ -37,8 +40,66 @@ uint64_t causalDigest(const Object& object);
 // have different ones, up to 64-bit collisions. The version vector's timestamps, which only
 // guide its truncation, are left out.
 
+struct TreeNodeRef {
+  // Node `index` of level `level` of partition `partition`'s tree.
+  uint32_t partition = 0;
+  uint8_t level = 0;  // < MerkleTree::SEGMENT_LEVEL for an ASK_CHILDREN node
+  uint32_t index = 0;
+
+  bool operator==(const TreeNodeRef& o) const {
+    return partition == o.partition && level == o.level && index == o.index;
+  }
+};
+
+struct SegmentRef {
+  uint32_t partition = 0;
+  uint32_t segment = 0;  // < MerkleTree::SEGMENTS
+
+  bool operator==(const SegmentRef& o) const {
+    return partition == o.partition && segment == o.segment;
+  }
+};
+
+struct CausalSummary {
+  // What an exchange needs to know of an object to tell which side lacks versions of it
+  // (repairNeeds(), common/coordinator/repair-needs.h) without reading its values: for dotted
+  // version vectors the version vector's counters (each sibling's dot is covered by it); for
+  // last-write-wins its one version's timestamp and whether it is a tombstone.
+  Versioning kind = Versioning::VECTOR_CLOCK;
+  boost::container::small_vector<Dot, 4> counters;  // VECTOR_CLOCK: (actor, counter), by actor
+  int64_t timestamp = 0;                            // LAST_WRITE_WINS
+  bool tombstone = false;                           // LAST_WRITE_WINS
+
+  bool operator==(const CausalSummary& o) const {
+    return kind == o.kind && counters == o.counters && timestamp == o.timestamp &&
+           tombstone == o.tombstone;
+  }
+  bool operator!=(const CausalSummary& o) const { return !(*this == o); }
+};
+
+CausalSummary causalSummary(const Object& object);
+// The object's summary, as above. A last-write-wins object without a version (never stored)
+// summarises as timestamp 0, not a tombstone.
+
+struct KeyDigest {
+  // One key of an exchange's listing (common/coordinator/anti-entropy-exchange.h).
+  std::string key;        // the encoded storage key (storaged/storage-key.h): partition first
+  uint64_t digest = 0;    // causalDigest() of the object stored under it
+  CausalSummary summary;  // causalSummary() of the same object (unused where only the digest
+                          // matters: tombstone collection)
+
+  bool operator==(const KeyDigest& o) const {
+    return key == o.key && digest == o.digest && summary == o.summary;
+  }
+};
+
 uint64_t entryHash(std::string_view ns, std::string_view key, uint64_t digest);
 // A key's contribution to its segment: its placement hash combined with its object's digest.
+
+uint64_t combinedRoots(const std::vector<uint64_t>& roots);
+// One hash of a list of roots, in order: what an exchange compares first, so that replicas
+// that agree on every partition of a batch spend one hash on it rather than one per partition.
+// Equal lists hash equal; different ones differ but for a 2^-64 chance.
 
 uint32_t saltedHash(uint64_t hash, uint64_t salt);
 // What an exchange sends of a tree node: 32 bits of a mix of the node's hash with the

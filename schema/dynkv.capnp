@@ -201,53 +201,43 @@ interface Peer {
   # ---- Anti-entropy (DESIGN.md, "Anti-entropy"; common/coordinator/anti-entropy-exchange.h) ----
   # The steps of an exchange the caller drives against this node's hash trees and store. Every
   # list is bounded by the receiver (Limits in common/limits.h); a partition this node holds
-  # nothing of has an empty tree.
+  # nothing of has an empty tree. Lists whose elements are a few bytes each travel as one Data
+  # blob in the compact encodings of common/anti-entropy-codec.h (a list of structs would spend
+  # more on each element's layout than on its content).
 
-  aeRoots @2 (partitions :List(UInt16), requester :UInt64) -> (roots :List(UInt64));
-  # The full root hash of each partition's tree, in the order asked. `requester` is the asking
-  # node's id: one that is no replica of a partition holds data of it to hand over, and its
-  # primary does not collect that partition's tombstones meanwhile.
+  aeRoots @2 (partitions :Data, requester :UInt64, rootsHash :UInt64)
+          -> (equal :Bool, roots :List(UInt64));
+  # `partitions` as encodePartitions(). If the combinedRoots() of this node's roots of them is
+  # `rootsHash`, equal = true and no roots; else the full root hash of each, in the order asked.
+  # `requester` is the asking node's id: one that is no replica of a partition holds data of it
+  # to hand over, and its primary does not collect that partition's tombstones meanwhile.
 
-  aeChildren @3 (salt :UInt64, nodes :List(AeTreeNode)) -> (hashes :List(UInt32));
-  # For each node, the saltedHash of each of its 8 children: 8 hashes per node, in order.
+  aeChildren @3 (salt :UInt64, nodes :Data) -> (hashes :List(UInt32));
+  # `nodes` as encodeTreeNodes(). For each node, the saltedHash of each of its 8 children: 8
+  # hashes per node, in order.
 
-  aeKeys @4 (segments :List(AeSegment), maxEntries :UInt32)
-         -> (entries :List(AeKeyDigest), segmentsCovered :UInt32);
-  # The (storage key, causal digest) of every object stored in the first `segmentsCovered` of
-  # `segments` (at least one), stopping at a segment boundary once about maxEntries are listed.
+  aeKeys @4 (segments :Data, maxEntries :UInt32) -> (entries :Data, segmentsCovered :UInt32);
+  # `segments` as encodeSegments(). The (storage key, causal digest, causal summary) of every
+  # object stored in the first `segmentsCovered` of them (at least one), as encodeKeyDigests(),
+  # stopping at a segment boundary once about maxEntries are listed.
 
-  aeFetch @5 (keys :List(Data)) -> (entries :List(AeEntry));
-  # This node's own copy of each storage key (not the hints it holds); found = false if none.
+  aeFetch @5 (keys :Data) -> (entries :Data);
+  # `keys` as encodeKeys(). This node's own copy of each storage key (not the hints it holds),
+  # as encodeEntries() (no object: none held), for a prefix of the keys (at least one) that fits
+  # one message: the caller asks again for the rest.
 
-  aePush @6 (entries :List(AeEntry)) -> ();
-  # Stores sync(local, object) for each entry with found = true, as replication does.
+  aePush @6 (entries :Data) -> ();
+  # `entries` as encodeEntries(). Stores sync(local, object) for each entry with an object, as
+  # replication does.
 
   aeReap @7 (partition :UInt16, tombstones :List(AeKeyDigest)) -> (reaped :UInt32);
   # Sent by the partition's primary once every replica holds these tombstones: each one is
   # deleted here if its digest is still the one given (a newer write keeps it).
 }
 
-struct AeTreeNode {
-  partition @0 :UInt16;
-  level @1 :UInt8;
-  index @2 :UInt32;
-}
-
-struct AeSegment {
-  partition @0 :UInt16;
-  segment @1 :UInt16;
-}
-
 struct AeKeyDigest {
   key @0 :Data;          # the encoded storage key
   digest @1 :UInt64;
-}
-
-struct AeEntry {
-  key @0 :Data;          # the encoded storage key
-  found @1 :Bool;
-  object @2 :Data;       # the Object as a packed Cap'n Proto message (zero runs coded): its
-                         # structure would otherwise cost as much as a small value
 }
 
 struct MemberStatusInfo {
@@ -294,6 +284,14 @@ struct AntiEntropyStats {
   partitionsHeld @8 :UInt32;
   treeMemoryBytes @9 :UInt64;
   running @10 :Bool;                # an exchange is in progress
+  byCall @11 :List(AeCallBytes);    # bytesSent and bytesReceived split by Peer call, both as
+                                    # the caller and as the callee: which step costs the bytes
+}
+
+struct AeCallBytes {
+  call @0 :Text;                    # the Peer method: aeRoots, aeChildren, aeKeys, ...
+  sent @1 :UInt64;                  # requests this node made and replies it gave
+  received @2 :UInt64;
 }
 
 struct NodeStats {

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "admission.h"
+#include "anti-entropy-codec.h"
 #include "codec.h"
 #include "hash.h"
 #include "storage-key.h"
@@ -30,6 +31,16 @@ SegmentRef segmentOfKey(const std::string& storageKey) {
 
 kj::Exception invalid(kj::StringPtr what) {
   return KJ_EXCEPTION(FAILED, kj::str("invalid argument: ", what));
+}
+
+template <typename F>
+auto decodeOrRefuse(F&& decode) -> decltype(decode()) {
+  // A peer's blob that the codec refuses is the peer's invalid argument, said with the codec's
+  // reason (which names the limit).
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { (void)decode(); })) {
+    throw invalid(e->getDescription());
+  }
+  return decode();
 }
 
 }  // namespace
@@ -264,11 +275,12 @@ kj::Promise<void> AntiEntropy::step(Run& run) {
       case Exchange::Step::Kind::ASK_ROOTS: {
         auto request = peer.aeRootsRequest();
         request.setRequester(self_);
-        auto list = request.initPartitions(uint32_t(s.partitions.size()));
-        for (size_t i = 0; i < s.partitions.size(); i++) list.set(uint32_t(i), uint16_t(s.partitions[i]));
-        bytesSent_ += bytesOf(request);
+        request.setPartitions(asData(encodePartitions(s.partitions)));
+        request.setRootsHash(s.rootsHash);
+        countSent(Call::ROOTS, bytesOf(request));
         return pool_.track(run.address, request.send()).then([this, &run](auto&& response) {
-          bytesReceived_ += bytesOf(response);
+          countReceived(Call::ROOTS, bytesOf(response));
+          if (response.getEqual()) return run.exchange.rootsEqual();
           auto roots = response.getRoots();
           KJ_REQUIRE(roots.size() == run.exchange.step().partitions.size(),
                      "peer answered roots for other partitions");
@@ -280,15 +292,10 @@ kj::Promise<void> AntiEntropy::step(Run& run) {
       case Exchange::Step::Kind::ASK_CHILDREN: {
         auto request = peer.aeChildrenRequest();
         request.setSalt(s.salt);
-        auto list = request.initNodes(uint32_t(s.nodes.size()));
-        for (size_t i = 0; i < s.nodes.size(); i++) {
-          list[uint32_t(i)].setPartition(uint16_t(s.nodes[i].partition));
-          list[uint32_t(i)].setLevel(s.nodes[i].level);
-          list[uint32_t(i)].setIndex(s.nodes[i].index);
-        }
-        bytesSent_ += bytesOf(request);
+        request.setNodes(asData(encodeTreeNodes(s.nodes)));
+        countSent(Call::CHILDREN, bytesOf(request));
         return pool_.track(run.address, request.send()).then([this, &run](auto&& response) {
-          bytesReceived_ += bytesOf(response);
+          countReceived(Call::CHILDREN, bytesOf(response));
           auto hashes = response.getHashes();
           size_t nodes = run.exchange.step().nodes.size();
           KJ_REQUIRE(hashes.size() == nodes * MerkleTree::FANOUT,
@@ -304,15 +311,11 @@ kj::Promise<void> AntiEntropy::step(Run& run) {
       }
       case Exchange::Step::Kind::LIST_KEYS: {
         auto request = peer.aeKeysRequest();
-        auto list = request.initSegments(uint32_t(s.segments.size()));
-        for (size_t i = 0; i < s.segments.size(); i++) {
-          list[uint32_t(i)].setPartition(uint16_t(s.segments[i].partition));
-          list[uint32_t(i)].setSegment(uint16_t(s.segments[i].segment));
-        }
+        request.setSegments(asData(encodeSegments(s.segments)));
         request.setMaxEntries(uint32_t(MAX_KEYS_PER_REPLY));
-        bytesSent_ += bytesOf(request);
+        countSent(Call::KEYS, bytesOf(request));
         return pool_.track(run.address, request.send()).then([this, &run](auto&& response) {
-          bytesReceived_ += bytesOf(response);
+          countReceived(Call::KEYS, bytesOf(response));
           auto& asked = run.exchange.step().segments;
           size_t covered = response.getSegmentsCovered();
           KJ_REQUIRE(covered >= 1 && covered <= asked.size(),
@@ -320,15 +323,14 @@ kj::Promise<void> AntiEntropy::step(Run& run) {
           std::vector<SegmentRef> segments(asked.begin(), asked.begin() + long(covered));
           std::set<std::pair<uint32_t, uint32_t>> allowed;
           for (auto& s : segments) allowed.emplace(s.partition, s.segment);
-          std::vector<KeyDigest> theirs;
-          for (auto entry : response.getEntries()) {
-            std::string key(asStringView(entry.getKey()));
-            auto segment = segmentOfKey(key);
+          auto theirs = decodeKeyDigests(asStringView(response.getEntries()),
+                                         MAX_KEYS_PER_LISTING, store_.limits());
+          for (auto& k : theirs) {
+            auto segment = segmentOfKey(k.key);
             KJ_REQUIRE(allowed.count({segment.partition, segment.segment}) == 1,
                        "peer listed a key outside the segments asked for");
-            theirs.push_back(KeyDigest{kj::mv(key), entry.getDigest()});
           }
-          auto mine = trees_.list(segments, SIZE_MAX);
+          auto mine = listWithSummaries(segments, SIZE_MAX);
           run.exchange.keysListed(mine.entries, theirs, covered);
         });
       }
@@ -349,23 +351,18 @@ kj::Promise<void> AntiEntropy::fetch(Run& run, const std::vector<std::string>& w
   if (next >= wanted.size()) return kj::READY_NOW;
   auto request = KJ_ASSERT_NONNULL(run.peer).aeFetchRequest();
   size_t count = std::min(wanted.size() - next, MAX_ENTRIES_PER_REQUEST);
-  auto list = request.initKeys(uint32_t(count));
-  for (size_t i = 0; i < count; i++) list.set(uint32_t(i), asData(wanted[next + i]));
-  bytesSent_ += bytesOf(request);
+  request.setKeys(asData(encodeKeys(std::vector<std::string>(
+      wanted.begin() + ptrdiff_t(next), wanted.begin() + ptrdiff_t(next + count)))));
+  countSent(Call::FETCH, bytesOf(request));
   return pool_.track(run.address, request.send())
       .then([this, &run, &wanted, next, count, &fetched](auto&& response) {
-        bytesReceived_ += bytesOf(response);
-        auto entries = response.getEntries();
-        KJ_REQUIRE(entries.size() >= 1 && entries.size() <= count,
-                   "peer answered a fetch with another number of keys");
+        countReceived(Call::FETCH, bytesOf(response));
+        auto entries =
+            decodeEntries(asStringView(response.getEntries()), count, store_.limits());
+        KJ_REQUIRE(entries.size() >= 1, "peer answered a fetch with no key");
         for (size_t i = 0; i < entries.size(); i++) {
-          auto entry = entries[uint32_t(i)];
-          KJ_REQUIRE(asStringView(entry.getKey()) == wanted[next + i],
-                     "peer answered a fetch with other keys");
-          if (entry.getFound()) {
-            fetched.emplace(wanted[next + i],
-                            objectFromPackedBytes(entry.getObject(), store_.limits()));
-          }
+          KJ_REQUIRE(entries[i].key == wanted[next + i], "peer answered a fetch with other keys");
+          if (entries[i].object) fetched.emplace(wanted[next + i], kj::mv(*entries[i].object));
         }
         // The peer sends what fits in one message: ask again for the rest.
         return fetch(run, wanted, next + entries.size(), fetched);
@@ -373,91 +370,99 @@ kj::Promise<void> AntiEntropy::fetch(Run& run, const std::vector<std::string>& w
 }
 
 kj::Promise<size_t> AntiEntropy::repairKeys(Run& run, std::vector<KeyRepair> repairs) {
-  // 1. The peer's copies of the keys it holds, in as many replies as their size needs.
+  // Each key's versions move only the way repairNeeds() said they must (a stale peer is sent
+  // this node's copy and nothing is fetched; a stale copy here is fetched and nothing pushed).
+  // 1. The peer's copies this node must take: of the partitions it is a replica of only (of
+  // the others it holds data just to hand it over), in as many replies as their size needs.
   auto fetched = kj::heap<std::map<std::string, Object>>();
   auto wanted = kj::heap<std::vector<std::string>>();
   for (auto& r : repairs) {
-    if (r.peer) wanted->push_back(r.key);
+    if (r.needs.fetch && run.owned.count(segmentOfKey(r.key).partition)) {
+      wanted->push_back(r.key);
+    }
   }
   auto fetching = fetch(run, *wanted, 0, *fetched);
   return fetching.attach(kj::mv(wanted))
-      .then([this, &run, repairs = kj::mv(repairs), &fetched = *fetched]() mutable {
-        // 2. Merge: into this node's store for the partitions it is a replica of; in memory only
-        // for the others, which it only hands over.
-        std::vector<std::string> localKeys;
-        for (auto& r : repairs) localKeys.push_back(r.key);
-        auto local = store_.ownCopies(localKeys);
-        auto merges = kj::heapArrayBuilder<kj::Promise<std::optional<Object>>>(repairs.size());
-        for (size_t i = 0; i < repairs.size(); i++) {
-          auto& r = repairs[i];
-          auto theirs = fetched.find(r.key);
-          auto segment = segmentOfKey(r.key);
-          if (theirs != fetched.end() && run.owned.count(segment.partition)) {
-            merges.add(store_.syncEncoded(r.key, theirs->second)
-                           .then([](Object o) { return std::optional<Object>(kj::mv(o)); },
-                                 [key = r.key](kj::Exception&& e) {
-                                   KJ_LOG(WARNING, "anti-entropy could not merge a key", e);
-                                   return std::optional<Object>();
-                                 }));
-          } else if (theirs != fetched.end() && local[i]) {
-            if (local[i]->kind == theirs->second.kind) {
-              merges.add(std::optional<Object>(sync(*local[i], theirs->second)));
-            } else {
-              merges.add(std::optional<Object>());
-            }
-          } else {
-            merges.add(kj::mv(local[i]));
+      .then([this, &fetched = *fetched]() {
+        // 2. Merged into this node's store.
+        auto merges = kj::heapArrayBuilder<kj::Promise<std::pair<std::string, uint64_t>>>(
+            fetched.size());
+        for (auto& [key, theirs] : fetched) {
+          merges.add(store_.syncEncoded(key, theirs)
+                         .then([key = key](Object o) { return std::make_pair(key, causalDigest(o)); },
+                               [key = key](kj::Exception&& e) {
+                                 KJ_LOG(WARNING, "anti-entropy could not merge a key", e);
+                                 return std::make_pair(key, uint64_t(0));
+                               }));
+        }
+        return kj::joinPromises(merges.finish());
+      })
+      .then([this, &run, repairs = kj::mv(repairs)](
+                kj::Array<std::pair<std::string, uint64_t>> merged) mutable {
+        // 3. This node's copy, as it is now, to the peer wherever it holds versions the peer
+        // lacks: the peer syncs it, so it then holds a version covering this node's copy.
+        // A key counts once as repaired, whether its copy changed here, there or both.
+        std::set<std::string> changed;
+        for (auto& [key, digest] : merged) {
+          for (auto& r : repairs) {
+            if (r.key == key && r.local != digest) changed.insert(key);
           }
         }
-        return kj::joinPromises(merges.finish())
-            .then([this, &run, repairs = kj::mv(repairs)](
-                      kj::Array<std::optional<Object>> merged) mutable {
-              // 3. Hand the peer every merge that differs from what it has.
-              // A key counts once as repaired, whether its copy changed here, there or both.
-              size_t repaired = 0;
-              auto pushes = kj::heap<std::vector<std::pair<std::string, Object>>>();
-              for (size_t i = 0; i < repairs.size(); i++) {
-                if (!merged[i]) continue;
-                auto digest = causalDigest(*merged[i]);
-                bool changedHere = repairs[i].local != digest &&
-                                   run.owned.count(segmentOfKey(repairs[i].key).partition) > 0;
-                bool changedThere = repairs[i].peer != digest;
-                if (changedHere || changedThere) repaired++;
-                if (changedThere) pushes->emplace_back(repairs[i].key, kj::mv(*merged[i]));
-              }
-              auto& peer = KJ_ASSERT_NONNULL(run.peer);
-              kj::Promise<void> sending = kj::READY_NOW;
-              size_t i = 0;
-              while (i < pushes->size()) {
-                auto request = peer.aePushRequest();
-                size_t count = 0, bytes = 0;
-                while (i + count < pushes->size() && count < MAX_ENTRIES_PER_REQUEST &&
-                       (count == 0 || bytes < MAX_OBJECT_BYTES_PER_MESSAGE)) {
-                  bytes += (*pushes)[i + count].second.siblings.size() * 64;
-                  for (auto& s : (*pushes)[i + count].second.siblings) {
-                    bytes += s.value ? s.value->size() : 0;
-                  }
-                  count++;
-                }
-                auto list = request.initEntries(uint32_t(count));
-                for (size_t j = 0; j < count; j++) {
-                  list[uint32_t(j)].setKey(asData((*pushes)[i + j].first));
-                  list[uint32_t(j)].setFound(true);
-                  list[uint32_t(j)].setObject(objectToPackedBytes((*pushes)[i + j].second));
-                }
-                bytesSent_ += bytesOf(request);
-                sending = sending.then(
-                    [this, &run, request = kj::mv(request)]() mutable {
-                      return pool_.track(run.address, request.send()).then([this](auto&& response) {
-                        bytesReceived_ += bytesOf(response);
-                      });
-                    });
-                i += count;
-              }
-              return sending.attach(kj::mv(pushes)).then([repaired]() { return repaired; });
+        std::vector<std::string> pushKeys;
+        for (auto& r : repairs) {
+          if (r.needs.push) pushKeys.push_back(r.key);
+        }
+        auto copies = store_.ownCopies(pushKeys);
+        auto pushes = kj::heap<std::vector<KeyObject>>();
+        for (size_t i = 0; i < pushKeys.size(); i++) {
+          if (!copies[i]) continue;  // collected meanwhile: nothing left to hand over
+          changed.insert(pushKeys[i]);
+          pushes->push_back(KeyObject{pushKeys[i], kj::mv(copies[i])});
+        }
+        size_t repaired = changed.size();
+        auto& peer = KJ_ASSERT_NONNULL(run.peer);
+        kj::Promise<void> sending = kj::READY_NOW;
+        size_t i = 0;
+        while (i < pushes->size()) {
+          size_t count = 0, bytes = 0;
+          while (i + count < pushes->size() && count < MAX_ENTRIES_PER_REQUEST &&
+                 (count == 0 || bytes < MAX_OBJECT_BYTES_PER_MESSAGE)) {
+            bytes += encodedSize(*(*pushes)[i + count].object);
+            count++;
+          }
+          auto request = peer.aePushRequest();
+          request.setEntries(asData(encodeEntries(std::vector<KeyObject>(
+              pushes->begin() + ptrdiff_t(i), pushes->begin() + ptrdiff_t(i + count)))));
+          countSent(Call::PUSH, bytesOf(request));
+          sending = sending.then([this, &run, request = kj::mv(request)]() mutable {
+            return pool_.track(run.address, request.send()).then([this](auto&& response) {
+              countReceived(Call::PUSH, bytesOf(response));
             });
+          });
+          i += count;
+        }
+        return sending.attach(kj::mv(pushes)).then([repaired]() { return repaired; });
       })
       .attach(kj::mv(fetched));
+}
+
+HashTrees::Listing AntiEntropy::listWithSummaries(const std::vector<SegmentRef>& segments,
+                                                  size_t maxEntries) {
+  // The index knows digests only; the objects listed (those of differing segments: few) are
+  // read for their summaries, and their digests taken from the same read, so that the two
+  // always describe one object even if a write landed since the index was read. A key removed
+  // meanwhile is left out.
+  auto listing = trees_.list(segments, maxEntries);
+  std::vector<std::string> keys;
+  for (auto& k : listing.entries) keys.push_back(k.key);
+  auto copies = store_.ownCopies(keys);
+  std::vector<KeyDigest> out;
+  for (size_t i = 0; i < keys.size(); i++) {
+    if (!copies[i]) continue;
+    out.push_back(KeyDigest{kj::mv(keys[i]), causalDigest(*copies[i]), causalSummary(*copies[i])});
+  }
+  listing.entries = kj::mv(out);
+  return listing;
 }
 
 // ---- Collection ------------------------------------------------------------------------------
@@ -531,9 +536,9 @@ kj::Promise<void> AntiEntropy::reap(MapSnapshot map, uint32_t partition) {
         list[uint32_t(i)].setKey(asData(tombstones[i].key));
         list[uint32_t(i)].setDigest(tombstones[i].digest);
       }
-      bytesSent_ += bytesOf(request);
+      countSent(Call::REAP, bytesOf(request));
       return timer_.timeoutAfter(options_.stepTimeout, pool_.track(address, request.send()))
-          .then([this](auto&& response) { bytesReceived_ += bytesOf(response); });
+          .then([this](auto&& response) { countReceived(Call::REAP, bytesOf(response)); });
     }));
   }
   auto all = requests.releaseAsArray();
@@ -604,13 +609,10 @@ void AntiEntropy::updateRebuilding(const PartitionMap& map) {
 
 void AntiEntropy::answerRoots(wire::Peer::AeRootsParams::Reader in,
                               wire::Peer::AeRootsResults::Builder out) {
-  auto partitions = in.getPartitions();
-  if (partitions.size() > MAX_PARTITIONS_PER_REQUEST) {
-    throw invalid(kj::str("an anti-entropy request may name at most ",
-                          MAX_PARTITIONS_PER_REQUEST, " partitions; this one named ",
-                          partitions.size()));
-  }
-  bytesReceived_ += bytesOf(in);
+  auto partitions = decodeOrRefuse([&]() {
+    return decodePartitions(asStringView(in.getPartitions()), MAX_PARTITIONS_PER_REQUEST);
+  });
+  countReceived(Call::ROOTS, bytesOf(in));
   auto map = membership_.current();
   auto requester = in.getRequester();
   if (requester != 0 && !map->empty()) {
@@ -622,118 +624,84 @@ void AntiEntropy::answerRoots(wire::Peer::AeRootsParams::Reader in,
       }
     }
   }
-  auto roots = out.initRoots(partitions.size());
-  for (uint32_t i = 0; i < partitions.size(); i++) {
-    auto tree = trees_.tree(partitions[i]);
-    roots.set(i, tree ? tree->root() : 0);
+  std::vector<uint64_t> roots;
+  for (auto p : partitions) {
+    auto tree = trees_.tree(p);
+    roots.push_back(tree ? tree->root() : 0);
   }
-  bytesSent_ += bytesOf(out);
+  if (combinedRoots(roots) == in.getRootsHash()) {
+    out.setEqual(true);
+  } else {
+    auto list = out.initRoots(uint32_t(roots.size()));
+    for (uint32_t i = 0; i < roots.size(); i++) list.set(i, roots[i]);
+  }
+  countSent(Call::ROOTS, bytesOf(out));
 }
 
 void AntiEntropy::answerChildren(wire::Peer::AeChildrenParams::Reader in,
                                  wire::Peer::AeChildrenResults::Builder out) {
-  auto nodes = in.getNodes();
-  if (nodes.size() > MAX_NODES_PER_REQUEST) {
-    throw invalid(kj::str("an anti-entropy request may name at most ", MAX_NODES_PER_REQUEST,
-                          " tree nodes; this one named ", nodes.size()));
-  }
-  for (auto node : nodes) {
-    if (node.getLevel() >= MerkleTree::SEGMENT_LEVEL ||
-        node.getIndex() >= MerkleTree::nodesAt(node.getLevel())) {
-      throw invalid(kj::str("no tree node ", node.getIndex(), " at level ", node.getLevel()));
-    }
-  }
-  bytesReceived_ += bytesOf(in);
+  auto nodes = decodeOrRefuse(
+      [&]() { return decodeTreeNodes(asStringView(in.getNodes()), MAX_NODES_PER_REQUEST); });
+  countReceived(Call::CHILDREN, bytesOf(in));
   auto salt = in.getSalt();
-  auto hashes = out.initHashes(nodes.size() * uint32_t(MerkleTree::FANOUT));
+  auto hashes = out.initHashes(uint32_t(nodes.size() * MerkleTree::FANOUT));
   static const MerkleTree EMPTY;
   for (uint32_t i = 0; i < nodes.size(); i++) {
-    auto tree = trees_.tree(nodes[i].getPartition());
-    auto children = (tree ? *tree : EMPTY).children(nodes[i].getLevel(), nodes[i].getIndex());
+    auto tree = trees_.tree(nodes[i].partition);
+    auto children = (tree ? *tree : EMPTY).children(nodes[i].level, nodes[i].index);
     for (uint32_t c = 0; c < MerkleTree::FANOUT; c++) {
       hashes.set(i * uint32_t(MerkleTree::FANOUT) + c, saltedHash(children[c], salt));
     }
   }
-  bytesSent_ += bytesOf(out);
+  countSent(Call::CHILDREN, bytesOf(out));
 }
 
 void AntiEntropy::answerKeys(wire::Peer::AeKeysParams::Reader in,
                              wire::Peer::AeKeysResults::Builder out) {
-  auto segments = in.getSegments();
-  if (segments.size() > MAX_SEGMENTS_PER_REQUEST || segments.size() == 0) {
-    throw invalid(kj::str("an anti-entropy request must name 1 to ", MAX_SEGMENTS_PER_REQUEST,
-                          " segments; this one named ", segments.size()));
-  }
-  std::vector<SegmentRef> refs;
-  for (auto s : segments) {
-    if (s.getSegment() >= MerkleTree::SEGMENTS) {
-      throw invalid(kj::str("no segment ", s.getSegment(), ": a tree has ", MerkleTree::SEGMENTS));
-    }
-    refs.push_back(SegmentRef{s.getPartition(), s.getSegment()});
-  }
-  bytesReceived_ += bytesOf(in);
+  auto refs = decodeOrRefuse([&]() {
+    return decodeSegments(asStringView(in.getSegments()), MAX_SEGMENTS_PER_REQUEST);
+  });
+  if (refs.empty()) throw invalid("an anti-entropy listing must name at least one segment");
+  countReceived(Call::KEYS, bytesOf(in));
   size_t max = std::min(size_t(in.getMaxEntries()), MAX_KEYS_PER_REPLY);
-  auto listing = trees_.list(refs, std::max(max, size_t(1)));
-  auto entries = out.initEntries(uint32_t(listing.entries.size()));
-  for (size_t i = 0; i < listing.entries.size(); i++) {
-    entries[uint32_t(i)].setKey(asData(listing.entries[i].key));
-    entries[uint32_t(i)].setDigest(listing.entries[i].digest);
-  }
+  auto listing = listWithSummaries(refs, std::max(max, size_t(1)));
+  out.setEntries(asData(encodeKeyDigests(listing.entries)));
   out.setSegmentsCovered(uint32_t(listing.segmentsCovered));
-  bytesSent_ += bytesOf(out);
+  countSent(Call::KEYS, bytesOf(out));
 }
 
 void AntiEntropy::answerFetch(wire::Peer::AeFetchParams::Reader in,
                               wire::Peer::AeFetchResults::Builder out) {
-  auto keys = in.getKeys();
-  if (keys.size() > MAX_ENTRIES_PER_REQUEST || keys.size() == 0) {
-    throw invalid(kj::str("an anti-entropy fetch must name 1 to ", MAX_ENTRIES_PER_REQUEST,
-                          " keys; this one named ", keys.size()));
+  auto wanted = decodeOrRefuse([&]() {
+    return decodeKeys(asStringView(in.getKeys()), MAX_ENTRIES_PER_REQUEST, store_.limits());
+  });
+  if (wanted.empty()) throw invalid("an anti-entropy fetch must name at least one key");
+  for (auto& key : wanted) {
+    decodeStorageKey(asData(key));  // refuses what cannot be a storage key
   }
-  std::vector<std::string> wanted;
-  for (auto key : keys) {
-    decodeStorageKey(key);  // refuses what cannot be a storage key
-    wanted.emplace_back(asStringView(key));
-  }
-  bytesReceived_ += bytesOf(in);
+  countReceived(Call::FETCH, bytesOf(in));
   auto copies = store_.ownCopies(wanted);
   // As many as fit in one message (at least one): the caller asks again for the rest.
-  size_t count = 0, bytes = 0;
-  while (count < copies.size() && (count == 0 || bytes < MAX_OBJECT_BYTES_PER_MESSAGE)) {
-    if (copies[count]) {
-      for (auto& s : copies[count]->siblings) bytes += 64 + (s.value ? s.value->size() : 0);
-    }
-    count++;
+  std::vector<KeyObject> entries;
+  size_t bytes = 0;
+  for (size_t i = 0; i < copies.size() && (i == 0 || bytes < MAX_OBJECT_BYTES_PER_MESSAGE); i++) {
+    if (copies[i]) bytes += encodedSize(*copies[i]);
+    entries.push_back(KeyObject{kj::mv(wanted[i]), kj::mv(copies[i])});
   }
-  auto entries = out.initEntries(uint32_t(count));
-  for (size_t i = 0; i < count; i++) {
-    entries[uint32_t(i)].setKey(asData(wanted[i]));
-    if (copies[i]) {
-      entries[uint32_t(i)].setFound(true);
-      entries[uint32_t(i)].setObject(objectToPackedBytes(*copies[i]));
-    }
-  }
-  bytesSent_ += bytesOf(out);
+  out.setEntries(asData(encodeEntries(entries)));
+  countSent(Call::FETCH, bytesOf(out));
 }
 
 kj::Promise<void> AntiEntropy::answerPush(wire::Peer::AePushParams::Reader in) {
-  auto entries = in.getEntries();
-  if (entries.size() > MAX_ENTRIES_PER_REQUEST) {
-    throw invalid(kj::str("an anti-entropy push may carry at most ", MAX_ENTRIES_PER_REQUEST,
-                          " objects; this one carried ", entries.size()));
-  }
   // Decode everything before storing anything: a bad entry refuses the whole push.
-  std::vector<std::pair<std::string, Object>> objects;
-  for (auto entry : entries) {
-    if (!entry.getFound()) continue;
-    decodeStorageKey(entry.getKey());
-    objects.emplace_back(std::string(asStringView(entry.getKey())),
-                         objectFromPackedBytes(entry.getObject(), store_.limits()));
-  }
-  bytesReceived_ += bytesOf(in);
-  auto writes = kj::heapArrayBuilder<kj::Promise<void>>(objects.size());
-  for (auto& [key, object] : objects) {
-    writes.add(store_.syncEncoded(key, kj::mv(object)).ignoreResult());
+  auto entries = decodeOrRefuse([&]() {
+    return decodeEntries(asStringView(in.getEntries()), MAX_ENTRIES_PER_REQUEST, store_.limits());
+  });
+  for (auto& e : entries) decodeStorageKey(asData(e.key));
+  countReceived(Call::PUSH, bytesOf(in));
+  auto writes = kj::heapArrayBuilder<kj::Promise<void>>(entries.size());
+  for (auto& e : entries) {
+    if (e.object) writes.add(store_.syncEncoded(e.key, kj::mv(*e.object)).ignoreResult());
   }
   return kj::joinPromises(writes.finish());
 }
@@ -751,7 +719,7 @@ kj::Promise<uint32_t> AntiEntropy::answerReap(wire::Peer::AeReapParams::Reader i
       throw invalid("a tombstone collection named a key of another partition");
     }
   }
-  bytesReceived_ += bytesOf(in);
+  countReceived(Call::REAP, bytesOf(in));
   for (auto t : tombstones) {
     reaps.add(store_.reap(std::string(asStringView(t.getKey())), t.getDigest()));
   }
@@ -775,6 +743,22 @@ void AntiEntropy::fillStats(wire::AntiEntropyStats::Builder out) const {
   out.setPartitionsHeld(uint32_t(trees_.partitions().size()));
   out.setTreeMemoryBytes(trees_.memoryBytes());
   out.setRunning(running_ > 0);
+  auto byCall = out.initByCall(uint32_t(Call::COUNT));
+  for (size_t i = 0; i < size_t(Call::COUNT); i++) {
+    byCall[uint32_t(i)].setCall(CALL_NAMES[i]);
+    byCall[uint32_t(i)].setSent(byCall_[i].sent);
+    byCall[uint32_t(i)].setReceived(byCall_[i].received);
+  }
+}
+
+void AntiEntropy::countSent(Call call, uint64_t bytes) {
+  bytesSent_ += bytes;
+  byCall_[size_t(call)].sent += bytes;
+}
+
+void AntiEntropy::countReceived(Call call, uint64_t bytes) {
+  bytesReceived_ += bytes;
+  byCall_[size_t(call)].received += bytes;
 }
 
 }  // namespace dynkv::storaged

@@ -12,6 +12,7 @@
 #include <kj/async.h>
 #include <kj/timer.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -97,6 +98,9 @@ class AntiEntropy {
   static constexpr size_t MAX_NODES_PER_REQUEST = 4096;
   static constexpr size_t MAX_SEGMENTS_PER_REQUEST = 4096;
   static constexpr size_t MAX_KEYS_PER_REPLY = 16384;
+  static constexpr size_t MAX_KEYS_PER_LISTING = 1 << 20;
+  // What a peer's listing may hold: it stops at a segment boundary past MAX_KEYS_PER_REPLY,
+  // so one segment of a very large partition may take it further.
   static constexpr size_t MAX_ENTRIES_PER_REQUEST = 1024;   // fetch, push, reap
   static constexpr size_t MAX_OBJECT_BYTES_PER_MESSAGE = 4 << 20;
   static constexpr int HELD_ELSEWHERE_ROUNDS = 3;
@@ -134,6 +138,16 @@ class AntiEntropy {
   uint64_t keysRepaired_ = 0;
   uint64_t bytesSent_ = 0;
   uint64_t bytesReceived_ = 0;
+  // The same split by Peer call (as caller and as callee), so that status says which step of
+  // the exchange costs the bytes.
+  enum class Call : uint8_t { ROOTS, CHILDREN, KEYS, FETCH, PUSH, REAP, COUNT };
+  static constexpr const char* CALL_NAMES[] = {"aeRoots", "aeChildren", "aeKeys",
+                                               "aeFetch", "aePush",     "aeReap"};
+  struct CallBytes {
+    uint64_t sent = 0;
+    uint64_t received = 0;
+  };
+  std::array<CallBytes, size_t(Call::COUNT)> byCall_{};
   uint64_t tombstonesReaped_ = 0;
   uint64_t partitionsDropped_ = 0;
   std::map<uint32_t, kj::TimePoint> heldElsewhere_;  // partition -> when a node that is no
@@ -149,6 +163,8 @@ class AntiEntropy {
   kj::Promise<size_t> repairKeys(Run& run, std::vector<KeyRepair> repairs);
   kj::Promise<void> fetch(Run& run, const std::vector<std::string>& wanted, size_t next,
                           std::map<std::string, Object>& fetched);
+  HashTrees::Listing listWithSummaries(const std::vector<SegmentRef>& segments,
+                                       size_t maxEntries);
   kj::Promise<void> collect(MapSnapshot map, bool throttled);
   kj::Promise<void> reap(MapSnapshot map, uint32_t partition);
   kj::Promise<void> drop(uint32_t partition);
@@ -159,6 +175,8 @@ class AntiEntropy {
                                      const std::function<bool(uint64_t node)>& suspected) const;
   bool owns(const PartitionMap& map, uint32_t partition) const;
   void updateRebuilding(const PartitionMap& map);
+  void countSent(Call call, uint64_t bytes);
+  void countReceived(Call call, uint64_t bytes);
 };
 
 }  // namespace dynkv::storaged

@@ -203,7 +203,7 @@ HashTrees::Listing HashTrees::list(const std::vector<SegmentRef>& segments,
                      ? indexPrefix(ref.partition, ref.segment + 1)
                      : (ref.partition < 0xffff ? indexPrefix(ref.partition + 1, 0) : std::string());
       txn.scan(Table::DIGESTS, bytesOf(begin), bytesOf(end), [&](Bytes key, Bytes value) {
-        out.entries.push_back(KeyDigest{storageKeyOf(key), decodeValue(value).digest});
+        out.entries.push_back(KeyDigest{storageKeyOf(key), decodeValue(value).digest, {}});
         return true;
       });
       out.segmentsCovered++;
@@ -220,7 +220,7 @@ std::vector<KeyDigest> HashTrees::tombstonesOf(uint32_t partition) const {
   engine_.read([&](ReadTransaction& txn) {
     txn.scan(Table::DIGESTS, bytesOf(begin), bytesOf(end), [&](Bytes key, Bytes value) {
       auto v = decodeValue(value);
-      if (v.tombstone) out.push_back(KeyDigest{storageKeyOf(key), v.digest});
+      if (v.tombstone) out.push_back(KeyDigest{storageKeyOf(key), v.digest, {}});
       return true;
     });
   });

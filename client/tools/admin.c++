@@ -98,6 +98,9 @@ NodeStats fromWire(wire::NodeStats::Reader in) {
   out.antiEntropy.partitionsHeld = ae.getPartitionsHeld();
   out.antiEntropy.treeMemoryBytes = ae.getTreeMemoryBytes();
   out.antiEntropy.running = ae.getRunning();
+  for (auto c : ae.getByCall()) {
+    out.antiEntropy.byCall[c.getCall()] = {c.getSent(), c.getReceived()};
+  }
   out.tombstones = in.getTombstones();
   out.tombstonesReaped = in.getTombstonesReaped();
   out.partitionsDropped = in.getPartitionsDropped();

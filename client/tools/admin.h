@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -68,6 +69,11 @@ struct AntiEntropyState {
   uint32_t partitionsHeld = 0;
   uint64_t treeMemoryBytes = 0;
   bool running = false;  // an exchange is in progress
+  struct CallBytes {
+    uint64_t sent = 0;
+    uint64_t received = 0;
+  };
+  std::map<std::string, CallBytes> byCall;  // bytesSent/bytesReceived by Peer call (aeKeys...)
 };
 
 struct NodeStats {

@@ -200,6 +200,12 @@ nlohmann::ordered_json statsJson(const dynkv::NodeStats& s) {
                      {"owner_address", h.ownerAddress},
                      {"count", h.count}});
   }
+  auto sentByCall = nlohmann::ordered_json::object();
+  auto receivedByCall = nlohmann::ordered_json::object();
+  for (auto& [call, bytes] : ae.byCall) {
+    sentByCall[call] = bytes.sent;
+    receivedByCall[call] = bytes.received;
+  }
   return {{"id", std::to_string(s.id)},
           {"epoch", std::to_string(s.epoch)},
           {"rebuilding", s.rebuilding},
@@ -212,6 +218,8 @@ nlohmann::ordered_json statsJson(const dynkv::NodeStats& s) {
             {"keys_repaired", ae.keysRepaired},
             {"bytes_sent", ae.bytesSent},
             {"bytes_received", ae.bytesReceived},
+            {"bytes_sent_by_call", sentByCall},
+            {"bytes_received_by_call", receivedByCall},
             {"trees_digest", std::to_string(ae.treesDigest)},
             {"partitions_held", ae.partitionsHeld},
             {"tree_memory_bytes", ae.treeMemoryBytes},

@@ -60,6 +60,9 @@ void Exchange::advance() {
     auto first = partitions_.begin() + ptrdiff_t(nextPartition_);
     step_.kind = Kind::ASK_ROOTS;
     step_.partitions.assign(first, first + ptrdiff_t(n));
+    askedRoots_.clear();
+    for (auto p : step_.partitions) askedRoots_.push_back(localTree(p).root());
+    step_.rootsHash = combinedRoots(askedRoots_);
     nextPartition_ += n;
   } else if (!pendingNodes_.empty()) {
     step_.kind = Kind::ASK_CHILDREN;
@@ -82,6 +85,15 @@ void Exchange::advance() {
     return;
   }
   stats_.steps++;
+}
+
+void Exchange::rootsEqual() {
+  KJ_REQUIRE(step_.kind == Kind::ASK_ROOTS, "roots received for another step");
+  for (size_t i = 0; i < askedRoots_.size(); i++) {
+    stats_.partitionsCompared++;
+    covered_.push_back(Covered{step_.partitions[i], askedRoots_[i]});
+  }
+  advance();
 }
 
 void Exchange::rootsReceived(const std::vector<uint64_t>& roots) {
@@ -138,24 +150,33 @@ void Exchange::keysListed(const std::vector<KeyDigest>& local, const std::vector
              step_.segments.size());
   struct Sides {
     std::optional<uint64_t> local, peer;
+    const CausalSummary* localSummary = nullptr;
+    const CausalSummary* peerSummary = nullptr;
   };
   std::map<std::string_view, Sides> byKey;
   for (auto& k : local) {
     auto& sides = byKey[k.key];
     KJ_REQUIRE(!sides.local, "a key listed twice on this node's side", k.key);
     sides.local = k.digest;
+    sides.localSummary = &k.summary;
   }
   for (auto& k : peer) {
     auto& sides = byKey[k.key];
     KJ_REQUIRE(!sides.peer, "a key listed twice on the peer's side", k.key);
     sides.peer = k.digest;
+    sides.peerSummary = &k.summary;
   }
   stats_.keysCompared += local.size() + peer.size();
 
   std::vector<KeyRepair> found;  // in key order, as the map is
   for (auto& [key, sides] : byKey) {
-    if (sides.local != sides.peer)
-      found.push_back(KeyRepair{std::string(key), sides.local, sides.peer});
+    if (sides.local == sides.peer) continue;
+    auto summary = [](const CausalSummary* s) {
+      return s ? std::optional<CausalSummary>(*s) : std::nullopt;
+    };
+    found.push_back(KeyRepair{std::string(key), sides.local, sides.peer,
+                              repairNeeds(summary(sides.localSummary),
+                                          summary(sides.peerSummary))});
   }
   stats_.keysDiffering += found.size();
   // Each segment is listed once, so these keys are new; merged to keep the queue in key order.

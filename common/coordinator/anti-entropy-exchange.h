@@ -7,19 +7,25 @@
 //
 // Steps, each one request to the peer (or a local listing) that the shell performs and answers
 // with the matching event:
-//   ASK_ROOTS     the peer's full 64-bit roots of `partitions`    -> rootsReceived()
+//   ASK_ROOTS     whether the peer's roots of `partitions` hash
+//                 to `rootsHash` (combinedRoots() of this node's)  -> rootsEqual()
+//                 and if not, the peer's full 64-bit roots         -> rootsReceived()
 //   ASK_CHILDREN  the peer's salted hashes of the FANOUT children
 //                 of each of `nodes`                              -> childrenReceived()
-//   LIST_KEYS     (storage key, causal digest) of every key in
-//                 `segments`, from this node's store and the
-//                 peer's                                          -> keysListed()
-//   REPAIR        the keys whose copies differ. The shell makes
-//                 the peer hold a version covering this node's
-//                 copy of each (pushes sync(local, peer's) where
-//                 the peer's digest differs from it), and, for a
-//                 partition this node is a replica of, syncs the
-//                 peer's copy here                                -> repaired()
+//   LIST_KEYS     (storage key, causal digest, causal summary) of
+//                 every key in `segments`, from this node's store
+//                 and the peer's                                  -> keysListed()
+//   REPAIR        the keys whose copies differ, each with what
+//                 repairNeeds() (repair-needs.h) decided from the
+//                 two summaries. The shell makes the peer hold a
+//                 version covering this node's copy of each that
+//                 needs a push (it pushes this node's copy, which
+//                 the peer syncs), and, for a partition this node
+//                 is a replica of, syncs here the peer's copy of
+//                 each that needs a fetch                         -> repaired()
 //   DONE          the exchange is over; stats() says what it found.
+// One hash stands for every root of an ASK_ROOTS step: between replicas that agree (most pairs,
+// most rounds) a step costs 8 bytes each way however many partitions it covers.
 // In this order: every ASK_ROOTS first; then ASK_CHILDREN breadth-first, level by level (one step
 // may finish a level and start the next); then LIST_KEYS, with a REPAIR step as soon as
 // maxRepairsPerStep repairs are pending, so that what an exchange holds stays bounded however
@@ -52,44 +58,20 @@
 #include <vector>
 
 #include "merkle-tree.h"
+#include "repair-needs.h"
 
 namespace dynkv {
 
-struct TreeNodeRef {
-  // Node `index` of level `level` of partition `partition`'s tree.
-  uint32_t partition = 0;
-  uint8_t level = 0;  // < MerkleTree::SEGMENT_LEVEL for an ASK_CHILDREN node
-  uint32_t index = 0;
-
-  bool operator==(const TreeNodeRef& o) const {
-    return partition == o.partition && level == o.level && index == o.index;
-  }
-};
-
-struct SegmentRef {
-  uint32_t partition = 0;
-  uint32_t segment = 0;  // < MerkleTree::SEGMENTS
-
-  bool operator==(const SegmentRef& o) const {
-    return partition == o.partition && segment == o.segment;
-  }
-};
-
-struct KeyDigest {
-  std::string key;      // the encoded storage key (storaged/storage-key.h): partition first
-  uint64_t digest = 0;  // causalDigest() of the object stored under it
-
-  bool operator==(const KeyDigest& o) const { return key == o.key && digest == o.digest; }
-};
-
 struct KeyRepair {
-  // A key whose copies differ: what each side holds (nullopt: nothing).
+  // A key whose copies differ: what each side holds (nullopt: nothing), and which way its
+  // versions must move (repairNeeds() of the two sides' summaries).
   std::string key;
   std::optional<uint64_t> local;
   std::optional<uint64_t> peer;
+  RepairNeeds needs;
 
   bool operator==(const KeyRepair& o) const {
-    return key == o.key && local == o.local && peer == o.peer;
+    return key == o.key && local == o.local && peer == o.peer && needs == o.needs;
   }
 };
 
@@ -118,6 +100,7 @@ class Exchange {
     enum class Kind : uint8_t { ASK_ROOTS, ASK_CHILDREN, LIST_KEYS, REPAIR, DONE, FAILED };
     Kind kind = Kind::DONE;
     std::vector<uint32_t> partitions;  // ASK_ROOTS
+    uint64_t rootsHash = 0;            // ASK_ROOTS: combinedRoots() of this node's roots of them
     uint64_t salt = 0;                 // ASK_CHILDREN: what the peer salts its hashes with
     std::vector<TreeNodeRef> nodes;    // ASK_CHILDREN
     std::vector<SegmentRef> segments;  // LIST_KEYS
@@ -135,8 +118,13 @@ class Exchange {
   const Step& step() const { return step_; }
   // What to do now. Stays the same until the event that answers it.
 
+  void rootsEqual();
+  // The peer's roots of the ASK_ROOTS step's partitions hash to its rootsHash: each is equal to
+  // this node's root when the step was made.
+
   void rootsReceived(const std::vector<uint64_t>& roots);
-  // The peer's roots, one per partition of the ASK_ROOTS step, in its order.
+  // The peer's roots, one per partition of the ASK_ROOTS step, in its order (its hash of them
+  // differed from rootsHash).
 
   void childrenReceived(const std::vector<std::array<uint32_t, MerkleTree::FANOUT>>& children);
   // The peer's salted child hashes, one array per node of the ASK_CHILDREN step, in its order.
@@ -146,7 +134,7 @@ class Exchange {
   // Both sides' keys of the first `segmentsCovered` segments of the LIST_KEYS step (>= 1; a side
   // whose reply had to stop early covers fewer: the rest are asked again in a later step), in any
   // order, each key at most once per side. Keys whose digests differ or that one side lacks
-  // become repairs.
+  // become repairs, with repairNeeds() of their summaries.
 
   void repaired(size_t keys);
   // The REPAIR step is done; `keys` of its repairs changed a copy on either side (for stats).
@@ -188,6 +176,7 @@ class Exchange {
   Step step_;
   ExchangeStats stats_;
   std::vector<Covered> covered_;
+  std::vector<uint64_t> askedRoots_;  // this node's roots of the ASK_ROOTS step, as hashed
   std::vector<Covered> differing_;  // partitions whose roots differed, with this node's root
   std::set<uint32_t> unresolved_;  // differing partitions the walk lost track of: not covered
   size_t nextPartition_ = 0;              // ASK_ROOTS progress

@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 
+#include "anti-entropy-codec.h"
 #include "hash.h"
 #include "in-process-node.h"
 #include "node-pool.h"
@@ -259,18 +260,23 @@ TEST_CASE("anti-entropy: a peer's requests over the limits or naming what cannot
   Fixture f(3);
   auto peer = f.node(1).pool.peer(f.node(2).host.address).wait(f.io.waitScope);
 
+  std::vector<uint32_t> many;
+  for (uint32_t p = 0; p <= AntiEntropy::MAX_PARTITIONS_PER_REQUEST; p++) many.push_back(p);
   auto tooMany = peer.aeRootsRequest();
-  tooMany.initPartitions(AntiEntropy::MAX_PARTITIONS_PER_REQUEST + 1);
+  tooMany.setPartitions(asData(encodePartitions(many)));
   CHECK_THROWS_WITH(tooMany.send().wait(f.io.waitScope),
-                    Catch::Contains("at most 4096 partitions"));
+                    Catch::Contains("partitions per request"));
 
   auto noSuchNode = peer.aeChildrenRequest();
-  auto node = noSuchNode.initNodes(1)[0];
-  node.setLevel(7);
-  CHECK_THROWS_WITH(noSuchNode.send().wait(f.io.waitScope), Catch::Contains("no tree node"));
+  noSuchNode.setNodes(asData(encodeTreeNodes({TreeNodeRef{0, 7, 0}})));
+  CHECK_THROWS_WITH(noSuchNode.send().wait(f.io.waitScope), Catch::Contains("no such tree node"));
+
+  auto garbled = peer.aeKeysRequest();
+  garbled.setSegments(asData(std::string("\xff\xff\xff")));
+  CHECK_THROWS_WITH(garbled.send().wait(f.io.waitScope), Catch::Contains("invalid argument"));
 
   auto badKey = peer.aeFetchRequest();
-  badKey.initKeys(1).set(0, asData("x"));
+  badKey.setKeys(asData(encodeKeys({"x"})));
   CHECK_THROWS_WITH(badKey.send().wait(f.io.waitScope), Catch::Contains("storage key"));
 
   auto wrongPartition = peer.aeReapRequest();
@@ -279,10 +285,17 @@ TEST_CASE("anti-entropy: a peer's requests over the limits or naming what cannot
   CHECK_THROWS_WITH(wrongPartition.send().wait(f.io.waitScope),
                     Catch::Contains("another partition"));
 
-  // Still serving.
+  // Still serving: roots that differ come back in full, equal ones as one flag.
   auto roots = peer.aeRootsRequest();
-  roots.initPartitions(1).set(0, 0);
-  CHECK(roots.send().wait(f.io.waitScope).getRoots().size() == 1);
+  roots.setPartitions(asData(encodePartitions({0})));
+  roots.setRootsHash(combinedRoots({12345}));
+  auto answer = roots.send().wait(f.io.waitScope);
+  REQUIRE(!answer.getEqual());
+  REQUIRE(answer.getRoots().size() == 1);
+  auto same = peer.aeRootsRequest();
+  same.setPartitions(asData(encodePartitions({0})));
+  same.setRootsHash(combinedRoots({answer.getRoots()[0]}));
+  CHECK(same.send().wait(f.io.waitScope).getEqual());
 }
 
 }  // namespace

@@ -397,9 +397,20 @@ class AntiEntropySimulation {
       }
       case Kind::ASK_ROOTS:
         return call<std::vector<uint64_t>>(
-            i, peer, [&store, partitions = step.partitions]() { return store.roots(partitions); },
+            i, peer,
+            [&store, partitions = step.partitions, hash = step.rootsHash]() {
+              // As aeRoots answers: nothing (here, no roots) when the hash of its roots matches.
+              auto roots = store.roots(partitions);
+              return combinedRoots(roots) == hash ? std::vector<uint64_t>{} : roots;
+            },
             [exchange, next](auto roots) {
-              roots ? exchange->rootsReceived(*roots) : exchange->failed();
+              if (!roots) {
+                exchange->failed();
+              } else if (roots->empty()) {
+                exchange->rootsEqual();
+              } else {
+                exchange->rootsReceived(*roots);
+              }
               next();
             });
       case Kind::ASK_CHILDREN:
@@ -441,10 +452,12 @@ class AntiEntropySimulation {
 
   void repair(size_t i, size_t peer, const std::vector<KeyRepair>& repairs,
               std::function<void(std::optional<size_t>)> done) {
-    // Keys of a partition this node is a replica of are fetched and synced here first.
+    // As storaged's shell: the keys that need a fetch, of a partition this node is a replica
+    // of, are fetched and synced here first; then this node's copy of each key that needs a
+    // push is handed over.
     std::vector<std::string> fetch;
     for (auto& r : repairs) {
-      if (replicaOf(i, splitStorageKey(r.key).first)) fetch.push_back(r.key);
+      if (r.needs.fetch && replicaOf(i, splitStorageKey(r.key).first)) fetch.push_back(r.key);
     }
     auto push = [this, i, peer, repairs, done](const Entries& theirs) {
       std::set<std::string> changed;  // keys whose copy changed on either side
@@ -457,10 +470,7 @@ class AntiEntropySimulation {
           changed.insert(r.key);
         }
         auto mine = nodes_[i].store.find(partition, key);
-        if (!mine) continue;
-        bool differs =
-            !fetched || copy == theirs.end() || causalDigest(*mine) != causalDigest(copy->second);
-        if (differs) (*sending)[r.key] = *mine;
+        if (mine && r.needs.push) (*sending)[r.key] = *mine;
       }
       if (sending->empty()) return done(changed.size());
       call<std::set<std::string>>(
@@ -526,7 +536,7 @@ class AntiEntropySimulation {
     auto& held = nodes_[i].store.partitions();
     if (auto contents = held.find(p); contents != held.end()) {
       for (auto& [key, object] : contents->second) {
-        if (object.allTombstones()) tombstones->push_back(KeyDigest{key, causalDigest(object)});
+        if (object.allTombstones()) tombstones->push_back(KeyDigest{key, causalDigest(object), {}});
       }
     }
     // Writes since the plan may have replaced them all.

@@ -142,7 +142,8 @@ class Replica {
       if (p != partitions_.end()) {
         for (auto& [key, object] : p->second) {
           if (MerkleTree::segmentOf(REPLICA_NS, key) != s.segment) continue;
-          listing.keys.push_back(KeyDigest{storageKey(s.partition, key), causalDigest(object)});
+          listing.keys.push_back(
+              KeyDigest{storageKey(s.partition, key), causalDigest(object), causalSummary(object)});
         }
       }
       listing.segmentsCovered++;
@@ -165,20 +166,38 @@ inline bool repairBoth(Replica& local, Replica& peer, const std::string& storage
   return changedHere || changedThere;
 }
 
+inline bool repair(Replica& local, Replica& peer, const KeyRepair& r) {
+  // Moves a key's versions the way the exchange said (r.needs), as storaged's shell does: the
+  // peer's copy synced here if it must be fetched, this node's synced there if it must be
+  // pushed. True if either copy changed.
+  auto [partition, key] = splitStorageKey(r.key);
+  auto mine = local.find(partition, key), theirs = peer.find(partition, key);
+  Object localCopy = mine ? *mine : Object{}, peerCopy = theirs ? *theirs : Object{};
+  bool changedHere = r.needs.fetch && local.merge(partition, key, peerCopy);
+  bool changedThere = r.needs.push && peer.merge(partition, key, localCopy);
+  return changedHere || changedThere;
+}
+
 inline std::vector<Exchange::Step> runExchange(Exchange& exchange, Replica& local, Replica& peer,
                                                size_t peerMaxEntries = SIZE_MAX) {
   // Answers each step of `exchange` (started over `local`'s trees) from the two replicas until
   // it ends, with no failure: the peer lists at most about peerMaxEntries keys a step, and each
-  // key of a REPAIR step is made equal on both sides. Returns the steps, in order.
+  // key of a REPAIR step is repaired the way it needs (repair()). Returns the steps, in order.
   std::vector<Exchange::Step> steps;
   using Kind = Exchange::Step::Kind;
   while (!exchange.finished()) {
     steps.push_back(exchange.step());
     auto& step = steps.back();
     switch (step.kind) {
-      case Kind::ASK_ROOTS:
-        exchange.rootsReceived(peer.roots(step.partitions));
+      case Kind::ASK_ROOTS: {
+        auto roots = peer.roots(step.partitions);
+        if (combinedRoots(roots) == step.rootsHash) {
+          exchange.rootsEqual();
+        } else {
+          exchange.rootsReceived(roots);
+        }
         break;
+      }
       case Kind::ASK_CHILDREN:
         exchange.childrenReceived(peer.children(step.salt, step.nodes));
         break;
@@ -191,7 +210,7 @@ inline std::vector<Exchange::Step> runExchange(Exchange& exchange, Replica& loca
       }
       case Kind::REPAIR: {
         size_t changed = 0;
-        for (auto& r : step.repairs) changed += repairBoth(local, peer, r.key) ? 1 : 0;
+        for (auto& r : step.repairs) changed += repair(local, peer, r) ? 1 : 0;
         exchange.repaired(changed);
         break;
       }

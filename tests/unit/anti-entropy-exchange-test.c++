@@ -58,9 +58,12 @@ std::map<std::string, KeyRepair> differences(const Replica& local, const Replica
       for (auto& [key, object] : contents) {
         auto mine = local.find(p, key), theirs = peer.find(p, key);
         if (mine && theirs && causalDigest(*mine) == causalDigest(*theirs)) continue;
-        KeyRepair r{storageKey(p, key), {}, {}};
+        KeyRepair r{storageKey(p, key), {}, {}, {}};
         if (mine) r.local = causalDigest(*mine);
         if (theirs) r.peer = causalDigest(*theirs);
+        r.needs = repairNeeds(mine ? std::optional<CausalSummary>(causalSummary(*mine)) : std::nullopt,
+                              theirs ? std::optional<CausalSummary>(causalSummary(*theirs))
+                                     : std::nullopt);
         out[r.key] = r;
       }
     }
@@ -119,6 +122,12 @@ TEST_CASE("anti-entropy exchange: replicas that differ in a few keys repair exac
 
   REQUIRE(exchange.step().kind == Kind::DONE);
   CHECK(repairsOf(steps) == expected);
+  // Versions move only the way they are missing: newer here is pushed, newer there fetched,
+  // concurrent copies go both ways.
+  CHECK(expected[storageKey(1, "k3")].needs == RepairNeeds{false, true});
+  CHECK(expected[storageKey(1, "k4")].needs == RepairNeeds{true, false});
+  CHECK(expected[storageKey(1, "k5")].needs == RepairNeeds{true, true});
+  CHECK(expected[storageKey(4, "only-there")].needs == RepairNeeds{true, false});
   for (auto& step : steps) {
     for (size_t i = 1; i < step.repairs.size(); i++) {
       CHECK(step.repairs[i - 1].key < step.repairs[i].key);
@@ -150,6 +159,24 @@ TEST_CASE("anti-entropy exchange: replicas that differ in a few keys repair exac
   auto second = runExchange(again, local, peer);
   CHECK(second.size() == 1);
   CHECK(again.stats().partitionsDiffering == 0);
+}
+
+TEST_CASE("anti-entropy exchange: one hash stands for every root of a step") {
+  auto local = filled(6, 20);
+  auto peer = local;
+  Exchange exchange(upTo(6), SALT, local.trees());
+  REQUIRE(exchange.step().kind == Kind::ASK_ROOTS);
+  CHECK(exchange.step().rootsHash == combinedRoots(peer.roots(exchange.step().partitions)));
+  exchange.rootsEqual();
+  CHECK(exchange.step().kind == Kind::DONE);
+  CHECK(coveredPartitions(exchange) == std::set<uint32_t>{0, 1, 2, 3, 4, 5});
+  // One partition differs: the hash does too, and the roots themselves are compared.
+  overwrite(peer, 2, "k1", B);
+  Exchange other(upTo(6), SALT, local.trees());
+  CHECK(other.step().rootsHash != combinedRoots(peer.roots(other.step().partitions)));
+  other.rootsReceived(peer.roots(other.step().partitions));
+  CHECK(other.stats().partitionsDiffering == 1);
+  CHECK(coveredPartitions(other) == std::set<uint32_t>{0, 1, 3, 4, 5});
 }
 
 TEST_CASE("anti-entropy exchange: identical replicas are done after the roots, all covered") {
@@ -357,7 +384,7 @@ TEST_CASE("anti-entropy exchange: an answer to another step, or of the wrong siz
   auto segments = exchange.step().segments;
   CHECK_THROWS_AS(exchange.keysListed({}, {}, 0), kj::Exception);
   CHECK_THROWS_AS(exchange.keysListed({}, {}, segments.size() + 1), kj::Exception);
-  KeyDigest twice{storageKey(0, "k1"), 1};
+  KeyDigest twice{storageKey(0, "k1"), 1, {}};
   CHECK_THROWS_AS(exchange.keysListed({}, {twice, twice}, 1), kj::Exception);
   exchange.keysListed(local.listKeys(segments).keys, peer.listKeys(segments).keys,
                       segments.size());

@@ -114,7 +114,7 @@ TEST_CASE("hash trees: reaping removes a tombstone only while it is the same tom
   f.store.replicate(f.key("dead"), dead).wait(f.waitScope);
   auto deadKey = encodeStorageKey(f.key("dead"));
   auto liveKey = encodeStorageKey(f.key("live"));
-  REQUIRE(f.trees.tombstonesOf(5) == std::vector<KeyDigest>{{deadKey, causalDigest(dead)}});
+  REQUIRE(f.trees.tombstonesOf(5) == std::vector<KeyDigest>{{deadKey, causalDigest(dead), {}}});
 
   CHECK_FALSE(f.store.reap(liveKey, causalDigest(live)).wait(f.waitScope));  // not a tombstone
   CHECK_FALSE(f.store.reap(deadKey, causalDigest(dead) + 1).wait(f.waitScope));  // changed since
