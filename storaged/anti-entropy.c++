@@ -144,8 +144,17 @@ kj::Promise<bool> AntiEntropy::exchangePartition(uint32_t partition) {
     return !index || pool_.isSuspect(map->nodes()[*index].address);
   });
   size_t tried = plans.size();
-  return exchangeAll(map, kj::mv(plans), true).then([tried](Report report) {
-    return tried > 0 && report.failed == 0;
+  if (tried == 0) {
+    KJ_LOG(INFO, "a streamed partition's exchange waits: every other replica is suspected",
+           partition);
+    return false;
+  }
+  return exchangeAll(map, kj::mv(plans), true).then([partition](Report report) {
+    if (report.failed > 0) {
+      KJ_LOG(INFO, "a streamed partition's exchange failed", partition, report.failed,
+             report.message);
+    }
+    return report.failed == 0;
   });
 }
 

@@ -324,6 +324,13 @@ class Observer {
                     << (m.suspected ? " suspected" : "") << ";";
         }
         std::cerr << std::endl;
+        auto own = admin_.nodeStats(seed);
+        std::cerr << "observer: " << seed << " itself: " << own.antiEntropy.partitionsHeld
+                  << " partitions held, " << own.tombstones << " tombstones held, "
+                  << own.tombstonesReaped << " reaped, " << own.partitionsDropped
+                  << " partitions dropped, exchanges " << own.antiEntropy.exchangesFinished
+                  << " finished / " << own.antiEntropy.exchangesFailed << " failed, last "
+                  << own.antiEntropy.lastCompleteAgeMillis << " ms ago" << std::endl;
       } catch (const std::exception& e) {
         std::cerr << "observer: no status from " << seed << ": " << e.what() << std::endl;
       }
