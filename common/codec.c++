@@ -222,9 +222,9 @@ void encodeMember(const Member& m, wire::Member::Builder out) {
   out.setHeartbeat(m.heartbeat);
   out.setMapVersion(m.mapVersion);
   out.setPendingTransfers(m.pendingTransfers);
-  auto hinted = out.initHintedPartitions(uint32_t(m.hintedPartitions.size()));
-  for (uint32_t i = 0; i < hinted.size(); i++) hinted.set(i, uint16_t(m.hintedPartitions[i]));
-  out.setHintsEverywhere(m.hintsEverywhere);
+  auto hinted = out.initHandoffPartitions(uint32_t(m.handoffPartitions.size()));
+  for (uint32_t i = 0; i < hinted.size(); i++) hinted.set(i, uint16_t(m.handoffPartitions[i]));
+  out.setHandoffEverywhere(m.handoffEverywhere);
 }
 
 Member decodeMember(wire::Member::Reader in) {
@@ -245,17 +245,17 @@ Member decodeMember(wire::Member::Reader in) {
   m.heartbeat = in.getHeartbeat();
   m.mapVersion = in.getMapVersion();
   m.pendingTransfers = in.getPendingTransfers();
-  auto hinted = in.getHintedPartitions();
-  KJ_REQUIRE(hinted.size() <= Member::MAX_HINTED_PARTITIONS,
+  auto hinted = in.getHandoffPartitions();
+  KJ_REQUIRE(hinted.size() <= Member::MAX_HANDOFF_PARTITIONS,
              "member record names more hinted partitions than a record may", hinted.size(),
-             Member::MAX_HINTED_PARTITIONS);
-  m.hintedPartitions.reserve(hinted.size());
+             Member::MAX_HANDOFF_PARTITIONS);
+  m.handoffPartitions.reserve(hinted.size());
   for (auto p : hinted) {
-    KJ_REQUIRE(m.hintedPartitions.empty() || p > m.hintedPartitions.back(),
+    KJ_REQUIRE(m.handoffPartitions.empty() || p > m.handoffPartitions.back(),
                "member record's hinted partitions are not ascending");
-    m.hintedPartitions.push_back(p);
+    m.handoffPartitions.push_back(p);
   }
-  m.hintsEverywhere = in.getHintsEverywhere();
+  m.handoffEverywhere = in.getHandoffEverywhere();
   return m;
 }
 

@@ -12,7 +12,7 @@ namespace {
 // a tie (the same heartbeat seen twice) compares the rest so the merge stays commutative.
 auto liveness(const Member& m) {
   return std::tie(m.generation, m.heartbeat, m.mapVersion, m.pendingTransfers, m.info.address,
-                  m.info.name, m.info.zone, m.info.weight, m.hintsEverywhere, m.hintedPartitions);
+                  m.info.name, m.info.zone, m.info.weight, m.handoffEverywhere, m.handoffPartitions);
 }
 
 void takeLiveness(Member& into, const Member& from) {
@@ -21,8 +21,8 @@ void takeLiveness(Member& into, const Member& from) {
   into.heartbeat = from.heartbeat;
   into.mapVersion = from.mapVersion;
   into.pendingTransfers = from.pendingTransfers;
-  into.hintedPartitions = from.hintedPartitions;
-  into.hintsEverywhere = from.hintsEverywhere;
+  into.handoffPartitions = from.handoffPartitions;
+  into.handoffEverywhere = from.handoffEverywhere;
 }
 
 }  // namespace
@@ -45,21 +45,21 @@ bool Member::operator==(const Member& o) const {
   // The integers first: they differ most often, and cost least.
   return heartbeat == o.heartbeat && generation == o.generation && status == o.status &&
          statusVersion == o.statusVersion && mapVersion == o.mapVersion &&
-         pendingTransfers == o.pendingTransfers && hintsEverywhere == o.hintsEverywhere &&
-         hintedPartitions == o.hintedPartitions && info == o.info;
+         pendingTransfers == o.pendingTransfers && handoffEverywhere == o.handoffEverywhere &&
+         handoffPartitions == o.handoffPartitions && info == o.info;
 }
 
-bool Member::holdsHintsFor(uint32_t partition) const {
-  return hintsEverywhere ||
-         std::binary_search(hintedPartitions.begin(), hintedPartitions.end(), partition);
+bool Member::holdsHandoffFor(uint32_t partition) const {
+  return handoffEverywhere ||
+         std::binary_search(handoffPartitions.begin(), handoffPartitions.end(), partition);
 }
 
-void Member::setHintedPartitions(const std::vector<uint32_t>& ascending) {
-  hintsEverywhere = ascending.size() > MAX_HINTED_PARTITIONS;
-  if (hintsEverywhere) {
-    hintedPartitions.clear();
+void Member::setHandoffPartitions(const std::vector<uint32_t>& ascending) {
+  handoffEverywhere = ascending.size() > MAX_HANDOFF_PARTITIONS;
+  if (handoffEverywhere) {
+    handoffPartitions.clear();
   } else {
-    hintedPartitions = ascending;
+    handoffPartitions = ascending;
   }
 }
 

@@ -40,19 +40,20 @@ struct Member {
   uint64_t heartbeat = 0;   // bumped by the node every gossip round
   uint64_t mapVersion = 0;  // the map version the node has adopted
   uint32_t pendingTransfers = 0;  // partitions the node is still streaming in
-  std::vector<uint32_t> hintedPartitions;
-  // Ascending, at most MAX_HINTED_PARTITIONS: the partitions the node holds hints for
-  // (writes it keeps as a fallback for their owners). Those writes are in no replica's hash
-  // tree, so a partition's tombstones are not collected while anyone holds hints for it.
-  bool hintsEverywhere = false;
-  // It holds hints for more partitions than the list may name: take every partition as hinted.
+  std::vector<uint32_t> handoffPartitions;
+  // Ascending, at most MAX_HANDOFF_PARTITIONS: the partitions the node holds writes of that it
+  // is still to hand off — hints it keeps as a fallback for their owners, and data of
+  // partitions it is not (or no longer) a replica of. Those writes may be in no replica's hash
+  // tree, so a partition's tombstones are not collected while anyone still holds such writes.
+  bool handoffEverywhere = false;
+  // It holds such writes for more partitions than the list may name: take every partition.
 
-  static constexpr size_t MAX_HINTED_PARTITIONS = 256;
+  static constexpr size_t MAX_HANDOFF_PARTITIONS = 256;
 
-  bool holdsHintsFor(uint32_t partition) const;
-  void setHintedPartitions(const std::vector<uint32_t>& ascending);
+  bool holdsHandoffFor(uint32_t partition) const;
+  void setHandoffPartitions(const std::vector<uint32_t>& ascending);
   // The list and the flag for these partitions (ascending, distinct): the list if it fits,
-  // else an empty list and hintsEverywhere.
+  // else an empty list and handoffEverywhere.
 
   bool operator==(const Member& o) const;
   bool operator!=(const Member& o) const { return !(*this == o); }

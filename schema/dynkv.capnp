@@ -167,10 +167,11 @@ struct Member {
   heartbeat @4 :UInt64;
   mapVersion @5 :UInt64;
   pendingTransfers @6 :UInt32;
-  hintedPartitions @7 :List(UInt16);
-  # Ascending, at most 256: the partitions the node holds hints for. Their tombstones are not
-  # collected meanwhile (a hint may hold a write a tombstone covers).
-  hintsEverywhere @8 :Bool;   # hints for more partitions than the list may name
+  handoffPartitions @7 :List(UInt16);
+  # Ascending, at most 256: the partitions the node holds writes of still to hand off (hints,
+  # and data of partitions it is no replica of). Their tombstones are not collected meanwhile
+  # (such a write may be one a tombstone covers).
+  handoffEverywhere @8 :Bool;   # such writes for more partitions than the list may name
 }
 
 struct GossipState {

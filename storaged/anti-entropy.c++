@@ -490,7 +490,7 @@ kj::Promise<void> AntiEntropy::collect(MapSnapshot map, bool throttled) {
   auto outside = options_.outsideWrites ? options_.outsideWrites() : OutsideWrites();
   for (auto& state : held) {
     if (options_.streaming && options_.streaming(state.partition)) {
-      outside.hinted.insert(state.partition);
+      outside.handoff.insert(state.partition);
     }
   }
   auto plan = planCollection(*map, self_, options_.replicas, held, ledger_, outside);
@@ -577,6 +577,7 @@ kj::Promise<void> AntiEntropy::drop(uint32_t partition) {
     if (dropped == 0) return;
     ledger_.forget(partition);
     partitionsDropped_++;
+    if (options_.dropped) options_.dropped();
     KJ_LOG(INFO, "handed-over partition dropped: every replica holds it", partition, dropped);
   });
 }
@@ -586,6 +587,11 @@ kj::Promise<void> AntiEntropy::drop(uint32_t partition) {
 bool AntiEntropy::owns(const PartitionMap& map, uint32_t partition) const {
   auto replicas = replicasOf(map, partition, options_.replicas);
   return std::find(replicas.begin(), replicas.end(), self_) != replicas.end();
+}
+
+std::vector<uint32_t> AntiEntropy::heldNotOwned() const {
+  auto map = membership_.current();
+  return map->empty() ? std::vector<uint32_t>() : heldNotOwned(*map);
 }
 
 std::vector<uint32_t> AntiEntropy::heldNotOwned(const PartitionMap& map) const {

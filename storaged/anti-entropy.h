@@ -43,6 +43,8 @@ struct AntiEntropyOptions {
   // Where writes may be that no exchange can confirm (hints held anywhere; anti-entropy-plan.h):
   // their partitions' tombstones wait, as do those of partitions `streaming` in here. Empty:
   // nowhere (a node that holds no hints and whose peers hold none).
+  std::function<void()> dropped;
+  // Called after this node dropped a partition it is no replica of (gossip says so at once).
   kj::Duration stepTimeout = 10 * kj::SECONDS;  // one request of an exchange
   kj::Duration reapAfter = 10 * kj::SECONDS;
   // A tombstone every replica holds is collected only once it is this old too: a fallback
@@ -103,11 +105,17 @@ class AntiEntropy {
   // so one segment of a very large partition may take it further.
   static constexpr size_t MAX_ENTRIES_PER_REQUEST = 1024;   // fetch, push, reap
   static constexpr size_t MAX_OBJECT_BYTES_PER_MESSAGE = 4 << 20;
-  static constexpr int HELD_ELSEWHERE_ROUNDS = 3;
+  static constexpr int HELD_ELSEWHERE_ROUNDS = 2;
   // How many intervals after a non-replica last exchanged a partition its primary still
-  // leaves the partition's tombstones alone (that node drops its copy once handed over).
+  // leaves the partition's tombstones alone: a node that holds it exchanges it every round
+  // (an interval plus the round's own time apart). Until that node drops its copy it also says
+  // so in its gossip record (outsideWrites); this covers the moments before gossip has carried
+  // that, and a node already REMOVED, whose record no longer counts.
 
   bool rebuilding() const { return rebuilding_; }
+  std::vector<uint32_t> heldNotOwned() const;
+  // The partitions this node holds data of but is not a replica of in its current map
+  // (ascending): what it still has to hand over before it drops them.
   void fillStats(wire::AntiEntropyStats::Builder out) const;
   uint64_t tombstonesReaped() const { return tombstonesReaped_; }
   uint64_t partitionsDropped() const { return partitionsDropped_; }

@@ -71,15 +71,15 @@ uint32_t GossipMembership::pendingTransfers() {
   return 0;
 }
 
-bool GossipMembership::publishHintedPartitions() {
-  KJ_IF_MAYBE (partitions, hintedPartitions_) {
-    return round_.setHintedPartitions((*partitions)());
+bool GossipMembership::publishHandoffPartitions() {
+  KJ_IF_MAYBE (partitions, handoffPartitions_) {
+    return round_.setHandoffPartitions((*partitions)());
   }
   return false;
 }
 
-void GossipMembership::hintsChanged() {
-  if (!publishHintedPartitions()) return;
+void GossipMembership::handoffChanged() {
+  if (!publishHandoffPartitions()) return;
   KJ_IF_MAYBE (wake, wake_) {
     (*wake)->fulfill();
     wake_ = nullptr;
@@ -147,7 +147,7 @@ kj::Promise<void> GossipMembership::run() {
   if (persistFailed_) persist();
   auto self = options_.self.id;
   bool leaving = round_.state().find(self)->status == MemberStatus::LEAVING;
-  publishHintedPartitions();
+  publishHandoffPartitions();
   apply(round_.beginRound(nowMicros(), pendingTransfers()));
   if (leaving && round_.state().find(self)->status == MemberStatus::REMOVED) {
     KJ_LOG(INFO, "left the cluster: partitions handed off");

@@ -58,13 +58,14 @@ class GossipMembership final : public Membership, private kj::TaskSet::ErrorHand
   using MapListener = kj::Function<void(const PartitionMap& previous, const PartitionMap& now)>;
   void onMapChange(MapListener listener) { listener_ = kj::mv(listener); }
   void setPendingTransfers(kj::Function<uint32_t()> count) { pendingTransfers_ = kj::mv(count); }
-  void setHintedPartitions(kj::Function<std::vector<uint32_t>()> partitions) {
-    hintedPartitions_ = kj::mv(partitions);
+  void setHandoffPartitions(kj::Function<std::vector<uint32_t>()> partitions) {
+    handoffPartitions_ = kj::mv(partitions);
   }
-  // Where our record's pending transfers and hinted partitions come from; read at every round.
+  // Where our record's pending transfers and handoff partitions (hints, data of partitions we
+  // are no replica of) come from; read at every round.
 
-  void hintsChanged();
-  // The hinted partitions changed: publish them now, and if one was added gossip within 50 ms
+  void handoffChanged();
+  // The handoff partitions changed: publish them now, and if one was added gossip within 50 ms
   // rather than at the next interval.
 
   kj::Promise<void> run();
@@ -86,7 +87,7 @@ class GossipMembership final : public Membership, private kj::TaskSet::ErrorHand
   GossipRound round_;
   kj::Maybe<MapListener> listener_;
   kj::Maybe<kj::Function<uint32_t()>> pendingTransfers_;
-  kj::Maybe<kj::Function<std::vector<uint32_t>()>> hintedPartitions_;
+  kj::Maybe<kj::Function<std::vector<uint32_t>()>> handoffPartitions_;
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> wake_;  // cuts the wait between rounds short
   uint64_t writes_ = 0;
   bool persistQueued_ = false;  // a write of the state is in this turn's batch
@@ -95,7 +96,7 @@ class GossipMembership final : public Membership, private kj::TaskSet::ErrorHand
 
   int64_t nowMicros() const;
   uint32_t pendingTransfers();
-  bool publishHintedPartitions();
+  bool publishHandoffPartitions();
   void apply(GossipChanges changes);
   kj::Promise<void> exchange();
   void persist();

@@ -1,6 +1,8 @@
 // storaged: one per storage host. See DESIGN.md for what it keeps and why.
+#include <algorithm>
 #include <csignal>
 #include <iostream>
+#include <iterator>
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 #include <kj/debug.h>
@@ -88,8 +90,6 @@ int run(const Config& config) {
     transfers.mapChanged(previous, now);
   });
   membership.setPendingTransfers([&transfers]() { return transfers.pendingCount(); });
-  membership.setHintedPartitions([&hints]() { return hints.hintedPartitions(); });
-  hints.onPartitionsChanged([&membership]() { membership.hintsChanged(); });
 
   // ---- server-driven coordination (server-driven.h; bench/) ----
   ServerDriven serverDriven(store, hints, membership, &transfers, peers, timer, &admission);
@@ -103,15 +103,27 @@ int run(const Config& config) {
   antiEntropyOptions.reapAfter = antiEntropyOptions.interval;
   antiEntropyOptions.rebuilding = identity.created;
   antiEntropyOptions.streaming = [&transfers](uint32_t p) { return !transfers.readable(p); };
-  // What gossip says of every node's hints, and this node's own as they are now (its own
-  // streams AntiEntropy adds).
+  // What gossip says every node still has to hand off, and what this node has as it is now
+  // (its own streams AntiEntropy adds).
   antiEntropyOptions.outsideWrites = [&membership, &hints]() {
     auto outside = outsideWrites(membership.state());
-    for (auto p : hints.hintedPartitions()) outside.hinted.insert(p);
+    for (auto p : hints.hintedPartitions()) outside.handoff.insert(p);
     return outside;
   };
+  antiEntropyOptions.dropped = [&membership]() { membership.handoffChanged(); };
   AntiEntropy antiEntropy(store, trees, membership, peers, timer, &admission,
                           antiEntropyOptions);
+  // Our gossip record names the partitions we hold writes of still to hand off: hints, and data
+  // of partitions we are no replica of (until dropped). Their tombstones wait meanwhile.
+  membership.setHandoffPartitions([&hints, &antiEntropy]() {
+    std::vector<uint32_t> partitions;
+    auto hinted = hints.hintedPartitions();
+    auto notOwned = antiEntropy.heldNotOwned();
+    std::set_union(hinted.begin(), hinted.end(), notOwned.begin(), notOwned.end(),
+                   std::back_inserter(partitions));
+    return partitions;
+  });
+  hints.onPartitionsChanged([&membership]() { membership.handoffChanged(); });
 
   transfers.finishWith([&antiEntropy](uint32_t p) { return antiEntropy.exchangePartition(p); });
 

@@ -190,8 +190,8 @@ ClusterStatus AdminClient::status(const std::string& node) {
       }
       v.partitions = m.getPartitions();
       v.pendingTransfers = member.getPendingTransfers();
-      v.hintedPartitions = member.getHintedPartitions().size();
-      v.hintsEverywhere = member.getHintsEverywhere();
+      v.handoffPartitions = member.getHandoffPartitions().size();
+      v.handoffEverywhere = member.getHandoffEverywhere();
       v.mapVersion = member.getMapVersion();
       v.heartbeat = member.getHeartbeat();
       v.phi = m.getPhi();

@@ -25,8 +25,8 @@ struct MemberView {
   std::string status;          // joining | up | leaving | removed
   uint32_t partitions = 0;     // ring partitions it owns in the reporter's map
   uint32_t pendingTransfers = 0;
-  uint32_t hintedPartitions = 0;  // partitions it holds hints for (as last heard)
-  bool hintsEverywhere = false;   // more than its record can name: every partition waits
+  uint32_t handoffPartitions = 0;  // partitions it holds hints for (as last heard)
+  bool handoffEverywhere = false;   // more than its record can name: every partition waits
   uint64_t mapVersion = 0;     // the map version it has adopted (as last heard)
   uint64_t heartbeat = 0;      // gossip rounds it has run since it started (as last heard)
   double phi = 0;              // the reporter's failure-detector suspicion of it

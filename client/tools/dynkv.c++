@@ -251,8 +251,8 @@ int status(const Args& args, dynkv::AdminClient& admin) {
                                        {"status", m.status},
                                        {"partitions", m.partitions},
                                        {"pending_transfers", m.pendingTransfers},
-                                       {"hinted_partitions", m.hintedPartitions},
-                                       {"hints_everywhere", m.hintsEverywhere},
+                                       {"handoff_partitions", m.handoffPartitions},
+                                       {"handoff_everywhere", m.handoffEverywhere},
                                        {"map_version", m.mapVersion},
                                        {"phi", m.phi},
                                        {"suspected", m.suspected}};
@@ -273,13 +273,14 @@ int status(const Args& args, dynkv::AdminClient& admin) {
   std::cout << "as seen by " << status.reporter << ", partition map v" << status.mapVersion << "\n";
   for (auto& m : status.members) {
     char line[256];
-    // "hinted": partitions it holds hints for, whose tombstones wait until the hints are out.
-    auto hinted = m.hintsEverywhere ? std::string("all") : std::to_string(m.hintedPartitions);
+    // "handoff": partitions it holds writes of still to hand off (hints, data of partitions it
+    // is no replica of); their tombstones wait until those writes are out.
+    auto handoff = m.handoffEverywhere ? std::string("all") : std::to_string(m.handoffPartitions);
     snprintf(line, sizeof(line),
-             "  %-21s %-8s partitions %4u  pending transfers %4u  hinted %4s  map v%-8llu "
+             "  %-21s %-8s partitions %4u  pending transfers %4u  handoff %4s  map v%-8llu "
              "phi %6.2f%s\n",
              m.address.c_str(), m.status.c_str(), m.partitions, m.pendingTransfers,
-             hinted.c_str(), (unsigned long long)m.mapVersion, m.phi,
+             handoff.c_str(), (unsigned long long)m.mapVersion, m.phi,
              m.suspected ? "  SUSPECTED" : "");
     std::cout << line;
   }

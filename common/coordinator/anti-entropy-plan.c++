@@ -90,8 +90,8 @@ OutsideWrites outsideWrites(const MembershipState& state) {
   OutsideWrites outside;
   for (auto& [id, member] : state.members()) {
     if (member.status == MemberStatus::REMOVED) continue;
-    if (member.hintsEverywhere) outside.everywhere = true;
-    outside.hinted.insert(member.hintedPartitions.begin(), member.hintedPartitions.end());
+    if (member.handoffEverywhere) outside.everywhere = true;
+    outside.handoff.insert(member.handoffPartitions.begin(), member.handoffPartitions.end());
   }
   return outside;
 }

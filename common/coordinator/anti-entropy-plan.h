@@ -90,22 +90,25 @@ struct PartitionState {
 
 struct OutsideWrites {
   // Where writes of a partition may be that are in no replica's hash tree, so that no exchange
-  // can have confirmed them: hints fallbacks hold for its owners (and, for the collector, the
-  // partitions it is still streaming in, whose tree is not whole yet). A tombstone collected
-  // while a write it covers waits there would let that write come back when it lands. (A
-  // partition streaming into another replica needs nothing here: collection waits for that
-  // replica's word, which an exchange gives only for what it holds.)
-  std::set<uint32_t> hinted;  // partitions some node holds hints for
-  bool everywhere = false;    // take every partition as such (too many to name)
+  // can have confirmed them: hints fallbacks hold for its owners, data a node that is no
+  // replica of it still holds (a former owner, before it has handed everything over and
+  // dropped it), and, for the collector, the partitions it is still streaming in, whose tree is
+  // not whole yet. A tombstone collected while a write it covers waits there would let that
+  // write come back when it lands. (A partition streaming into another replica needs nothing
+  // here: collection waits for that replica's word, which an exchange gives only for what it
+  // holds.)
+  std::set<uint32_t> handoff;  // partitions some node holds writes of still to hand off
+  bool everywhere = false;     // take every partition as such (too many to name)
 
-  bool covers(uint32_t partition) const { return everywhere || hinted.count(partition) > 0; }
+  bool covers(uint32_t partition) const { return everywhere || handoff.count(partition) > 0; }
 };
 
 OutsideWrites outsideWrites(const MembershipState& state);
-// What the gossiped records say, for every member that is not REMOVED (a removed node's hints
-// are gone with it): the partitions each holds hints for, all of them if one holds too many to
-// name. A record is as old as gossip makes it: the caller adds what it knows of itself now (its
-// own hints and streams).
+// What the gossiped records say, for every member that is not REMOVED (a removed node's writes
+// are gone with it): the partitions each holds writes of still to hand off
+// (Member::handoffPartitions), all of them if one holds too many to name. A record is as old
+// as gossip makes it: the caller adds what it knows of itself now (its own hints, the
+// partitions it holds but no longer owns, its streams).
 
 struct CollectionPlan {
   std::vector<uint32_t> reap;  // partitions whose tombstones every replica holds: collect them

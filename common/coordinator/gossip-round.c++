@@ -189,8 +189,8 @@ GossipChanges GossipRound::receive(const GossipMessage& in, GossipMicros now) {
         (liveness(member) < liveness(*before) ||
          (member.mapVersion == before->mapVersion &&
           member.pendingTransfers == before->pendingTransfers &&
-          member.hintsEverywhere == before->hintsEverywhere &&
-          member.hintedPartitions == before->hintedPartitions))) {
+          member.handoffEverywhere == before->handoffEverywhere &&
+          member.handoffPartitions == before->handoffPartitions))) {
       continue;
     }
     // A node's address, zone and weight are its process's: they can change only with a new
@@ -231,19 +231,19 @@ GossipChanges GossipRound::setPendingTransfers(uint32_t count) {
   return {};
 }
 
-bool GossipRound::setHintedPartitions(const std::vector<uint32_t>& ascending) {
+bool GossipRound::setHandoffPartitions(const std::vector<uint32_t>& ascending) {
   auto& me = self();
   Member next = me;
-  next.setHintedPartitions(ascending);
-  if (next.hintedPartitions == me.hintedPartitions && next.hintsEverywhere == me.hintsEverywhere) {
+  next.setHandoffPartitions(ascending);
+  if (next.handoffPartitions == me.handoffPartitions && next.handoffEverywhere == me.handoffEverywhere) {
     return false;
   }
-  bool added = (next.hintsEverywhere && !me.hintsEverywhere) ||
-               (!next.hintsEverywhere &&
-                !std::includes(me.hintedPartitions.begin(), me.hintedPartitions.end(),
-                               next.hintedPartitions.begin(), next.hintedPartitions.end()));
-  me.hintedPartitions = std::move(next.hintedPartitions);
-  me.hintsEverywhere = next.hintsEverywhere;
+  bool added = (next.handoffEverywhere && !me.handoffEverywhere) ||
+               (!next.handoffEverywhere &&
+                !std::includes(me.handoffPartitions.begin(), me.handoffPartitions.end(),
+                               next.handoffPartitions.begin(), next.handoffPartitions.end()));
+  me.handoffPartitions = std::move(next.handoffPartitions);
+  me.handoffEverywhere = next.handoffEverywhere;
   me.heartbeat++;
   if (added) eager_ = true;
   return added;

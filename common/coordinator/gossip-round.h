@@ -126,12 +126,12 @@ class GossipRound {
   GossipChanges setPendingTransfers(uint32_t count);
   // Publishes in our record how many partitions we are still streaming in.
 
-  bool setHintedPartitions(const std::vector<uint32_t>& ascending);
-  // Publishes in our record the partitions we hold hints for (ascending, distinct; see
-  // Member::setHintedPartitions). A change bumps our heartbeat so that it wins over the copies
-  // others hold; one that adds a partition also asks for an eager round, since a tombstone that
-  // a new hint may cover must not be collected before the collectors know of it. True if it
-  // added a partition.
+  bool setHandoffPartitions(const std::vector<uint32_t>& ascending);
+  // Publishes in our record the partitions we hold writes of still to hand off (ascending,
+  // distinct; see Member::handoffPartitions). A change bumps our heartbeat so that it wins over
+  // the copies others hold; one that adds a partition also asks for an eager round, since a
+  // tombstone that such a write may cover must not be collected before the collectors know of
+  // it. True if it added a partition.
 
   GossipChanges join(const std::string& address);
   GossipChanges leave(const std::string& address);

@@ -442,7 +442,7 @@ TEST_CASE("sloppy quorum: writes for a dead replica go to a fallback and are han
   // tombstones wait until the hints are out.
   auto hintedSeen = [&]() {
     uint32_t hinted = 0;
-    for (auto& m : ring.status(0).members) hinted += m.hintedPartitions;
+    for (auto& m : ring.status(0).members) hinted += m.handoffPartitions;
     return hinted;
   };
   CHECK(pollUntil(20s, [&]() { return hintedSeen() > 0; }));

@@ -317,9 +317,9 @@ class Observer {
         auto status = admin_.status(seed);
         std::cerr << "observer: as " << seed << " sees the members:";
         for (auto& m : status.members) {
-          std::cerr << " " << m.address << " " << m.status << " hinted "
-                    << (m.hintsEverywhere ? std::string("all")
-                                          : std::to_string(m.hintedPartitions))
+          std::cerr << " " << m.address << " " << m.status << " handoff "
+                    << (m.handoffEverywhere ? std::string("all")
+                                          : std::to_string(m.handoffPartitions))
                     << " pending " << m.pendingTransfers << " map v" << m.mapVersion
                     << (m.suspected ? " suspected" : "") << ";";
         }

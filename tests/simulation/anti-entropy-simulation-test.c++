@@ -516,7 +516,7 @@ class AntiEntropySimulation {
     // What every node's gossiped record would say: the partitions it holds as a fallback.
     OutsideWrites outside;
     for (size_t j = 0; j < nodes_.size(); j++) {
-      for (auto p : heldNotOwned(j)) outside.hinted.insert(p);
+      for (auto p : heldNotOwned(j)) outside.handoff.insert(p);
     }
     auto plan = planCollection(map_, node.id, N, states, node.ledger, outside);
     for (auto p : plan.drop) {

@@ -226,10 +226,10 @@ TEST_CASE("anti-entropy plan: tombstones wait while a write they may cover is ou
   // A fallback holds hints for the partition: one of them may be a write a tombstone covers,
   // which no replica's tree shows. Hints for another partition do not matter.
   OutsideWrites hinted;
-  hinted.hinted = {roles.primary};
+  hinted.handoff = {roles.primary};
   CHECK(planCollection(map, 1, N, {state}, ledger, hinted).reap.empty());
   OutsideWrites elsewhere;
-  elsewhere.hinted = {roles.primary + 1};
+  elsewhere.handoff = {roles.primary + 1};
   CHECK(planCollection(map, 1, N, {state}, ledger, elsewhere).reap ==
         std::vector<uint32_t>{roles.primary});
   OutsideWrites everywhere;
@@ -251,13 +251,13 @@ TEST_CASE("anti-entropy plan: outside writes come from every member's gossiped r
   b.info.id = 2;
   c.info.id = 3;
   a.status = b.status = c.status = MemberStatus::UP;
-  a.setHintedPartitions({4, 9});
-  b.setHintedPartitions({9, 12});
+  a.setHandoffPartitions({4, 9});
+  b.setHandoffPartitions({9, 12});
   state.merge(a);
   state.merge(b);
   state.merge(c);
   auto outside = outsideWrites(state);
-  CHECK(outside.hinted == std::set<uint32_t>{4, 9, 12});
+  CHECK(outside.handoff == std::set<uint32_t>{4, 9, 12});
   CHECK(!outside.everywhere);
   CHECK(outside.covers(12));
   CHECK(!outside.covers(5));
@@ -265,12 +265,12 @@ TEST_CASE("anti-entropy plan: outside writes come from every member's gossiped r
   // A node that holds hints for more partitions than its record can name covers them all. One
   // still streaming partitions in does not: collection waits for each replica's word anyway.
   std::vector<uint32_t> many;
-  for (uint32_t p = 0; p <= Member::MAX_HINTED_PARTITIONS; p++) many.push_back(p);
-  c.setHintedPartitions(many);
+  for (uint32_t p = 0; p <= Member::MAX_HANDOFF_PARTITIONS; p++) many.push_back(p);
+  c.setHandoffPartitions(many);
   c.heartbeat++;
   state.merge(c);
   CHECK(outsideWrites(state).everywhere);
-  c.setHintedPartitions({});
+  c.setHandoffPartitions({});
   c.pendingTransfers = 1;
   c.heartbeat++;
   state.merge(c);
@@ -280,7 +280,7 @@ TEST_CASE("anti-entropy plan: outside writes come from every member's gossiped r
   c.heartbeat++;
   state.merge(c);
   state.setStatus(2, MemberStatus::REMOVED);
-  CHECK(outsideWrites(state).hinted == std::set<uint32_t>{4, 9});
+  CHECK(outsideWrites(state).handoff == std::set<uint32_t>{4, 9});
 }
 
 TEST_CASE("anti-entropy plan: a partition not owned is dropped once every replica covered it") {

@@ -227,38 +227,38 @@ TEST_CASE("gossip round: the partitions a node holds hints for reach the others,
   a.takeEager();
   auto heartbeat = a.state().find(1)->heartbeat;
 
-  CHECK(a.setHintedPartitions({3, 8}));
+  CHECK(a.setHandoffPartitions({3, 8}));
   CHECK(a.takeEager());  // a partition newly hinted goes out now, not at the next interval
   CHECK(a.state().find(1)->heartbeat > heartbeat);  // so that it wins over older copies
   b.receive(a.snapshot(), 10);
-  CHECK(b.state().find(1)->hintedPartitions == std::vector<uint32_t>{3, 8});
+  CHECK(b.state().find(1)->handoffPartitions == std::vector<uint32_t>{3, 8});
 
   // Delivered hints shrink the set: published, but nothing urgent.
-  CHECK(!a.setHintedPartitions({8}));
+  CHECK(!a.setHandoffPartitions({8}));
   CHECK(!a.takeEager());
-  CHECK(!a.setHintedPartitions({8}));  // no change: no heartbeat either
+  CHECK(!a.setHandoffPartitions({8}));  // no change: no heartbeat either
   b.receive(a.snapshot(), 20);
-  CHECK(b.state().find(1)->hintedPartitions == std::vector<uint32_t>{8});
+  CHECK(b.state().find(1)->handoffPartitions == std::vector<uint32_t>{8});
 
   // More than a record may name: every partition counts as hinted.
   std::vector<uint32_t> many;
   for (uint32_t p = 0; p < 300; p++) many.push_back(p);
-  CHECK(a.setHintedPartitions(many));
+  CHECK(a.setHandoffPartitions(many));
   b.receive(a.snapshot(), 30);
-  CHECK(b.state().find(1)->hintsEverywhere);
-  CHECK(b.state().find(1)->hintedPartitions.empty());
-  CHECK(b.state().find(1)->holdsHintsFor(299));
+  CHECK(b.state().find(1)->handoffEverywhere);
+  CHECK(b.state().find(1)->handoffPartitions.empty());
+  CHECK(b.state().find(1)->holdsHandoffFor(299));
 
   // Only the node itself says what it holds: an older copy carrying other partitions loses.
   GossipMessage stale;
   Member old = *b.state().find(1);
   old.heartbeat = 1;
-  old.hintsEverywhere = false;
-  old.hintedPartitions = {1};
+  old.handoffEverywhere = false;
+  old.handoffPartitions = {1};
   stale.members.push_back(old);
   stale.mapVersion = b.state().map()->version();
   b.receive(stale, 40);
-  CHECK(b.state().find(1)->hintsEverywhere);
+  CHECK(b.state().find(1)->handoffEverywhere);
 }
 
 TEST_CASE("gossip round: admin commands name known members; only ring members may leave") {

@@ -23,8 +23,8 @@ Member randomMember(std::mt19937_64& rng, uint64_t id) {
   m.heartbeat = rng() % 5;
   m.mapVersion = rng() % 3;
   m.pendingTransfers = uint32_t(rng() % 2);
-  m.hintsEverywhere = rng() % 4 == 0;
-  if (!m.hintsEverywhere && rng() % 2 == 0) m.hintedPartitions = {uint32_t(rng() % 3), 7};
+  m.handoffEverywhere = rng() % 4 == 0;
+  if (!m.handoffEverywhere && rng() % 2 == 0) m.handoffPartitions = {uint32_t(rng() % 3), 7};
   return m;
 }
 
@@ -42,21 +42,21 @@ TEST_CASE("membership: record merge is commutative, associative and idempotent")
 TEST_CASE("membership: a record's hinted partitions go over the wire, and only within bounds") {
   Member m;
   m.info = NodeInfo{4, "n4", "a4", "", 1};
-  m.setHintedPartitions({0, 5, 65535});
+  m.setHandoffPartitions({0, 5, 65535});
   capnp::MallocMessageBuilder message;
   auto wire = message.initRoot<wire::Member>();
   encodeMember(m, wire);
   auto decoded = decodeMember(wire.asReader());
   CHECK(decoded == m);
-  CHECK(decoded.holdsHintsFor(65535));
-  CHECK(!decoded.holdsHintsFor(6));
+  CHECK(decoded.holdsHandoffFor(65535));
+  CHECK(!decoded.holdsHandoffFor(6));
 
   // A forged record: more partitions than a record may name, or out of order.
-  auto tooMany = wire.initHintedPartitions(Member::MAX_HINTED_PARTITIONS + 1);
+  auto tooMany = wire.initHandoffPartitions(Member::MAX_HANDOFF_PARTITIONS + 1);
   for (uint32_t i = 0; i < tooMany.size(); i++) tooMany.set(i, uint16_t(i));
   CHECK_THROWS_WITH(decodeMember(wire.asReader()),
                     Catch::Contains("more hinted partitions than a record may"));
-  auto unordered = wire.initHintedPartitions(2);
+  auto unordered = wire.initHandoffPartitions(2);
   unordered.set(0, 9);
   unordered.set(1, 9);
   CHECK_THROWS_WITH(decodeMember(wire.asReader()), Catch::Contains("not ascending"));
