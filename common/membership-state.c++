@@ -12,7 +12,8 @@ namespace {
 // a tie (the same heartbeat seen twice) compares the rest so the merge stays commutative.
 auto liveness(const Member& m) {
   return std::tie(m.generation, m.heartbeat, m.mapVersion, m.pendingTransfers, m.info.address,
-                  m.info.name, m.info.zone, m.info.weight, m.handoffEverywhere, m.handoffPartitions);
+                  m.info.name, m.info.zone, m.info.weight, m.handoffEverywhere,
+                  m.handoffPartitions);
 }
 
 void takeLiveness(Member& into, const Member& from) {

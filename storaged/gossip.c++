@@ -156,8 +156,8 @@ kj::Promise<void> GossipMembership::run() {
       [](kj::Exception&& e) { KJ_LOG(INFO, "gossip exchange failed", e.getDescription()); });
   return exchanged
       .then([this]() {
-        // An eager round (a newer map seen, an admin change, a partition newly hinted) goes out
-        // at once, not a second later; so does one asked for while we wait.
+        // An eager round (a newer map seen, an admin change, a partition newly held for handoff)
+        // goes out at once, not a second later; so does one asked for while we wait.
         auto eager = 50 * kj::MILLISECONDS;
         auto delay = round_.takeEager() ? eager : options_.interval;
         auto woken = kj::newPromiseAndFulfiller<void>();

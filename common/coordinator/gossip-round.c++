@@ -235,7 +235,8 @@ bool GossipRound::setHandoffPartitions(const std::vector<uint32_t>& ascending) {
   auto& me = self();
   Member next = me;
   next.setHandoffPartitions(ascending);
-  if (next.handoffPartitions == me.handoffPartitions && next.handoffEverywhere == me.handoffEverywhere) {
+  if (next.handoffPartitions == me.handoffPartitions &&
+      next.handoffEverywhere == me.handoffEverywhere) {
     return false;
   }
   bool added = (next.handoffEverywhere && !me.handoffEverywhere) ||

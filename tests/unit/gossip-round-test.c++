@@ -220,7 +220,8 @@ TEST_CASE(
   CHECK(leaver.state().find(2)->status == MemberStatus::REMOVED);
 }
 
-TEST_CASE("gossip round: the partitions a node holds hints for reach the others, a new one at once") {
+TEST_CASE("gossip round: the partitions a node holds writes to hand off of reach the others, a "
+          "new one at once") {
   FakeLiveness liveness;
   GossipRound a(options(1), MembershipState(), liveness);
   GossipRound b(options(2), MembershipState(), liveness);
