@@ -329,7 +329,8 @@ std::string encodeTreeNodes(const std::vector<TreeNodeRef>& nodes) {
   return out;
 }
 
-std::vector<TreeNodeRef> decodeTreeNodes(std::string_view bytes, size_t maxNodes) {
+std::vector<TreeNodeRef> decodeTreeNodes(std::string_view bytes, size_t maxNodes,
+                                         TreeShape shape) {
   Reader in(bytes);
   size_t n = in.count("tree nodes", maxNodes, "tree nodes per request", 3);
   std::vector<TreeNodeRef> out(n);
@@ -340,7 +341,7 @@ std::vector<TreeNodeRef> decodeTreeNodes(std::string_view bytes, size_t maxNodes
     node.partition = uint32_t(p);
     node.level = in.byte("node level");
     uint64_t index = in.varint("node index");
-    KJ_REQUIRE(node.level < MerkleTree::SEGMENT_LEVEL && index < MerkleTree::nodesAt(node.level),
+    KJ_REQUIRE(node.level < shape.segmentLevel() && index < TreeShape::nodesAt(node.level),
                "no such tree node", node.level, index);
     node.index = uint32_t(index);
     previous = p;
@@ -361,7 +362,8 @@ std::string encodeSegments(const std::vector<SegmentRef>& segments) {
   return out;
 }
 
-std::vector<SegmentRef> decodeSegments(std::string_view bytes, size_t maxSegments) {
+std::vector<SegmentRef> decodeSegments(std::string_view bytes, size_t maxSegments,
+                                       TreeShape shape) {
   Reader in(bytes);
   size_t n = in.count("segments", maxSegments, "segments per request", 2);
   std::vector<SegmentRef> out(n);
@@ -370,7 +372,7 @@ std::vector<SegmentRef> decodeSegments(std::string_view bytes, size_t maxSegment
     int64_t p = previous + unzigzag(in.varint("segment partition"));
     KJ_REQUIRE(p >= 0 && p <= 0xffff, "no such partition", p);
     uint64_t segment = in.varint("segment");
-    KJ_REQUIRE(segment < MerkleTree::SEGMENTS, "no such segment", segment, MerkleTree::SEGMENTS);
+    KJ_REQUIRE(segment < shape.segments(), "no such segment", segment, shape.segments());
     s = SegmentRef{uint32_t(p), uint32_t(segment)};
     previous = p;
   }

@@ -38,14 +38,16 @@ std::vector<uint32_t> decodePartitions(std::string_view bytes, size_t maxPartiti
 // holds), else as varint differences. Decoding refuses more than maxPartitions.
 
 std::string encodeTreeNodes(const std::vector<TreeNodeRef>& nodes);
-std::vector<TreeNodeRef> decodeTreeNodes(std::string_view bytes, size_t maxNodes);
+std::vector<TreeNodeRef> decodeTreeNodes(std::string_view bytes, size_t maxNodes,
+                                         TreeShape shape);
 // ASK_CHILDREN's nodes, in order. Decoding refuses more than maxNodes, a partition >= 2^16, and
-// a node that is not above the segments of a tree (MerkleTree's levels and widths).
+// a node that is not above the segments of a tree of `shape` (its levels and widths).
 
 std::string encodeSegments(const std::vector<SegmentRef>& segments);
-std::vector<SegmentRef> decodeSegments(std::string_view bytes, size_t maxSegments);
+std::vector<SegmentRef> decodeSegments(std::string_view bytes, size_t maxSegments,
+                                       TreeShape shape);
 // LIST_KEYS's segments, in order. Decoding refuses more than maxSegments, a partition >= 2^16
-// and a segment >= MerkleTree::SEGMENTS.
+// and a segment >= shape.segments().
 
 std::string encodeKeyDigests(const std::vector<KeyDigest>& keys);
 std::vector<KeyDigest> decodeKeyDigests(std::string_view bytes, size_t maxKeys,

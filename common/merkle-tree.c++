@@ -79,14 +79,47 @@ uint64_t entryHash(std::string_view ns, std::string_view key, uint64_t digest) {
   return hash64(bytes);
 }
 
-size_t MerkleTree::segmentOf(std::string_view ns, std::string_view key) {
-  return size_t(keyHash(ns, key) & (SEGMENTS - 1));
+TreeShape::TreeShape(size_t levels) : levels_(levels) {
+  KJ_REQUIRE(levels >= MIN_LEVELS && levels <= MAX_LEVELS, "no tree shape has this many levels",
+             levels);
+}
+
+TreeShape TreeShape::forPartitions(size_t partitions) {
+  for (size_t levels = MAX_LEVELS; levels > MIN_LEVELS; levels--) {
+    if (partitions * MerkleTree::memoryBytes(TreeShape(levels)) <= MEMORY_BUDGET) {
+      return TreeShape(levels);
+    }
+  }
+  return TreeShape(MIN_LEVELS);
+}
+
+TreeShape TreeShape::forSegments(size_t segments) {
+  for (size_t levels = MIN_LEVELS; levels <= MAX_LEVELS; levels++) {
+    if (nodesAt(levels - 1) == segments) return TreeShape(levels);
+  }
+  KJ_FAIL_REQUIRE("no tree shape has this many segments", segments);
+}
+
+size_t TreeShape::nodes() const { return (nodesAt(levels_) - 1) / (FANOUT - 1); }
+
+MerkleTree::MerkleTree(TreeShape shape) : shape_(shape), nodes_(shape.nodes(), 0) {}
+
+size_t MerkleTree::fineSegmentOf(std::string_view ns, std::string_view key) {
+  return size_t(keyHash(ns, key) & (TreeShape::FINE_SEGMENTS - 1));
+}
+
+size_t MerkleTree::segmentOf(std::string_view ns, std::string_view key) const {
+  return fineSegmentOf(ns, key) >> shape_.fineShift();
+}
+
+bool MerkleTree::empty() const {
+  return std::all_of(nodes_.begin(), nodes_.end(), [](uint64_t h) { return h == 0; });
 }
 
 void MerkleTree::toggle(size_t segment, uint64_t hash) {
   // XOR adds a hash and removes it again: each node stays the XOR of its children.
-  for (size_t level = 0; level < LEVELS; level++) {
-    nodes_[offsetOf(level) + (segment >> (3 * (SEGMENT_LEVEL - level)))] ^= hash;
+  for (size_t level = 0; level < shape_.levels(); level++) {
+    nodes_[offsetOf(level) + (segment >> (3 * (shape_.segmentLevel() - level)))] ^= hash;
   }
 }
 
@@ -99,13 +132,14 @@ void MerkleTree::update(std::string_view ns, std::string_view key, std::optional
 }
 
 uint64_t MerkleTree::node(size_t level, size_t index) const {
-  KJ_REQUIRE(level < LEVELS && index < nodesAt(level), "no such tree node", level, index);
+  KJ_REQUIRE(level < shape_.levels() && index < TreeShape::nodesAt(level), "no such tree node",
+             level, index);
   return nodes_[offsetOf(level) + index];
 }
 
 std::array<uint64_t, MerkleTree::FANOUT> MerkleTree::children(size_t level, size_t index) const {
-  KJ_REQUIRE(level < SEGMENT_LEVEL && index < nodesAt(level), "no such inner tree node", level,
-             index);
+  KJ_REQUIRE(level < shape_.segmentLevel() && index < TreeShape::nodesAt(level),
+             "no such inner tree node", level, index);
   std::array<uint64_t, FANOUT> out;
   auto first = nodes_.begin() + offsetOf(level + 1) + index * FANOUT;
   std::copy(first, first + FANOUT, out.begin());

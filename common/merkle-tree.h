@@ -3,11 +3,13 @@
 // hashes with XOR, so that a write updates one leaf and its branch in O(1) without reading
 // any other key, and the tree never needs a rebuild to stay current.
 //
-// Shape: SEGMENTS leaves ("segments": a key's segment is fixed by its hash) under a tree of
-// fan-out FANOUT: levels of 1 (the root), 8, 64, 512 and 4096 nodes. Every node is the XOR of
-// its children, so a segment's hash is the XOR of entryHash() over the keys in it, and two
-// replicas holding the same objects have the same tree whatever order their writes came in.
-// Its memory is fixed (memoryBytes(), about 37 KiB) whatever the number of keys.
+// Shape (TreeShape): segments ("leaves": a key's segment is fixed by its hash) under a tree of
+// fan-out FANOUT: levels of 1 (the root), 8, 64, 512 and 4096 nodes at the finest shape, one
+// or two levels fewer where the ring has so many partitions that 37 KiB trees would not fit a
+// node's budget (TreeShape::forPartitions()). Every node is the XOR of its children, so a
+// segment's hash is the XOR of entryHash() over the keys in it, and two replicas holding the
+// same objects have the same tree whatever order their writes came in. Its memory is fixed by
+// its shape (memoryBytes(): about 37 KiB, 4.6 KiB or 600 bytes) whatever the number of keys.
 //
 // Two replicas compare roots, then walk down only the children of nodes that differ; only keys
 // in differing segments are then read and synced (common/coordinator/anti-entropy-exchange.h).
@@ -43,7 +45,7 @@ uint64_t causalDigest(const Object& object);
 struct TreeNodeRef {
   // Node `index` of level `level` of partition `partition`'s tree.
   uint32_t partition = 0;
-  uint8_t level = 0;  // < MerkleTree::SEGMENT_LEVEL for an ASK_CHILDREN node
+  uint8_t level = 0;  // < TreeShape::segmentLevel() for an ASK_CHILDREN node
   uint32_t index = 0;
 
   bool operator==(const TreeNodeRef& o) const {
@@ -53,7 +55,7 @@ struct TreeNodeRef {
 
 struct SegmentRef {
   uint32_t partition = 0;
-  uint32_t segment = 0;  // < MerkleTree::SEGMENTS
+  uint32_t segment = 0;  // < TreeShape::segments() of the trees compared
 
   bool operator==(const SegmentRef& o) const {
     return partition == o.partition && segment == o.segment;
@@ -107,19 +109,62 @@ uint32_t saltedHash(uint64_t hash, uint64_t salt);
 // two different subtrees that happen to collide in one exchange do not in the next, so a
 // difference is never hidden for good.
 
-class MerkleTree {
+class TreeShape {
+  // How many levels a partition's tree has, the same on every node of a cluster (it follows
+  // from the number of partitions, which they share): the root's level 0 down to the segments'
+  // segmentLevel(). Keys are placed in FINE_SEGMENTS fine segments (what the digest index is
+  // ordered by: storaged/hash-trees.h); a coarser shape's segment s is the run of fine segments
+  // s << fineShift() up to (s + 1) << fineShift(), so the index serves every shape unchanged.
  public:
   static constexpr size_t FANOUT = 8;
-  static constexpr size_t LEVELS = 5;  // level 0 is the root, level LEVELS - 1 the segments
-  static constexpr size_t SEGMENTS = 4096;  // FANOUT^(LEVELS - 1)
-  static constexpr size_t SEGMENT_LEVEL = LEVELS - 1;
+  static constexpr size_t MAX_LEVELS = 5;
+  static constexpr size_t MIN_LEVELS = 3;
+  static constexpr size_t FINE_SEGMENTS = 4096;  // FANOUT^(MAX_LEVELS - 1)
+  static constexpr size_t MEMORY_BUDGET = 48u << 20;
+  // What the trees of every partition of the ring may take together at most, nodes only (a
+  // node holds at most every partition): forPartitions() picks the finest shape within it,
+  // which keeps the trees and their bookkeeping under 64 MiB per node at any ring size.
+
+  constexpr TreeShape() = default;  // the finest: 4096 segments
+  explicit TreeShape(size_t levels);
+  // levels in MIN_LEVELS..MAX_LEVELS (KJ_REQUIRE).
+
+  static TreeShape forPartitions(size_t partitions);
+  // The finest shape whose trees, one per partition of a ring of `partitions`, fit
+  // MEMORY_BUDGET: 4096 segments up to 1024 partitions, 512 up to 8192, 64 up to 65536.
+  static TreeShape forSegments(size_t segments);
+  // The shape with `segments` segments (512: 4 levels); throws for a count no shape has.
+
+  size_t levels() const { return levels_; }
+  size_t segmentLevel() const { return levels_ - 1; }
+  size_t segments() const { return nodesAt(segmentLevel()); }
+  size_t nodes() const;  // in every level together: 4681, 585 or 73
+  size_t fineShift() const { return 3 * (MAX_LEVELS - levels_); }
 
   static constexpr size_t nodesAt(size_t level) { return size_t(1) << (3 * level); }
   // How many nodes level `level` has: 1, 8, 64, 512, 4096.
 
-  static size_t segmentOf(std::string_view ns, std::string_view key);
-  // The key's segment, from keyHash (which also places it on the ring: keys of one partition
-  // share its top bits, so the segment takes the low ones).
+  bool operator==(const TreeShape& o) const { return levels_ == o.levels_; }
+  bool operator!=(const TreeShape& o) const { return !(*this == o); }
+
+ private:
+  size_t levels_ = MAX_LEVELS;
+};
+
+class MerkleTree {
+ public:
+  static constexpr size_t FANOUT = TreeShape::FANOUT;
+
+  explicit MerkleTree(TreeShape shape = TreeShape());
+  // An empty tree (every node 0) of `shape`.
+
+  const TreeShape& shape() const { return shape_; }
+
+  static size_t fineSegmentOf(std::string_view ns, std::string_view key);
+  // The key's fine segment (< TreeShape::FINE_SEGMENTS), from keyHash (which also places it on
+  // the ring: keys of one partition share its top bits, so the segment takes the low ones).
+  size_t segmentOf(std::string_view ns, std::string_view key) const;
+  // Its segment in this tree: the fine one shifted by shape().fineShift().
 
   void update(std::string_view ns, std::string_view key, std::optional<uint64_t> before,
               std::optional<uint64_t> after);
@@ -130,24 +175,31 @@ class MerkleTree {
   uint64_t node(size_t level, size_t index) const;
   // The hash of node `index` of `level` (KJ_REQUIRE: both in range): the XOR of entryHash()
   // over every key of the segments under it.
-  uint64_t segment(size_t s) const { return node(SEGMENT_LEVEL, s); }
+  uint64_t segment(size_t s) const { return node(shape_.segmentLevel(), s); }
 
   std::array<uint64_t, FANOUT> children(size_t level, size_t index) const;
-  // The hashes of the FANOUT children of node `index` of `level` (< SEGMENT_LEVEL), in order;
+  // The hashes of the FANOUT children of node `index` of `level` (< segmentLevel()), in order;
   // child i is node index * FANOUT + i of level + 1.
 
-  bool empty() const { return *this == MerkleTree(); }
+  bool empty() const;
 
-  bool operator==(const MerkleTree& o) const { return nodes_ == o.nodes_; }
+  bool operator==(const MerkleTree& o) const {
+    return shape_ == o.shape_ && nodes_ == o.nodes_;
+  }
   bool operator!=(const MerkleTree& o) const { return !(*this == o); }
 
-  static constexpr size_t memoryBytes() { return sizeof(MerkleTree); }
-  // The same for every partition whatever it holds (about 37 KiB).
+  size_t memoryBytes() const { return sizeof(MerkleTree) + nodes_.capacity() * sizeof(uint64_t); }
+  // Fixed by the shape, whatever the tree holds: about 37 KiB, 4.6 KiB or 600 bytes.
+  static size_t memoryBytes(TreeShape shape) {
+    return sizeof(MerkleTree) + shape.nodes() * sizeof(uint64_t);
+  }
 
  private:
-  static constexpr size_t NODES = 1 + 8 + 64 + 512 + 4096;
-  static constexpr size_t offsetOf(size_t level) { return (nodesAt(level) - 1) / (FANOUT - 1); }
-  std::array<uint64_t, NODES> nodes_{};  // level by level, root first
+  static constexpr size_t offsetOf(size_t level) {
+    return (TreeShape::nodesAt(level) - 1) / (FANOUT - 1);
+  }
+  TreeShape shape_;
+  std::vector<uint64_t> nodes_;  // level by level, root first
 
   void toggle(size_t segment, uint64_t hash);
 };

@@ -23,10 +23,11 @@ uint64_t bytesOf(const T& message) {
   return message.totalSize().wordCount * sizeof(capnp::word);
 }
 
-SegmentRef segmentOfKey(const std::string& storageKey) {
+SegmentRef segmentOfKey(const std::string& storageKey, TreeShape shape) {
   auto key = decodeStorageKey(kj::arrayPtr(reinterpret_cast<const kj::byte*>(storageKey.data()),
                                            storageKey.size()));
-  return SegmentRef{key.partition, uint32_t(MerkleTree::segmentOf(key.ns, key.key))};
+  return SegmentRef{key.partition,
+                    uint32_t(MerkleTree::fineSegmentOf(key.ns, key.key) >> shape.fineShift())};
 }
 
 kj::Exception invalid(kj::StringPtr what) {
@@ -47,10 +48,10 @@ auto decodeOrRefuse(F&& decode) -> decltype(decode()) {
 
 struct AntiEntropy::Run {
   Run(ExchangePlan plan, std::string address, uint64_t salt, Exchange::Trees trees,
-      ExchangeLimits limits, std::set<uint32_t> owned, bool throttled)
+      ExchangeLimits limits, TreeShape shape, std::set<uint32_t> owned, bool throttled)
       : plan(plan),
         address(kj::mv(address)),
-        exchange(plan.partitions, salt, kj::mv(trees), limits),
+        exchange(plan.partitions, salt, kj::mv(trees), limits, shape),
         owned(kj::mv(owned)),
         throttled(throttled) {}
 
@@ -216,7 +217,7 @@ kj::Promise<void> AntiEntropy::exchangeOne(MapSnapshot map, ExchangePlan plan, b
   }
   auto run = kj::heap<Run>(plan, map->nodes()[*index].address, nextSalt_++,
                            [this](uint32_t p) { return trees_.tree(p); }, options_.limits,
-                           kj::mv(owned), throttled);
+                           trees_.shape(), kj::mv(owned), throttled);
   auto& r = *run;
   return pool_.peer(r.address)
       .then([&r](wire::Peer::Client peer) { r.peer = kj::mv(peer); })
@@ -286,6 +287,7 @@ kj::Promise<void> AntiEntropy::step(Run& run) {
         request.setRequester(self_);
         request.setPartitions(asData(encodePartitions(s.partitions)));
         request.setRootsHash(s.rootsHash);
+        request.setTreeSegments(uint32_t(trees_.shape().segments()));
         countSent(Call::ROOTS, bytesOf(request));
         return pool_.track(run.address, request.send()).then([this, &run](auto&& response) {
           countReceived(Call::ROOTS, bytesOf(response));
@@ -335,7 +337,7 @@ kj::Promise<void> AntiEntropy::step(Run& run) {
           auto theirs = decodeKeyDigests(asStringView(response.getEntries()),
                                          MAX_KEYS_PER_LISTING, store_.limits());
           for (auto& k : theirs) {
-            auto segment = segmentOfKey(k.key);
+            auto segment = segmentOfKey(k.key, trees_.shape());
             KJ_REQUIRE(allowed.count({segment.partition, segment.segment}) == 1,
                        "peer listed a key outside the segments asked for");
           }
@@ -386,7 +388,7 @@ kj::Promise<size_t> AntiEntropy::repairKeys(Run& run, std::vector<KeyRepair> rep
   auto fetched = kj::heap<std::map<std::string, Object>>();
   auto wanted = kj::heap<std::vector<std::string>>();
   for (auto& r : repairs) {
-    if (r.needs.fetch && run.owned.count(segmentOfKey(r.key).partition)) {
+    if (r.needs.fetch && run.owned.count(segmentOfKey(r.key, trees_.shape()).partition)) {
       wanted->push_back(r.key);
     }
   }
@@ -628,6 +630,13 @@ void AntiEntropy::answerRoots(wire::Peer::AeRootsParams::Reader in,
     return decodePartitions(asStringView(in.getPartitions()), MAX_PARTITIONS_PER_REQUEST);
   });
   countReceived(Call::ROOTS, bytesOf(in));
+  if (in.getTreeSegments() != trees_.shape().segments()) {
+    // The trees would not compare: their shapes follow from the ring's size, which the two
+    // nodes do not agree on.
+    throw invalid(kj::str("this node's anti-entropy trees have ", trees_.shape().segments(),
+                          " segments per partition and the requester's ", in.getTreeSegments(),
+                          ": every node of a cluster must run with the same --partition-bits"));
+  }
   auto map = membership_.current();
   auto requester = in.getRequester();
   if (requester != 0 && !map->empty()) {
@@ -655,12 +664,13 @@ void AntiEntropy::answerRoots(wire::Peer::AeRootsParams::Reader in,
 
 void AntiEntropy::answerChildren(wire::Peer::AeChildrenParams::Reader in,
                                  wire::Peer::AeChildrenResults::Builder out) {
-  auto nodes = decodeOrRefuse(
-      [&]() { return decodeTreeNodes(asStringView(in.getNodes()), MAX_NODES_PER_REQUEST); });
+  auto nodes = decodeOrRefuse([&]() {
+    return decodeTreeNodes(asStringView(in.getNodes()), MAX_NODES_PER_REQUEST, trees_.shape());
+  });
   countReceived(Call::CHILDREN, bytesOf(in));
   auto salt = in.getSalt();
   auto hashes = out.initHashes(uint32_t(nodes.size() * MerkleTree::FANOUT));
-  static const MerkleTree EMPTY;
+  const MerkleTree EMPTY(trees_.shape());
   for (uint32_t i = 0; i < nodes.size(); i++) {
     auto tree = trees_.tree(nodes[i].partition);
     auto children = (tree ? *tree : EMPTY).children(nodes[i].level, nodes[i].index);
@@ -674,7 +684,8 @@ void AntiEntropy::answerChildren(wire::Peer::AeChildrenParams::Reader in,
 void AntiEntropy::answerKeys(wire::Peer::AeKeysParams::Reader in,
                              wire::Peer::AeKeysResults::Builder out) {
   auto refs = decodeOrRefuse([&]() {
-    return decodeSegments(asStringView(in.getSegments()), MAX_SEGMENTS_PER_REQUEST);
+    return decodeSegments(asStringView(in.getSegments()), MAX_SEGMENTS_PER_REQUEST,
+                          trees_.shape());
   });
   if (refs.empty()) throw invalid("an anti-entropy listing must name at least one segment");
   countReceived(Call::KEYS, bytesOf(in));

@@ -28,9 +28,10 @@ std::string indexPrefix(uint32_t partition, uint32_t segment) {
 }
 
 std::string indexKey(const std::string& storageKey) {
-  // [partition][segment][the storage key's namespace and key]: a segment's keys are one range.
+  // [partition][fine segment][the storage key's namespace and key]: a segment's keys are one
+  // range, in every tree shape (a coarse segment is a run of fine ones).
   auto key = decodeStorageKey(bytesOf(storageKey));
-  auto segment = uint32_t(MerkleTree::segmentOf(key.ns, key.key));
+  auto segment = uint32_t(MerkleTree::fineSegmentOf(key.ns, key.key));
   return indexPrefix(key.partition, segment) + storageKey.substr(2);
 }
 
@@ -71,8 +72,8 @@ bool onlyTombstones(const Object& object) {
   return true;
 }
 
-HashTrees::HashTrees(StorageEngine& engine, const Limits& limits)
-    : engine_(engine), limits_(limits) {
+HashTrees::HashTrees(StorageEngine& engine, const Limits& limits, TreeShape shape)
+    : engine_(engine), limits_(limits), shape_(shape) {
   load();
 }
 
@@ -138,7 +139,7 @@ void HashTrees::apply(const std::string& storageKey, std::optional<uint64_t> bef
                       bool wasTombstone, std::optional<uint64_t> after, bool isTombstone) {
   auto key = decodeStorageKey(bytesOf(storageKey));
   auto& slot = partitions_[key.partition];
-  if (!slot) slot = std::make_unique<Partition>();
+  if (!slot) slot = std::make_unique<Partition>(shape_);
   auto& p = *slot;
   p.tree.update(key.ns, key.key, before, after);
   if (before) {
@@ -186,8 +187,14 @@ uint64_t HashTrees::digest() const {
   return hash64(bytes);
 }
 
-size_t HashTrees::memoryBytes() const {
-  return partitions_.size() * (sizeof(Partition) + sizeof(void*) * 4);
+size_t HashTrees::memoryBytes() const { return memoryBytes(shape_, partitions_.size()); }
+
+size_t HashTrees::memoryBytes(TreeShape shape, size_t partitions) {
+  // Each partition: its tree's nodes, the Partition, and a std::map node (four pointers and
+  // the key beside the value).
+  return partitions * (MerkleTree::memoryBytes(shape) - sizeof(MerkleTree) + sizeof(Partition) +
+                       sizeof(void*) * 4 + sizeof(uint32_t) +
+                       sizeof(std::unique_ptr<Partition>));
 }
 
 HashTrees::Listing HashTrees::list(const std::vector<SegmentRef>& segments,
@@ -196,11 +203,14 @@ HashTrees::Listing HashTrees::list(const std::vector<SegmentRef>& segments,
   engine_.read([&](ReadTransaction& txn) {
     for (auto& ref : segments) {
       if (out.segmentsCovered > 0 && out.entries.size() >= maxEntries) break;
-      KJ_REQUIRE(ref.partition <= 0xffff && ref.segment < MerkleTree::SEGMENTS,
-                 "no such segment", ref.partition, ref.segment);
-      auto begin = indexPrefix(ref.partition, ref.segment);
-      auto end = ref.segment + 1 < MerkleTree::SEGMENTS
-                     ? indexPrefix(ref.partition, ref.segment + 1)
+      KJ_REQUIRE(ref.partition <= 0xffff && ref.segment < shape_.segments(), "no such segment",
+                 ref.partition, ref.segment);
+      // The segment's run of fine segments in the index.
+      uint32_t first = ref.segment << shape_.fineShift();
+      uint32_t last = ((ref.segment + 1) << shape_.fineShift()) - 1;
+      auto begin = indexPrefix(ref.partition, first);
+      auto end = last + 1 < TreeShape::FINE_SEGMENTS
+                     ? indexPrefix(ref.partition, last + 1)
                      : (ref.partition < 0xffff ? indexPrefix(ref.partition + 1, 0) : std::string());
       txn.scan(Table::DIGESTS, bytesOf(begin), bytesOf(end), [&](Bytes key, Bytes value) {
         out.entries.push_back(KeyDigest{storageKeyOf(key), decodeValue(value).digest, {}});

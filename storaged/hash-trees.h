@@ -27,10 +27,13 @@ namespace dynkv::storaged {
 
 class HashTrees {
  public:
-  HashTrees(StorageEngine& engine, const Limits& limits);
-  // Loads the trees from the DIGESTS table. A data directory written before the index existed
-  // has it built first, from OBJECTS, in one transaction (throws, changing nothing, if that
-  // fails). `engine` must outlive the trees.
+  HashTrees(StorageEngine& engine, const Limits& limits, TreeShape shape = TreeShape());
+  // Loads the trees, of `shape` (TreeShape::forPartitions() of the ring), from the DIGESTS
+  // table. A data directory written before the index existed has it built first, from OBJECTS,
+  // in one transaction (throws, changing nothing, if that fails). `engine` must outlive the
+  // trees.
+
+  TreeShape shape() const { return shape_; }
 
   void written(BatchTransaction& txn, const std::string& storageKey,
                const std::optional<Object>& now);
@@ -52,22 +55,26 @@ class HashTrees {
   // A hash of every held partition's number and root: two nodes that hold the same partitions
   // have equal digests exactly when their trees agree.
 
-  size_t memoryBytes() const;  // of the trees, which is what grows with partitions held
+  size_t memoryBytes() const;
+  // Of the trees and their bookkeeping: what grows with the partitions held, not with the keys.
+  static size_t memoryBytes(TreeShape shape, size_t partitions);
+  // The same for a node holding `partitions` partitions.
 
   struct Listing {
     std::vector<KeyDigest> entries;
     size_t segmentsCovered = 0;
   };
   Listing list(const std::vector<SegmentRef>& segments, size_t maxEntries) const;
-  // The (storage key, digest) of every object in the first segmentsCovered of `segments`: all of
-  // them, or as many whole segments as fit in about maxEntries (at least one segment, whatever
-  // it holds).
+  // The (storage key, digest) of every object in the first segmentsCovered of `segments` (of
+  // shape()): all of them, or as many whole segments as fit in about maxEntries (at least one
+  // segment, whatever it holds).
 
   std::vector<KeyDigest> tombstonesOf(uint32_t partition) const;
   // The partition's objects that are only tombstones, from the index.
 
  private:
   struct Partition {
+    explicit Partition(TreeShape shape) : tree(shape) {}
     MerkleTree tree;
     uint64_t keys = 0;
     uint64_t tombstones = 0;
@@ -75,6 +82,7 @@ class HashTrees {
 
   StorageEngine& engine_;
   Limits limits_;
+  TreeShape shape_;
   std::map<uint32_t, std::unique_ptr<Partition>> partitions_;
   uint64_t tombstones_ = 0;
 

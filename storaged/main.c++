@@ -75,7 +75,9 @@ int run(const Config& config) {
 
   GroupCommit commits(*engine);
   HintStore hints(commits, config.limits);
-  HashTrees trees(*engine, config.limits);
+  // Trees as fine as the ring's size allows within their memory budget (common/merkle-tree.h).
+  HashTrees trees(*engine, config.limits,
+                  TreeShape::forPartitions(size_t(1) << config.partitionBits));
   VersionedStore store(commits, hints, trees, identity.actor, config.limits);
   TransferManager transfers(store, *engine, peers, timer, self.id, config.replicas,
                             config.transferBytesPerSecond, &admission);

@@ -12,12 +12,6 @@ namespace {
 
 using Kind = Exchange::Step::Kind;
 
-const MerkleTree& emptyTree() {
-  // What a partition this node holds nothing of hashes to: every node 0.
-  static const MerkleTree EMPTY;
-  return EMPTY;
-}
-
 template <typename T>
 std::vector<T> takeFront(std::deque<T>& from, size_t max) {
   size_t n = std::min(max, from.size());
@@ -30,8 +24,8 @@ std::vector<T> takeFront(std::deque<T>& from, size_t max) {
 }  // namespace
 
 Exchange::Exchange(std::vector<uint32_t> partitions, uint64_t salt, Trees trees,
-                   ExchangeLimits limits)
-    : salt_(salt), trees_(std::move(trees)), limits_(limits) {
+                   ExchangeLimits limits, TreeShape shape)
+    : salt_(salt), trees_(std::move(trees)), limits_(limits), empty_(shape) {
   KJ_REQUIRE(trees_ != nullptr, "an exchange needs this node's trees");
   KJ_REQUIRE(limits_.maxPartitionsPerStep >= 1 && limits_.maxNodesPerStep >= 1 &&
                  limits_.maxSegmentsPerStep >= 1 && limits_.maxRepairsPerStep >= 1,
@@ -45,7 +39,10 @@ Exchange::Exchange(std::vector<uint32_t> partitions, uint64_t salt, Trees trees,
 
 const MerkleTree& Exchange::localTree(uint32_t partition) const {
   auto tree = trees_(partition);
-  return tree ? *tree : emptyTree();
+  if (tree == nullptr) return empty_;
+  KJ_REQUIRE(tree->shape() == empty_.shape(), "a tree of another shape than the exchange's",
+             partition, tree->shape().segments(), empty_.shape().segments());
+  return *tree;
 }
 
 void Exchange::advance() {
@@ -128,7 +125,7 @@ void Exchange::childrenReceived(
       if (saltedHash(local[c], salt_) == children[i][c]) continue;
       found = true;
       uint32_t index = node.index * uint32_t(MerkleTree::FANOUT) + c;
-      if (node.level + 1u == MerkleTree::SEGMENT_LEVEL) {
+      if (node.level + 1u == empty_.shape().segmentLevel()) {
         stats_.segmentsDiffering++;
         pendingSegments_.push_back(SegmentRef{node.partition, index});
       } else {

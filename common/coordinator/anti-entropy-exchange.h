@@ -111,9 +111,11 @@ class Exchange {
   // This node's tree of a partition, or null if it holds nothing of it (an empty tree).
 
   Exchange(std::vector<uint32_t> partitions, uint64_t salt, Trees trees,
-           ExchangeLimits limits = {});
-  // An exchange over `partitions` (duplicates ignored). `trees` must stay callable for the
-  // exchange's life. The first step is ASK_ROOTS (DONE at once if `partitions` is empty).
+           ExchangeLimits limits = {}, TreeShape shape = TreeShape());
+  // An exchange over `partitions` (duplicates ignored) of trees of `shape`, which every tree
+  // `trees` gives must have (KJ_REQUIRE) and the peer's too (the shell makes sure: see aeRoots).
+  // `trees` must stay callable for the exchange's life. The first step is ASK_ROOTS (DONE at
+  // once if `partitions` is empty).
 
   const Step& step() const { return step_; }
   // What to do now. Stays the same until the event that answers it.
@@ -173,6 +175,7 @@ class Exchange {
   uint64_t salt_;
   Trees trees_;
   ExchangeLimits limits_;
+  MerkleTree empty_;  // what a partition this node holds nothing of hashes to: every node 0
   Step step_;
   ExchangeStats stats_;
   std::vector<Covered> covered_;

@@ -285,15 +285,23 @@ TEST_CASE("anti-entropy: a peer's requests over the limits or naming what cannot
   CHECK_THROWS_WITH(wrongPartition.send().wait(f.io.waitScope),
                     Catch::Contains("another partition"));
 
+  auto otherShape = peer.aeRootsRequest();
+  otherShape.setPartitions(asData(encodePartitions({0})));
+  otherShape.setTreeSegments(512);
+  CHECK_THROWS_WITH(otherShape.send().wait(f.io.waitScope),
+                    Catch::Contains("4096 segments per partition and the requester's 512"));
+
   // Still serving: roots that differ come back in full, equal ones as one flag.
   auto roots = peer.aeRootsRequest();
   roots.setPartitions(asData(encodePartitions({0})));
+  roots.setTreeSegments(4096);
   roots.setRootsHash(combinedRoots({12345}));
   auto answer = roots.send().wait(f.io.waitScope);
   REQUIRE(!answer.getEqual());
   REQUIRE(answer.getRoots().size() == 1);
   auto same = peer.aeRootsRequest();
   same.setPartitions(asData(encodePartitions({0})));
+  same.setTreeSegments(4096);
   same.setRootsHash(combinedRoots({answer.getRoots()[0]}));
   CHECK(same.send().wait(f.io.waitScope).getEqual());
 }

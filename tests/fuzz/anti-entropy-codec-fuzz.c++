@@ -52,14 +52,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 4:
       guard([&]() {
-        auto v = decodeSegments(bytes, 4096);
-        KJ_ASSERT(decodeSegments(encodeSegments(v), 4096) == v, "round trip");
+        auto v = decodeSegments(bytes, 4096, TreeShape());
+        KJ_ASSERT(decodeSegments(encodeSegments(v), 4096, TreeShape()) == v, "round trip");
       });
       break;
     case 5:
       guard([&]() {
-        auto v = decodeTreeNodes(bytes, 4096);
-        KJ_ASSERT(decodeTreeNodes(encodeTreeNodes(v), 4096) == v, "round trip");
+        auto v = decodeTreeNodes(bytes, 4096, TreeShape());
+        KJ_ASSERT(decodeTreeNodes(encodeTreeNodes(v), 4096, TreeShape()) == v, "round trip");
       });
       break;
   }

@@ -51,6 +51,9 @@ class Replica {
  public:
   using Contents = std::map<std::string, Object>;  // key -> object
 
+  explicit Replica(TreeShape shape = TreeShape()) : shape_(shape) {}
+  TreeShape shape() const { return shape_; }
+
   const std::map<uint32_t, Contents>& partitions() const { return partitions_; }
 
   const Object* find(uint32_t partition, const std::string& key) const {
@@ -63,7 +66,7 @@ class Replica {
   void put(uint32_t partition, const std::string& key, Object object) {
     // Stores `object` as it is; an empty object erases the key.
     auto& contents = partitions_[partition];
-    auto& tree = trees_[partition];
+    auto& tree = trees_.try_emplace(partition, shape_).first->second;
     auto it = contents.find(key);
     std::optional<uint64_t> before;
     if (it != contents.end()) before = causalDigest(it->second);
@@ -117,7 +120,7 @@ class Replica {
 
   std::vector<std::array<uint32_t, MerkleTree::FANOUT>> children(
       uint64_t salt, const std::vector<TreeNodeRef>& nodes) const {
-    static const MerkleTree EMPTY;
+    const MerkleTree EMPTY(shape_);
     std::vector<std::array<uint32_t, MerkleTree::FANOUT>> out;
     for (auto& node : nodes) {
       auto t = tree(node.partition);
@@ -141,7 +144,9 @@ class Replica {
       auto p = partitions_.find(s.partition);
       if (p != partitions_.end()) {
         for (auto& [key, object] : p->second) {
-          if (MerkleTree::segmentOf(REPLICA_NS, key) != s.segment) continue;
+          if (MerkleTree::fineSegmentOf(REPLICA_NS, key) >> shape_.fineShift() != s.segment) {
+            continue;
+          }
           listing.keys.push_back(
               KeyDigest{storageKey(s.partition, key), causalDigest(object), causalSummary(object)});
         }
@@ -152,6 +157,7 @@ class Replica {
   }
 
  private:
+  TreeShape shape_;
   std::map<uint32_t, Contents> partitions_;
   std::map<uint32_t, MerkleTree> trees_;
 };

@@ -60,9 +60,9 @@ TEST_CASE("anti-entropy codec: entries, listings, keys, segments and nodes round
   for (auto& e : entries) keys.push_back(e.key);
   CHECK(decodeKeys(encodeKeys(keys), 100, LIMITS) == keys);
   std::vector<SegmentRef> segments = {{0, 0}, {7, 4095}, {3, 12}, {65535, 1}};
-  CHECK(decodeSegments(encodeSegments(segments), 100) == segments);
+  CHECK(decodeSegments(encodeSegments(segments), 100, TreeShape()) == segments);
   std::vector<TreeNodeRef> nodes = {{0, 0, 0}, {9, 3, 511}, {2, 1, 7}, {65535, 2, 63}};
-  CHECK(decodeTreeNodes(encodeTreeNodes(nodes), 100) == nodes);
+  CHECK(decodeTreeNodes(encodeTreeNodes(nodes), 100, TreeShape()) == nodes);
 }
 
 TEST_CASE("anti-entropy codec: partitions go as a bitmap when that is smaller") {
@@ -118,10 +118,22 @@ TEST_CASE("anti-entropy codec: decoders refuse what is over a limit, naming the 
   CHECK(refusal([&]() {
           decodeEntries(encodeEntries({{storageKey(1, "k"), crowded}}), 10, LIMITS);
         }).find("MAX_SIBLINGS") != std::string::npos);
-  CHECK(refusal([&]() { decodeSegments(encodeSegments({{1, 4096}}), 10); }).find("segment") !=
-        std::string::npos);
-  CHECK(refusal([&]() { decodeTreeNodes(encodeTreeNodes({{1, 4, 0}}), 10); }).find("tree node") !=
-        std::string::npos);
+  auto segments = [](uint32_t segment, TreeShape shape) {
+    return refusal([&]() { decodeSegments(encodeSegments({{1, segment}}), 10, shape); });
+  };
+  CHECK(segments(4096, TreeShape()).find("segment") != std::string::npos);
+  CHECK(segments(4095, TreeShape()).empty());
+  // A coarser tree has fewer segments and levels: what fits the finest is refused.
+  CHECK(segments(64, TreeShape::forSegments(64)).find("segment") != std::string::npos);
+  CHECK(segments(63, TreeShape::forSegments(64)).empty());
+  auto node = [](uint8_t level, uint32_t index, TreeShape shape) {
+    return refusal([&]() { decodeTreeNodes(encodeTreeNodes({{1, level, index}}), 10, shape); });
+  };
+  CHECK(node(4, 0, TreeShape()).find("tree node") != std::string::npos);
+  CHECK(node(3, 511, TreeShape()).empty());
+  CHECK(node(3, 512, TreeShape()).find("tree node") != std::string::npos);
+  CHECK(node(2, 0, TreeShape::forSegments(64)).find("tree node") != std::string::npos);
+  CHECK(node(1, 7, TreeShape::forSegments(64)).empty());
 }
 
 TEST_CASE("anti-entropy codec: truncated, padded or corrupted bytes are refused or decoded whole") {

@@ -161,6 +161,46 @@ TEST_CASE("anti-entropy exchange: replicas that differ in a few keys repair exac
   CHECK(again.stats().partitionsDiffering == 0);
 }
 
+TEST_CASE("anti-entropy exchange: a coarser tree finds the same keys in fewer, larger segments") {
+  // A ring of many partitions has trees of 512 or 64 segments (TreeShape::forPartitions()): the
+  // walk is shorter, each listing longer, and what it finds the same.
+  for (size_t levels : {size_t(3), size_t(4)}) {
+    CAPTURE(levels);
+    TreeShape shape(levels);
+    Replica local(shape), peer(shape);
+    for (uint32_t p = 0; p < 4; p++) {
+      for (size_t i = 0; i < 300; i++) {
+        auto object = written({}, A, "v");
+        local.put(p, "k" + std::to_string(i), object);
+        peer.put(p, "k" + std::to_string(i), object);
+      }
+    }
+    overwrite(local, 1, "k3", A);
+    overwrite(peer, 2, "k200", B);
+    local.put(3, "only-here", written({}, A, "x"));
+    auto expected = differences(local, peer);
+    REQUIRE(expected.size() == 3);
+
+    Exchange exchange(upTo(4), SALT, local.trees(), ExchangeLimits{}, shape);
+    auto steps = runExchange(exchange, local, peer);
+    REQUIRE(exchange.step().kind == Kind::DONE);
+    CHECK(repairsOf(steps) == expected);
+    size_t deepest = 0;
+    for (auto& step : steps) {
+      for (auto& node : step.nodes) deepest = std::max(deepest, size_t(node.level));
+      for (auto& segment : step.segments) CHECK(segment.segment < shape.segments());
+    }
+    CHECK(deepest == shape.segmentLevel() - 1);
+    CHECK(coveredPartitions(exchange) == std::set<uint32_t>{0, 1, 2, 3});
+    for (uint32_t p = 0; p < 4; p++) CHECK(local.root(p) == peer.root(p));
+  }
+  // Trees of another shape than the exchange's are a caller's mistake, refused at once.
+  Replica fine;
+  fine.put(0, "k", written({}, A, "v"));
+  CHECK_THROWS_AS(Exchange({0}, SALT, fine.trees(), ExchangeLimits{}, TreeShape(3)),
+                  kj::Exception);
+}
+
 TEST_CASE("anti-entropy exchange: one hash stands for every root of a step") {
   auto local = filled(6, 20);
   auto peer = local;
@@ -249,7 +289,7 @@ TEST_CASE("anti-entropy exchange: no step carries more than its limit; roots, th
         FAIL("a step that is not a request");
     }
   }
-  CHECK(lastLevel == MerkleTree::SEGMENT_LEVEL - 1);
+  CHECK(lastLevel == TreeShape().segmentLevel() - 1);
   CHECK(count(steps, Kind::ASK_ROOTS) == 2);
   // Repairs go out as soon as a full step of them is pending, between listings.
   size_t firstRepair = steps.size(), lastListing = 0;

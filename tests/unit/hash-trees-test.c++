@@ -80,7 +80,7 @@ TEST_CASE("hash trees: a segment's keys are listed from the index, whole segment
   for (int i = 0; i < 200; i++) {
     auto k = "key-" + std::to_string(i);
     f.put(k.c_str(), "v");
-    bySegment[uint32_t(MerkleTree::segmentOf("", k))].insert(encodeStorageKey(f.key(k.c_str())));
+    bySegment[uint32_t(MerkleTree::fineSegmentOf("", k))].insert(encodeStorageKey(f.key(k.c_str())));
   }
   std::vector<SegmentRef> asked;
   std::set<std::string> expected;
@@ -105,6 +105,45 @@ TEST_CASE("hash trees: a segment's keys are listed from the index, whole segment
   CHECK(some.segmentsCovered >= 1);
   CHECK(some.segmentsCovered < asked.size());
   CHECK(some.entries.size() >= bySegment[asked[0].segment].size());
+}
+
+TEST_CASE("hash trees: a coarser shape lists each segment's run of fine segments") {
+  // The index is ordered by fine segment whatever the shape: trees of 64 segments, loaded from
+  // it, agree with trees built key by key, and a segment lists exactly its keys.
+  Fixture f;
+  std::map<uint32_t, std::set<std::string>> bySegment;
+  TreeShape shape(3);
+  MerkleTree expected(shape);
+  for (int i = 0; i < 300; i++) {
+    auto k = "key-" + std::to_string(i);
+    auto object = f.put(k.c_str(), "v");
+    expected.update("", k, std::nullopt, causalDigest(object));
+    bySegment[uint32_t(MerkleTree::fineSegmentOf("", k) >> shape.fineShift())].insert(
+        encodeStorageKey(f.key(k.c_str())));
+  }
+  HashTrees coarse(f.engine, f.limits, shape);
+  CHECK(coarse.shape() == shape);
+  REQUIRE(coarse.tree(5) != nullptr);
+  CHECK(*coarse.tree(5) == expected);
+  CHECK(coarse.tree(5)->root() == f.trees.tree(5)->root());  // the same keys, the same root
+  CHECK(coarse.memoryBytes() < f.trees.memoryBytes() / 8);
+  for (auto& [segment, keys] : bySegment) {
+    auto listing = coarse.list({SegmentRef{5, segment}}, 10000);
+    std::set<std::string> listed;
+    for (auto& e : listing.entries) listed.insert(e.key);
+    CHECK(listed == keys);
+  }
+  CHECK(bySegment.size() > 32);  // 300 keys spread over most of the 64 segments
+  CHECK_THROWS(coarse.list({SegmentRef{5, 64}}, 10));
+}
+
+TEST_CASE("hash trees: every partition of a ring of any size fits 64 MiB of trees") {
+  for (uint32_t bits = 1; bits <= 16; bits++) {
+    size_t partitions = size_t(1) << bits;
+    CAPTURE(bits);
+    CHECK(HashTrees::memoryBytes(TreeShape::forPartitions(partitions), partitions) <=
+          size_t(64) << 20);
+  }
 }
 
 TEST_CASE("hash trees: reaping removes a tombstone only while it is the same tombstone") {

@@ -71,7 +71,7 @@ TEST_CASE("merkle tree: kept current write by write, it equals the tree of the f
     auto rebuilt = treeOf(contents);
     CHECK(incremental == rebuilt);
     CHECK(incremental.root() == rebuilt.root());
-    for (size_t i = 0; i < MerkleTree::nodesAt(2); i++) CHECK(incremental.node(2, i) == rebuilt.node(2, i));
+    for (size_t i = 0; i < TreeShape::nodesAt(2); i++) CHECK(incremental.node(2, i) == rebuilt.node(2, i));
   }
   CHECK(MerkleTree{}.root() == 0);  // an empty partition
 }
@@ -86,13 +86,13 @@ TEST_CASE("merkle tree: replicas that differ find exactly the segments of the di
   theirs["k17"] = written(theirs["k17"], B, "newer");
   theirs.erase("k4242");
   theirs["only-theirs"] = written({}, B, "x");
-  for (auto key : {"k17", "k4242", "only-theirs"}) expected.insert(MerkleTree::segmentOf("ns", key));
+  for (auto key : {"k17", "k4242", "only-theirs"}) expected.insert(MerkleTree::fineSegmentOf("ns", key));
 
   auto a = treeOf(mine), b = treeOf(theirs);
   REQUIRE(a.root() != b.root());
   // Walk down from the root through the children that differ only.
   std::vector<size_t> differing{0};
-  for (size_t level = 0; level < MerkleTree::SEGMENT_LEVEL; level++) {
+  for (size_t level = 0; level < TreeShape().segmentLevel(); level++) {
     std::vector<size_t> next;
     for (size_t index : differing) {
       auto mineChildren = a.children(level, index), theirChildren = b.children(level, index);
@@ -105,8 +105,8 @@ TEST_CASE("merkle tree: replicas that differ find exactly the segments of the di
   std::set<size_t> found(differing.begin(), differing.end());
   CHECK(found == expected);
   // Every inner node is the XOR of its children.
-  for (size_t level = 0; level < MerkleTree::SEGMENT_LEVEL; level++) {
-    for (size_t index = 0; index < MerkleTree::nodesAt(level); index++) {
+  for (size_t level = 0; level < TreeShape().segmentLevel(); level++) {
+    for (size_t index = 0; index < TreeShape::nodesAt(level); index++) {
       uint64_t x = 0;
       for (auto h : a.children(level, index)) x ^= h;
       CHECK(x == a.node(level, index));
@@ -127,13 +127,62 @@ TEST_CASE("merkle tree: salted hashes differ between exchanges, agree within one
 }
 
 TEST_CASE("merkle tree: a replica's tree is the same size with ten keys or a million") {
-  CHECK(MerkleTree::memoryBytes() < 40 * 1024);
-  // A node holding 1024 partitions, each of them on 3 of 5 nodes, keeps about 615 trees.
-  CHECK(615 * MerkleTree::memoryBytes() < 64u * 1024 * 1024);
   MerkleTree tree;
-  CHECK_THROWS(tree.children(MerkleTree::SEGMENT_LEVEL, 0));
+  CHECK(tree.memoryBytes() == MerkleTree::memoryBytes(TreeShape()));
+  CHECK(tree.memoryBytes() < 40 * 1024);
+  for (int i = 0; i < 10000; i++) {
+    tree.update("ns", "k" + std::to_string(i), std::nullopt, uint64_t(i));
+  }
+  CHECK(tree.memoryBytes() == MerkleTree::memoryBytes(TreeShape()));
+  CHECK_THROWS(tree.children(TreeShape().segmentLevel(), 0));
   CHECK_THROWS(tree.node(1, MerkleTree::FANOUT));
-  CHECK(tree.empty());
+  CHECK(MerkleTree().empty());
+}
+
+TEST_CASE("merkle tree: the shape follows the ring's size, so that every partition's tree fits "
+          "64 MiB together") {
+  CHECK(TreeShape::forPartitions(1024).segments() == 4096);
+  CHECK(TreeShape::forPartitions(2048).segments() == 512);
+  CHECK(TreeShape::forPartitions(8192).segments() == 512);
+  CHECK(TreeShape::forPartitions(16384).segments() == 64);
+  CHECK(TreeShape::forPartitions(65536).segments() == 64);
+  for (uint32_t bits = 1; bits <= 16; bits++) {
+    // A node holding every partition of the ring (a cluster of no more nodes than replicas).
+    size_t partitions = size_t(1) << bits;
+    auto shape = TreeShape::forPartitions(partitions);
+    CAPTURE(bits, shape.segments());
+    CHECK(partitions * MerkleTree::memoryBytes(shape) <= TreeShape::MEMORY_BUDGET);
+    // The finest that fits: a finer one would not.
+    if (shape.levels() < TreeShape::MAX_LEVELS) {
+      CHECK(partitions * MerkleTree::memoryBytes(TreeShape(shape.levels() + 1)) >
+            TreeShape::MEMORY_BUDGET);
+    }
+  }
+  CHECK(TreeShape::forSegments(64) == TreeShape(3));
+  CHECK(TreeShape::forSegments(512) == TreeShape(4));
+  CHECK(TreeShape::forSegments(4096) == TreeShape());
+  CHECK_THROWS(TreeShape::forSegments(100));
+  CHECK_THROWS(TreeShape(2));
+  CHECK_THROWS(TreeShape(6));
+}
+
+TEST_CASE("merkle tree: a coarse tree is the fine one with its lowest levels folded") {
+  // Each segment of a coarser shape is the XOR of the fine segments it covers, and its inner
+  // nodes are the fine tree's upper levels: the same keys give the same root in every shape.
+  MerkleTree fine, medium(TreeShape(4)), coarse(TreeShape(3));
+  for (int i = 0; i < 3000; i++) {
+    auto key = "k" + std::to_string(i);
+    for (auto* t : {&fine, &medium, &coarse}) t->update("ns", key, std::nullopt, uint64_t(i * 7));
+  }
+  CHECK(fine.root() == medium.root());
+  CHECK(fine.root() == coarse.root());
+  for (size_t s = 0; s < 64; s++) CHECK(coarse.segment(s) == fine.node(2, s));
+  for (size_t s = 0; s < 512; s++) CHECK(medium.segment(s) == fine.node(3, s));
+  CHECK(coarse.segmentOf("ns", "k1") == MerkleTree::fineSegmentOf("ns", "k1") >> 6);
+  CHECK_THROWS(coarse.children(2, 0));  // its segments have no children
+  CHECK(coarse.memoryBytes() < 1024);
+  CHECK(medium.memoryBytes() < 5 * 1024);
+  CHECK(MerkleTree() != MerkleTree(TreeShape(4)));  // different shapes never compare equal
 }
 
 }  // namespace
