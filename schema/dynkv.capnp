@@ -206,14 +206,19 @@ interface Peer {
   # blob in the compact encodings of common/anti-entropy-codec.h (a list of structs would spend
   # more on each element's layout than on its content).
 
-  aeRoots @2 (partitions :Data, requester :UInt64, rootsHash :UInt64, treeSegments :UInt32)
-          -> (equal :Bool, roots :List(UInt64));
+  aeRoots @2 (partitions :Data, requester :UInt64, rootsHash :UInt64, treeSegments :UInt32,
+              deferrable :Bool)
+          -> (equal :Bool, roots :List(UInt64), busy :Bool);
   # `partitions` as encodePartitions(). If the combinedRoots() of this node's roots of them is
   # `rootsHash`, equal = true and no roots; else the full root hash of each, in the order asked.
   # `requester` is the asking node's id: one that is no replica of a partition holds data of it
   # to hand over, and its primary does not collect that partition's tombstones meanwhile.
   # `treeSegments` is the segments of the requester's trees (TreeShape in common/merkle-tree.h):
   # a node whose trees have another shape refuses the exchange, naming both.
+  # `deferrable`: the requester's exchange is a periodic round's, which can wait. If this node is
+  # itself exchanging with the requester already (its roots answered, or both just started and
+  # this node's id is the lower), it answers busy = true and nothing else: that exchange is
+  # repairing the same keys, and the requester asks again once it is over.
 
   aeChildren @3 (salt :UInt64, nodes :Data) -> (hashes :List(UInt32));
   # `nodes` as encodeTreeNodes(). For each node, the saltedHash of each of its 8 children: 8

@@ -48,12 +48,14 @@ auto decodeOrRefuse(F&& decode) -> decltype(decode()) {
 
 struct AntiEntropy::Run {
   Run(ExchangePlan plan, std::string address, uint64_t salt, Exchange::Trees trees,
-      ExchangeLimits limits, TreeShape shape, std::set<uint32_t> owned, bool throttled)
+      ExchangeLimits limits, TreeShape shape, std::set<uint32_t> owned, bool throttled,
+      bool deferrable)
       : plan(plan),
         address(kj::mv(address)),
         exchange(plan.partitions, salt, kj::mv(trees), limits, shape),
         owned(kj::mv(owned)),
-        throttled(throttled) {}
+        throttled(throttled),
+        deferrable(deferrable) {}
 
   ExchangePlan plan;
   std::string address;
@@ -61,6 +63,9 @@ struct AntiEntropy::Run {
   std::set<uint32_t> owned;  // partitions of the plan this node is a replica of: it takes the
                              // peer's copies of those; of the others it only hands its own over
   bool throttled;
+  bool deferrable;             // a round's: it may find the peer busy and wait (see aeRoots)
+  bool rootsAnswered = false;  // the peer has answered a roots step: it is exchanging with us
+  bool busy = false;           // the peer answered busy: nothing was exchanged
   kj::Maybe<wire::Peer::Client> peer;
   std::string failure;
 };
@@ -111,8 +116,13 @@ kj::Promise<void> AntiEntropy::round() {
                             plan.partitions.end());
     }
   }
-  return exchangeAll(map, kj::mv(plans), true).then([this, map](Report report) {
+  return exchangeAll(map, kj::mv(plans), true, true).then([this, map](Report report) {
     lastRoundSegments_ = report.segmentsDiffering;
+    if (report.deferred > 0) {
+      KJ_LOG(INFO, "anti-entropy left exchanges to the next round: their peers stayed busy "
+                   "exchanging with this node",
+             report.deferred);
+    }
     if (report.keysRepaired > 0) {
       KJ_LOG(INFO, "anti-entropy repaired keys", report.keysRepaired, report.exchanges);
     }
@@ -177,7 +187,7 @@ std::vector<ExchangePlan> AntiEntropy::plansFor(
 
 kj::Promise<AntiEntropy::Report> AntiEntropy::exchangeAll(MapSnapshot map,
                                                            std::vector<ExchangePlan> plans,
-                                                           bool throttled) {
+                                                           bool throttled, bool deferrable) {
   // One batch of exchanges at a time, whoever asked (a round, a transfer, an operator): what
   // one finds is in the next one's trees, and two never repair the same keys at once.
   struct Turn {
@@ -193,32 +203,80 @@ kj::Promise<AntiEntropy::Report> AntiEntropy::exchangeAll(MapSnapshot map,
   auto report = kj::heap<Report>();
   auto& r = *report;
   return previous.catch_([](kj::Exception&&) {})
-      .then([this, map, plans = kj::mv(plans), throttled, &r]() mutable {
+      .then([this, map, plans = kj::mv(plans), throttled, deferrable, &r]() mutable {
         running_++;
+        auto deferred = kj::heap<std::vector<ExchangePlan>>();
+        auto& d = *deferred;
         kj::Promise<void> chain = kj::READY_NOW;
         for (auto& plan : plans) {
-          chain = chain.then([this, map, plan = kj::mv(plan), throttled, &r]() mutable {
-            return exchangeOne(map, kj::mv(plan), throttled, r);
+          chain = chain.then([this, map, plan = kj::mv(plan), throttled, deferrable, &r,
+                              &d]() mutable {
+            auto copy = plan;
+            return exchangeOne(map, kj::mv(plan), throttled, deferrable, r)
+                .then([&d, copy = kj::mv(copy)](bool busy) mutable {
+                  if (busy) d.push_back(kj::mv(copy));
+                });
           });
         }
-        return chain.attach(kj::defer([this]() { running_--; }));
+        return chain
+            .then([this, map, throttled, &r, &d]() {
+              return retryDeferred(map, kj::mv(d), throttled, r, DEFER_ATTEMPTS);
+            })
+            .attach(kj::mv(deferred), kj::defer([this]() { running_--; }));
       })
       .attach(kj::mv(turn))
       .then([report = kj::mv(report)]() mutable { return kj::mv(*report); });
 }
 
-kj::Promise<void> AntiEntropy::exchangeOne(MapSnapshot map, ExchangePlan plan, bool throttled,
-                                           Report& report) {
+kj::Promise<void> AntiEntropy::retryDeferred(MapSnapshot map, std::vector<ExchangePlan> plans,
+                                             bool throttled, Report& report, int attempts) {
+  // The peers these were deferred for are exchanging with this node: once they are done, what
+  // differed is repaired, and these find equal roots (and record so in the ledger).
+  if (plans.empty()) return kj::READY_NOW;
+  if (attempts == 0) {
+    report.deferred += uint32_t(plans.size());
+    return kj::READY_NOW;
+  }
+  auto again = kj::heap<std::vector<ExchangePlan>>();
+  auto& a = *again;
+  return timer_.afterDelay(DEFER_WAIT)
+      .then([this, map, plans = kj::mv(plans), throttled, &report, &a]() mutable {
+        kj::Promise<void> chain = kj::READY_NOW;
+        for (auto& plan : plans) {
+          chain = chain.then([this, map, plan = kj::mv(plan), throttled, &report, &a]() mutable {
+            auto copy = plan;
+            return exchangeOne(map, kj::mv(plan), throttled, true, report)
+                .then([&a, copy = kj::mv(copy)](bool busy) mutable {
+                  if (busy) a.push_back(kj::mv(copy));
+                });
+          });
+        }
+        return chain;
+      })
+      .then([this, map, throttled, &report, &a, attempts]() {
+        return retryDeferred(map, kj::mv(a), throttled, report, attempts - 1);
+      })
+      .attach(kj::mv(again));
+}
+
+kj::Promise<bool> AntiEntropy::exchangeOne(MapSnapshot map, ExchangePlan plan, bool throttled,
+                                           bool deferrable, Report& report) {
   auto index = map->indexOf(plan.peer);
-  if (!index) return kj::READY_NOW;
+  if (!index) return false;
   std::set<uint32_t> owned;
   for (auto p : plan.partitions) {
     if (owns(*map, p)) owned.insert(p);
   }
   auto run = kj::heap<Run>(plan, map->nodes()[*index].address, nextSalt_++,
                            [this](uint32_t p) { return trees_.tree(p); }, options_.limits,
-                           trees_.shape(), kj::mv(owned), throttled);
+                           trees_.shape(), kj::mv(owned), throttled, deferrable);
   auto& r = *run;
+  // While it runs, a round's exchange the peer starts with this node waits for it (aeRoots).
+  exchangingWith_[plan.peer] = &r;
+  auto registered = kj::defer([this, peer = plan.peer, &r]() {
+    auto it = exchangingWith_.find(peer);
+    if (it != exchangingWith_.end() && it->second == &r) exchangingWith_.erase(it);
+  });
   return pool_.peer(r.address)
       .then([&r](wire::Peer::Client peer) { r.peer = kj::mv(peer); })
       .then([this, &r]() { return drive(r); },
@@ -228,6 +286,8 @@ kj::Promise<void> AntiEntropy::exchangeOne(MapSnapshot map, ExchangePlan plan, b
               r.exchange.failed();
             })
       .then([this, &r, &report]() {
+        // The peer is exchanging with this node: nothing happened here, and nothing is learnt.
+        if (r.busy) return true;
         bool finished = r.exchange.step().kind == Exchange::Step::Kind::DONE;
         ledger_.record(r.plan.peer, r.plan.partitions, r.exchange.covered(), finished,
                        [this](uint32_t p) {
@@ -251,8 +311,9 @@ kj::Promise<void> AntiEntropy::exchangeOne(MapSnapshot map, ExchangePlan plan, b
           }
           KJ_LOG(WARNING, "anti-entropy exchange failed", r.address.c_str(), r.failure.c_str());
         }
+        return false;
       })
-      .attach(kj::mv(run));
+      .attach(kj::mv(registered), kj::mv(run));
 }
 
 kj::Promise<void> AntiEntropy::drive(Run& run) {
@@ -288,9 +349,16 @@ kj::Promise<void> AntiEntropy::step(Run& run) {
         request.setPartitions(asData(encodePartitions(s.partitions)));
         request.setRootsHash(s.rootsHash);
         request.setTreeSegments(uint32_t(trees_.shape().segments()));
+        request.setDeferrable(run.deferrable);
         countSent(Call::ROOTS, bytesOf(request));
         return pool_.track(run.address, request.send()).then([this, &run](auto&& response) {
           countReceived(Call::ROOTS, bytesOf(response));
+          if (response.getBusy()) {
+            KJ_REQUIRE(run.deferrable, "peer answered busy to an exchange that cannot wait");
+            run.busy = true;
+            return run.exchange.failed();
+          }
+          run.rootsAnswered = true;
           if (response.getEqual()) return run.exchange.rootsEqual();
           auto roots = response.getRoots();
           KJ_REQUIRE(roots.size() == run.exchange.step().partitions.size(),
@@ -646,6 +714,18 @@ void AntiEntropy::answerRoots(wire::Peer::AeRootsParams::Reader in,
       if (std::find(replicas.begin(), replicas.end(), requester) == replicas.end()) {
         heldElsewhere_.insert_or_assign(uint32_t(p), timer_.now());
       }
+    }
+  }
+  if (in.getDeferrable()) {
+    auto mine = exchangingWith_.find(requester);
+    // Of two exchanges between the same nodes, the one that got going first goes on: the other
+    // would list and repair the same keys again, each side pushing what the other fetches. If
+    // both are at their first step, the lower node id's goes on. Exactly one of two crossing
+    // requests is answered busy, so the two never wait for each other.
+    if (mine != exchangingWith_.end() && (mine->second->rootsAnswered || self_ < requester)) {
+      out.setBusy(true);
+      countSent(Call::ROOTS, bytesOf(out));
+      return;
     }
   }
   std::vector<uint64_t> roots;

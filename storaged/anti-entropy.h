@@ -71,6 +71,8 @@ class AntiEntropy {
   struct Report {
     uint32_t exchanges = 0;
     uint32_t failed = 0;
+    uint32_t deferred = 0;  // a round's exchanges left to the next round: the peer stayed busy
+                            // exchanging with this node (see aeRoots) for DEFER_ATTEMPTS
     uint32_t partitions = 0;
     uint64_t segmentsDiffering = 0;
     uint64_t keysRepaired = 0;
@@ -105,6 +107,11 @@ class AntiEntropy {
   // so one segment of a very large partition may take it further.
   static constexpr size_t MAX_ENTRIES_PER_REQUEST = 1024;   // fetch, push, reap
   static constexpr size_t MAX_OBJECT_BYTES_PER_MESSAGE = 4 << 20;
+  static constexpr int DEFER_ATTEMPTS = 20;
+  static constexpr kj::Duration DEFER_WAIT = 250 * kj::MILLISECONDS;
+  // A round's exchange that finds its peer exchanging with this node already (the two would
+  // repair the same keys twice, each pushing what the other fetches) waits for it: it is tried
+  // again after the round's other exchanges, every DEFER_WAIT, DEFER_ATTEMPTS times at most.
   static constexpr int HELD_ELSEWHERE_ROUNDS = 2;
   // How many intervals after a non-replica last exchanged a partition its primary still
   // leaves the partition's tombstones alone: a node that holds it exchanges it every round
@@ -158,14 +165,18 @@ class AntiEntropy {
   std::array<CallBytes, size_t(Call::COUNT)> byCall_{};
   uint64_t tombstonesReaped_ = 0;
   uint64_t partitionsDropped_ = 0;
+  std::map<uint64_t, const Run*> exchangingWith_;  // peer -> this node's exchange with it now
   std::map<uint32_t, kj::TimePoint> heldElsewhere_;  // partition -> when a node that is no
                                                      // replica of it last asked for its root
 
   kj::Promise<void> round();
   kj::Promise<Report> exchangeAll(MapSnapshot map, std::vector<ExchangePlan> plans,
-                                  bool throttled);
-  kj::Promise<void> exchangeOne(MapSnapshot map, ExchangePlan plan, bool throttled,
-                                Report& report);
+                                  bool throttled, bool deferrable = false);
+  kj::Promise<bool> exchangeOne(MapSnapshot map, ExchangePlan plan, bool throttled,
+                                bool deferrable, Report& report);
+  // Resolves to whether the peer was busy (only if `deferrable`): nothing was exchanged.
+  kj::Promise<void> retryDeferred(MapSnapshot map, std::vector<ExchangePlan> plans,
+                                  bool throttled, Report& report, int attempts);
   kj::Promise<void> drive(Run& run);
   kj::Promise<void> step(Run& run);
   kj::Promise<size_t> repairKeys(Run& run, std::vector<KeyRepair> repairs);

@@ -255,6 +255,41 @@ TEST_CASE("anti-entropy: tombstones wait while a node that is no replica still h
   CHECK(f.node(1).antiEntropy->tombstonesReaped() == 0);
 }
 
+TEST_CASE("anti-entropy: a round's exchange with a node exchanging with it already waits") {
+  // Two exchanges between the same nodes at once would list and repair the same keys twice,
+  // each side pushing what the other fetches: while node 1 exchanges with node 2, node 2's
+  // round exchange is answered busy (and retried later); a transfer's or an operator's is not.
+  Fixture f(2);
+  for (int i = 0; i < 2000; i++) {
+    f.store(1, "key-" + std::to_string(i), written({}, 1, std::string(100, 'v')));
+  }
+  auto toNode1 = f.node(2).pool.peer(f.node(1).host.address).wait(f.io.waitScope);
+  auto busy = [&](uint64_t requester, bool deferrable) {
+    auto request = toNode1.aeRootsRequest();
+    request.setRequester(requester);
+    request.setPartitions(asData(encodePartitions({0, 1})));
+    request.setTreeSegments(4096);
+    request.setDeferrable(deferrable);
+    auto answer = request.send().wait(f.io.waitScope);
+    if (answer.getBusy()) CHECK(answer.getRoots().size() == 0);
+    return answer.getBusy();
+  };
+  CHECK_FALSE(busy(2, true));  // node 1 is exchanging with nobody
+
+  auto repairing = f.node(1).antiEntropy->repair(std::nullopt);
+  CHECK(busy(2, true));
+  CHECK_FALSE(busy(2, false));  // a transfer's or an operator's exchange goes on
+  CHECK_FALSE(busy(3, true));   // node 1 is not exchanging with that node
+  auto report = repairing.wait(f.io.waitScope);
+  CHECK(report.failed == 0);
+  CHECK(report.keysRepaired == 2000);
+  CHECK_FALSE(busy(2, true));  // over
+
+  // Node 2's own repair finds nothing left to do.
+  CHECK(f.repair(2).keysRepaired == 0);
+  CHECK(f.node(1).host.trees.digest() == f.node(2).host.trees.digest());
+}
+
 TEST_CASE("anti-entropy: a peer's requests over the limits or naming what cannot exist are "
           "refused") {
   Fixture f(3);
