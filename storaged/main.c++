@@ -136,7 +136,7 @@ int run(const Config& config) {
   serviceOptions.transfers = &transfers;
   serviceOptions.antiEntropy = &antiEntropy;
   serviceOptions.admission = &admission;
-  Service service(store, hints, membership, kj::mv(serviceOptions));
+  Service service(store, hints, membership, timer, kj::mv(serviceOptions));
 
   auto address = io.provider->getNetwork().parseAddress(config.listen).wait(io.waitScope);
   auto listener = address->listen();

@@ -59,7 +59,8 @@ struct Process {
   void start(kj::Own<kj::ConnectionReceiver> on, const Limits& limits) {
     listener = kj::mv(on);
     serving = nullptr;
-    service = kj::heap<Service>(store, hints, membership, ServiceOptions{"test", "s3cret"});
+    service = kj::heap<Service>(store, hints, membership, io.provider->getTimer(),
+                                ServiceOptions{"test", "s3cret"});
     serving = serve(*listener, [this]() { return service->connect(); },
                     AcceptOptions{readerOptionsFor(limits.maxValueBytes)})
                   .eagerlyEvaluate([](kj::Exception&& e) { KJ_LOG(ERROR, "serving failed", e); });
