@@ -13,6 +13,7 @@
 #include "anti-entropy.h"
 #include "codec.h"
 #include "config.h"
+#include "data-dir-lock.h"
 #include "hinted-handoff.h"
 #include "gossip.h"
 #include "hash-trees.h"
@@ -37,6 +38,11 @@ int run(const Config& config) {
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
   auto io = kj::setupAsyncIo();
+
+  // Taken before anything in the data directory is read or written, held until the process
+  // ends; a second storaged on the same directory stops here, naming the first.
+  kj::Maybe<kj::Own<DataDirLock>> dataDirLock;
+  if (config.engine == "lmdb") dataDirLock = kj::heap<DataDirLock>(config.dataDir);
 
   kj::Own<StorageEngine> engine;
   if (config.engine == "memory") {
@@ -136,7 +142,7 @@ int run(const Config& config) {
   serviceOptions.transfers = &transfers;
   serviceOptions.antiEntropy = &antiEntropy;
   serviceOptions.admission = &admission;
-  Service service(store, hints, membership, kj::mv(serviceOptions));
+  Service service(store, hints, membership, timer, kj::mv(serviceOptions));
 
   auto address = io.provider->getNetwork().parseAddress(config.listen).wait(io.waitScope);
   auto listener = address->listen();

@@ -5,6 +5,7 @@
 
 #include "admission.h"
 #include "anti-entropy.h"
+#include "authentication.h"
 #include "codec.h"
 #include "hash-trees.h"
 #include "local-replica.h"
@@ -335,14 +336,16 @@ class AdminImpl final : public wire::Admin::Server {
 }  // namespace
 
 struct Service::Shared {
-  Shared(VersionedStore& store, HintStore& hints, Membership& membership,
+  Shared(VersionedStore& store, HintStore& hints, Membership& membership, kj::Timer& timer,
          ServiceOptions optionsParam)
-      : options(kj::mv(optionsParam)),
+      : timer(timer),
+        options(kj::mv(optionsParam)),
         node(store, hints, membership, options),
         peer(kj::heap<PeerImpl>(store, membership, options.antiEntropy)),
         admin(kj::heap<AdminImpl>(store, hints, membership, options.antiEntropy,
                                   options.admission)) {}
 
+  kj::Timer& timer;
   ServiceOptions options;
   NodeShared node;
   wire::Peer::Client peer;
@@ -352,20 +355,43 @@ struct Service::Shared {
 namespace {
 
 class GatewayImpl final : public wire::Gateway::Server {
-  // One per connection.
+  // One per connection, so that it holds that connection's failed authentications
+  // (authentication.h).
  public:
   explicit GatewayImpl(Service::Shared& shared) : shared_(shared) {}
 
   kj::Promise<void> authenticate(AuthenticateContext context) override {
     auto params = context.getParams();
     const ServiceOptions& options = shared_.options;
+    // The cluster's name is no secret; naming both tells an operator which config is wrong.
     KJ_REQUIRE(params.getCluster() == kj::StringPtr(options.cluster.c_str()),
                "wrong cluster: this node belongs to another cluster", options.cluster.c_str(),
                params.getCluster());
-    // Compared apart from KJ_REQUIRE, which would print both operands, the secret among them,
-    // into the error the caller gets.
-    bool secretMatches = asStringView(params.getSecret()) == options.secret;
-    KJ_REQUIRE(secretMatches, "authentication failed: wrong cluster secret");
+    // No message below names the offered or the real secret, and neither ever goes through
+    // KJ_REQUIRE, which prints its operands into the error the caller gets.
+    switch (guard_.attempt()) {
+      case AuthenticationGuard::Verdict::REFUSE_SPENT:
+        KJ_FAIL_REQUIRE(
+            "authentication refused: too many failed attempts on this connection; connect "
+            "again with the right cluster secret");
+      case AuthenticationGuard::Verdict::REFUSE_WAITING:
+        KJ_FAIL_REQUIRE(
+            "authentication refused: a failed attempt on this connection is still being "
+            "answered; authenticate once at a time");
+      case AuthenticationGuard::Verdict::COMPARE:
+        break;
+    }
+    if (!secretsMatch(asStringView(params.getSecret()), options.secret)) {
+      // The answer waits on the timer, never on the event loop: the node's other connections
+      // go on being served meanwhile.
+      guard_.failed();
+      return shared_.timer
+          .afterDelay(AuthenticationGuard::FAILURE_PENALTY_MILLIS * kj::MILLISECONDS)
+          .then([this]() {
+            guard_.penaltyServed();
+            KJ_FAIL_REQUIRE("authentication failed: wrong cluster secret");
+          });
+    }
     auto results = context.getResults();
     results.setNode(kj::heap<NodeImpl>(shared_.node));
     results.setPeer(shared_.peer);
@@ -375,13 +401,14 @@ class GatewayImpl final : public wire::Gateway::Server {
 
  private:
   Service::Shared& shared_;
+  AuthenticationGuard guard_;
 };
 
 }  // namespace
 
 Service::Service(VersionedStore& store, HintStore& hints, Membership& membership,
-                 ServiceOptions options)
-    : shared_(kj::heap<Shared>(store, hints, membership, kj::mv(options))) {}
+                 kj::Timer& timer, ServiceOptions options)
+    : shared_(kj::heap<Shared>(store, hints, membership, timer, kj::mv(options))) {}
 
 Service::~Service() noexcept(false) {}
 

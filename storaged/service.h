@@ -4,6 +4,7 @@
 
 #include <capnp/capability.h>
 #include <kj/async.h>
+#include <kj/timer.h>
 #include <string>
 
 #include "hint-store.h"
@@ -20,7 +21,10 @@ class TransferManager;      // transfer.h
 
 struct ServiceOptions {
   std::string cluster = "dynkv";
-  std::string secret;  // empty: no secret required
+  std::string secret;
+  // What a connection must offer to be granted anything; empty: none (a connection offering
+  // none is granted). Never printed: a wrong one is answered "authentication failed" after a
+  // penalty, and a connection that fails a few times is refused for good (authentication.h).
   ServerDriven* serverDriven = nullptr;
   // Serves Node.coordinateGet/coordinateWrite (server-driven mode, for bench/); null: those
   // calls fail as unimplemented. Must outlive every connection, as the stores and membership do.
@@ -38,8 +42,9 @@ class Service {
   // The stores, membership and options every connection's capabilities answer from. Must
   // outlive every connection it served, as the stores and membership must.
  public:
-  Service(VersionedStore& store, HintStore& hints, Membership& membership,
+  Service(VersionedStore& store, HintStore& hints, Membership& membership, kj::Timer& timer,
           ServiceOptions options);
+  // `timer` times the penalty a failed authentication waits before it is answered.
   ~Service() noexcept(false);
   KJ_DISALLOW_COPY(Service);
 

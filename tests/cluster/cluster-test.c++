@@ -6,6 +6,10 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <set>
 #include <string>
 #include <vector>
@@ -48,6 +52,51 @@ CallOptions quorum(uint32_t r, uint32_t w) {
   options.r = r;
   options.w = w;
   return options;
+}
+
+struct Exited {
+  int status = -1;     // the exit code; -1 if it was still running at the deadline (then killed)
+  std::string output;  // what it wrote to stdout and stderr
+};
+
+Exited runToExit(std::vector<std::string> args, std::chrono::seconds deadline) {
+  // Runs a program and waits for it to exit, reading its output until the pipe closes; a
+  // program still running at `deadline` is killed, so a test can never hang on one.
+  int out[2];
+  REQUIRE(pipe2(out, O_CLOEXEC) == 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 2);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t child = 0;
+  int spawned = posix_spawn(&child, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out[1]);
+  REQUIRE(spawned == 0);
+
+  Exited exited;
+  auto end = std::chrono::steady_clock::now() + deadline;
+  bool open = true;
+  while (open) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd readable{out[0], POLLIN, 0};
+    if (poll(&readable, 1, int(left.count())) <= 0) continue;
+    char buffer[4096];
+    ssize_t n = read(out[0], buffer, sizeof(buffer));
+    if (n > 0) exited.output.append(buffer, size_t(n));
+    open = n > 0;
+  }
+  close(out[0]);
+  if (open) ::kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (!open && WIFEXITED(status)) exited.status = WEXITSTATUS(status);
+  return exited;
 }
 
 std::string keyNumber(const std::string& prefix, int i) { return prefix + std::to_string(i); }
@@ -498,6 +547,34 @@ TEST_CASE("a client given one seed learns the whole ring", "[cluster]") {
   CHECK(client.get("k").values() == std::vector<std::string>{"v"});
   client.put("k2", "v2");
   CHECK(client.get("k2").values() == std::vector<std::string>{"v2"});
+}
+
+}  // namespace
+}  // namespace dynkv
+
+namespace dynkv {
+namespace {
+
+TEST_CASE("a second storaged on a node's data directory refuses to start, naming the holder",
+          "[cluster]") {
+  // LMDB would let both open it; both would then write as the same node.
+  ClusterFixture f(1);
+  auto dataDir = f.cluster().nodeDir(0) + "/data";
+  auto second = runToExit({DYNKV_STORAGED_PATH, "--data-dir", dataDir, "--listen",
+                           test::closedAddress(), "--seeds", f.address(0), "--cluster",
+                           f.cluster().clusterName()},
+                          std::chrono::seconds(30));
+  CHECK(second.status == 1);
+  CHECK_THAT(second.output, Catch::Contains("storaged: data directory " + dataDir +
+                                            " is in use by another storaged (pid " +
+                                            std::to_string(f.cluster().pid(0)) + ")"));
+
+  // The first goes on serving.
+  CallOptions one;
+  one.n = one.r = one.w = 1;
+  Client client(f.clientOptions());
+  client.put("k", "v", {}, one);
+  CHECK(client.get("k", one).values() == std::vector<std::string>{"v"});
 }
 
 }  // namespace

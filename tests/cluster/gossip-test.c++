@@ -42,6 +42,7 @@ struct Process {
   Process(kj::AsyncIoContext& io, const Limits& limits, Node& node, uint64_t generation,
           std::vector<std::string> seeds);
 
+  kj::Timer& timer;
   GroupCommit commits;
   HintStore hints;
   HashTrees trees;
@@ -59,7 +60,7 @@ struct Process {
   void start(kj::Own<kj::ConnectionReceiver> on, const Limits& limits) {
     listener = kj::mv(on);
     serving = nullptr;
-    service = kj::heap<Service>(store, hints, membership, ServiceOptions{"test", "s3cret"});
+    service = kj::heap<Service>(store, hints, membership, timer, ServiceOptions{"test", "s3cret"});
     serving = serve(*listener, [this]() { return service->connect(); },
                     AcceptOptions{readerOptionsFor(limits.maxValueBytes)})
                   .eagerlyEvaluate([](kj::Exception&& e) { KJ_LOG(ERROR, "serving failed", e); });
@@ -99,7 +100,8 @@ struct Node {
 
 Process::Process(kj::AsyncIoContext& io, const Limits& limits, Node& node, uint64_t generation,
                  std::vector<std::string> seeds)
-    : commits(*node.engine),
+    : timer(io.provider->getTimer()),
+      commits(*node.engine),
       hints(commits, limits),
       trees(*node.engine, limits),
       store(commits, hints, trees, Actor{node.id, 1}, limits),

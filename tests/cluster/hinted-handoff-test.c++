@@ -47,7 +47,7 @@ struct Fixture {
   HashTrees liveTrees{*liveEngine, limits};
   VersionedStore live{liveCommits, liveHints, liveTrees, Actor{LIVE, 1}, limits};
   FixedMembership liveMembership{map};
-  Service liveService{live, liveHints, liveMembership, {"test", "s3cret"}};
+  Service liveService{live, liveHints, liveMembership, timer, {"test", "s3cret"}};
   kj::Promise<void> serving =
       serve(*liveListener, [this]() { return liveService.connect(); },
             AcceptOptions{readerOptionsFor(limits.maxValueBytes)})

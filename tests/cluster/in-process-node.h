@@ -62,7 +62,7 @@ struct InProcessNode {
   void serve() {
     // The same, with the ring `membership` already holds (for what must refer to it first).
     serving = nullptr;  // connections to a previous service end before it does
-    service = kj::heap<Service>(store, hints, *membership, options);
+    service = kj::heap<Service>(store, hints, *membership, io.provider->getTimer(), options);
     serving = dynkv::serve(*listener, [this]() { return service->connect(); },
                            AcceptOptions{readerOptionsFor(limits.maxValueBytes)})
                   .eagerlyEvaluate([](kj::Exception&& e) { KJ_LOG(ERROR, "serving failed", e); });

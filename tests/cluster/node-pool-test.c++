@@ -45,7 +45,7 @@ struct Fixture {
   HashTrees trees{*engine, limits};
   VersionedStore store{commits, hints, trees, Actor{NODE, 1}, limits};
   FixedMembership membership{map};
-  Service service{store, hints, membership, {"test", "s3cret"}};
+  Service service{store, hints, membership, timer, {"test", "s3cret"}};
   kj::Promise<void> serving = serve(*listener);
 
   FailureDetector detector;

@@ -3,7 +3,11 @@
 #include <catch2/catch.hpp>
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
+#include <kj/timer.h>
 
+#include <string>
+
+#include "authentication.h"
 #include "codec.h"
 #include "driven-admission.h"
 #include "membership.h"
@@ -26,10 +30,13 @@ struct Fixture {
   NodeInfo self{nodeIdFor("127.0.0.1:1"), "127.0.0.1:1", "127.0.0.1:1", "", 1};
   kj::Own<Membership> membership = newStaticMembership(self, {}, 4);
   DrivenAdmission admission{io.waitScope, AdmissionOptions{}};
+  // Driven by the tests that need a failed authentication's penalty to pass; no other test waits
+  // on it.
+  kj::TimerImpl timer{kj::origin<kj::TimePoint>()};
   kj::TwoWayPipe pipe = kj::newTwoWayPipe();
   capnp::TwoPartyVatNetwork serverNetwork{*pipe.ends[0], capnp::rpc::twoparty::Side::SERVER,
                                           readerOptionsFor(limits.maxValueBytes)};
-  Service service{store, hints, *membership, options()};
+  Service service{store, hints, *membership, timer, options()};
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> server =
       capnp::makeRpcServer(serverNetwork, service.connect());
   capnp::TwoPartyClient client{*pipe.ends[1]};
@@ -41,6 +48,21 @@ struct Fixture {
   }
 
   wire::Gateway::Client gateway() { return client.bootstrap().castAs<wire::Gateway>(); }
+
+  kj::Promise<void> authenticate(const char* secret) { return authenticate(client, secret); }
+
+  kj::Promise<void> authenticate(capnp::TwoPartyClient& on, const char* secret) {
+    // Succeeds once the gateway grants `on` a Node that answers.
+    auto req = on.bootstrap().castAs<wire::Gateway>().authenticateRequest();
+    req.setCluster("test");
+    req.setSecret(asData(secret));
+    auto getView = req.send().getNode().getViewRequest();
+    return getView.send().ignoreResult();
+  }
+
+  void servePenalty() {
+    timer.advanceTo(timer.now() + AuthenticationGuard::FAILURE_PENALTY_MILLIS * kj::MILLISECONDS);
+  }
 
   wire::Node::Client node() {
     auto req = gateway().authenticateRequest();
@@ -55,6 +77,31 @@ void setKey(wire::Key::Builder key, std::string_view k) {
   key.setKey(asData(k));
 }
 
+struct OtherConnection {
+  // A second connection to the fixture's service, as another client's would be.
+  explicit OtherConnection(Fixture& f)
+      : serverNetwork(*pipe.ends[0], capnp::rpc::twoparty::Side::SERVER,
+                      readerOptionsFor(f.limits.maxValueBytes)),
+        server(capnp::makeRpcServer(serverNetwork, f.service.connect())),
+        client(*pipe.ends[1]) {}
+
+  kj::TwoWayPipe pipe = kj::newTwoWayPipe();
+  capnp::TwoPartyVatNetwork serverNetwork;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> server;
+  capnp::TwoPartyClient client;
+};
+
+std::string failureOf(kj::Promise<void>& promise, kj::WaitScope& waitScope) {
+  // The description of the error `promise` fails with; fails the test if it succeeds.
+  try {
+    promise.wait(waitScope);
+  } catch (const kj::Exception& e) {
+    return e.getDescription().cStr();
+  }
+  FAIL("expected the call to fail");
+  return "";
+}
+
 TEST_CASE("service: the gateway grants nothing without the right cluster and secret") {
   Fixture f;
   auto wrongCluster = f.gateway().authenticateRequest();
@@ -62,10 +109,67 @@ TEST_CASE("service: the gateway grants nothing without the right cluster and sec
   wrongCluster.setSecret(asData("s3cret"));
   CHECK_THROWS_WITH(wrongCluster.send().wait(f.io.waitScope), Catch::Contains("wrong cluster"));
 
-  auto wrongSecret = f.gateway().authenticateRequest();
-  wrongSecret.setCluster("test");
-  wrongSecret.setSecret(asData("guess"));
-  CHECK_THROWS_WITH(wrongSecret.send().wait(f.io.waitScope), Catch::Contains("secret"));
+  auto wrongSecret = f.authenticate("guess");
+  CHECK_FALSE(wrongSecret.poll(f.io.waitScope));
+  f.servePenalty();
+  CHECK_THAT(failureOf(wrongSecret, f.io.waitScope), Catch::Contains("wrong cluster secret"));
+}
+
+TEST_CASE("service: a wrong secret is answered only after the penalty, naming neither secret") {
+  Fixture f;
+  auto wrong = f.authenticate("offered-guess-9b2e");
+  CHECK_FALSE(wrong.poll(f.io.waitScope));
+  f.timer.advanceTo(f.timer.now() +
+                    (AuthenticationGuard::FAILURE_PENALTY_MILLIS - 1) * kj::MILLISECONDS);
+  CHECK_FALSE(wrong.poll(f.io.waitScope));  // the node answers nothing before the penalty ends
+  f.timer.advanceTo(f.timer.now() + 1 * kj::MILLISECONDS);
+  REQUIRE(wrong.poll(f.io.waitScope));
+  auto failure = failureOf(wrong, f.io.waitScope);
+  CHECK_THAT(failure, Catch::Contains("authentication failed: wrong cluster secret"));
+  CHECK_THAT(failure, !Catch::Contains("s3cret") && !Catch::Contains("9b2e"));
+
+  // The penalty served, the right secret is granted on the same connection at once.
+  auto right = f.authenticate("s3cret");
+  CHECK_NOTHROW(right.wait(f.io.waitScope));
+}
+
+TEST_CASE("service: while a wrong secret waits out its penalty, the connection compares none") {
+  // Pipelining guesses on one connection buys nothing: even the right secret is refused, at
+  // once, until the failed attempt has been answered.
+  Fixture f;
+  auto wrong = f.authenticate("offered-guess-9b2e");
+  auto right = f.authenticate("s3cret");
+  REQUIRE(right.poll(f.io.waitScope));
+  auto refusal = failureOf(right, f.io.waitScope);
+  CHECK_THAT(refusal, Catch::Contains("authentication refused") &&
+                          Catch::Contains("still being answered"));
+  CHECK_THAT(refusal, !Catch::Contains("s3cret") && !Catch::Contains("9b2e"));
+  CHECK_FALSE(wrong.poll(f.io.waitScope));
+
+  f.servePenalty();
+  CHECK_THAT(failureOf(wrong, f.io.waitScope), Catch::Contains("wrong cluster secret"));
+  CHECK_NOTHROW(f.authenticate("s3cret").wait(f.io.waitScope));
+}
+
+TEST_CASE("service: a connection that fails three times is refused for good; others are served") {
+  Fixture f;
+  for (uint32_t i = 0; i < AuthenticationGuard::MAX_FAILURES; i++) {
+    auto wrong = f.authenticate("offered-guess-9b2e");
+    CHECK_FALSE(wrong.poll(f.io.waitScope));
+    f.servePenalty();
+    CHECK_THAT(failureOf(wrong, f.io.waitScope), Catch::Contains("wrong cluster secret"));
+  }
+  auto right = f.authenticate("s3cret");
+  REQUIRE(right.poll(f.io.waitScope));  // refused at once, without a comparison
+  auto refusal = failureOf(right, f.io.waitScope);
+  CHECK_THAT(refusal, Catch::Contains("too many failed attempts on this connection"));
+  CHECK_THAT(refusal, !Catch::Contains("s3cret") && !Catch::Contains("9b2e"));
+
+  // Another client's connection to the same node is served as usual, without waiting.
+  OtherConnection other(f);
+  auto granted = f.authenticate(other.client, "s3cret");
+  REQUIRE(granted.poll(f.io.waitScope));
+  CHECK_NOTHROW(granted.wait(f.io.waitScope));
 }
 
 TEST_CASE("service: coordinatePut then get returns the stored version and the map version") {
