@@ -238,7 +238,7 @@ TEST_CASE("config: the secret is never printed, nor put in an error") {
   CHECK_THAT(tomlError("secret = 1234\n"), !Catch::Contains("1234"));
 }
 
-TEST_CASE("config: --help lists every flag with its meaning and default; --version") {
+TEST_CASE("config: --help lists every flag with its meaning and default, --version the build") {
   auto help = answered({"--help"});
   CHECK(answered({"-h"}) == help);
   for (auto flag : {"--data-dir", "--listen", "--advertise", "--seeds", "--cluster", "--secret",
