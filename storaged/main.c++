@@ -186,13 +186,12 @@ int run(const Config& config) {
 }  // namespace dynkv::storaged
 
 int main(int argc, char** argv) {
-  dynkv::storaged::Config config;
-  try {
-    config = dynkv::storaged::parseConfig(argc, argv);
-  } catch (const std::invalid_argument& e) {
-    std::cerr << "storaged: " << e.what() << std::endl;
-    return 2;
+  auto parsed = dynkv::storaged::parseCommandLine(argc, argv);
+  if (auto answer = std::get_if<dynkv::storaged::Exit>(&parsed)) {
+    (answer->code == 0 ? std::cout : std::cerr) << answer->text << std::flush;
+    return answer->code;
   }
+  auto& config = std::get<dynkv::storaged::Config>(parsed);
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { exit(dynkv::storaged::run(config)); })) {
     std::cerr << "storaged: " << e->getDescription().cStr() << std::endl;
     return 1;

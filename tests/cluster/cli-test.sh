@@ -21,20 +21,6 @@ kv() {
   "$DYNKV" --seeds "$SEEDS" --timeout 10000 "$@"
 }
 
-# expect_exit DESCRIPTION EXPECTED-EXIT COMMAND...: runs it, keeps stdout in $OUT and
-# stderr in $ERR, and fails unless it exits with EXPECTED-EXIT.
-expect_exit() {
-  local what=$1 want=$2
-  shift 2
-  local errfile
-  errfile=$(mktemp)
-  OUT=$("$@" 2>"$errfile")
-  local got=$?
-  ERR=$(<"$errfile")
-  rm -f "$errfile"
-  ((got == want)) || fail "$what: exit $got, expected $want; stdout: $OUT; stderr: $ERR"
-}
-
 context_of() {
   # The context token from `put`/`get` text output ("context: TOKEN" on the last line).
   sed -n 's/^context: //p' <<<"$1"

@@ -1,10 +1,25 @@
 # Shared by the shell integration tests: a `dynkv local` cluster in a temporary directory on
 # a free port range. Source it, then call start_cluster DYNKV NODES; it sets CLUSTER_DIR and
-# SEEDS and installs an EXIT trap that stops the cluster and removes the directory.
+# SEEDS and installs an EXIT trap that stops the cluster and removes the directory. Also
+# fail and expect_exit, for any test that runs a command.
 
 fail() {
   echo "FAIL: $*" >&2
   exit 1
+}
+
+# expect_exit DESCRIPTION EXPECTED-EXIT COMMAND...: runs it, keeps stdout in $OUT and
+# stderr in $ERR, and fails unless it exits with EXPECTED-EXIT.
+expect_exit() {
+  local what=$1 want=$2
+  shift 2
+  local errfile
+  errfile=$(mktemp)
+  OUT=$("$@" 2>"$errfile")
+  local got=$?
+  ERR=$(<"$errfile")
+  rm -f "$errfile"
+  ((got == want)) || fail "$what: exit $got, expected $want; stdout: $OUT; stderr: $ERR"
 }
 
 port_listening() {
