@@ -234,9 +234,11 @@ interface Peer {
   # as encodeEntries() (no object: none held), for a prefix of the keys (at least one) that fits
   # one message: the caller asks again for the rest.
 
-  aePush @6 (entries :Data) -> ();
+  aePush @6 (entries :Data, sentAtMicros :Int64, patienceMicros :UInt64) -> ();
   # `entries` as encodeEntries(). Stores sync(local, object) for each entry with an object, as
-  # replication does.
+  # replication does. sentAtMicros and patienceMicros as for replicate: a push that reached the
+  # node after half its sender's patience is refused (the exchange that sent it has given up
+  # on it, and its copies may be older than a delete collected since).
 
   aeReap @7 (partition :UInt16, tombstones :List(AeKeyDigest)) -> (reaped :UInt32);
   # Sent by the partition's primary once every replica holds these tombstones: each one is

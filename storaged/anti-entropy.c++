@@ -12,6 +12,7 @@
 #include "anti-entropy-codec.h"
 #include "codec.h"
 #include "hash.h"
+#include "request-age.h"
 #include "storage-key.h"
 
 namespace dynkv::storaged {
@@ -514,6 +515,10 @@ kj::Promise<size_t> AntiEntropy::repairKeys(Run& run, std::vector<KeyRepair> rep
               pushes->begin() + ptrdiff_t(i), pushes->begin() + ptrdiff_t(i + count)))));
           countSent(Call::PUSH, bytesOf(request));
           sending = sending.then([this, &run, request = kj::mv(request)]() mutable {
+            // Stamped as it leaves: a push held back in a cut link past half the step's
+            // timeout is refused where it lands, as a replicate is (request-age.h).
+            request.setSentAtMicros(monotonicMicros());
+            request.setPatienceMicros(uint64_t(options_.stepTimeout / kj::MICROSECONDS));
             return pool_.track(run.address, request.send()).then([this](auto&& response) {
               countReceived(Call::PUSH, bytesOf(response));
             });

@@ -37,6 +37,40 @@ struct NodeShared {
   uint64_t staleRefused = 0;  // write requests refused as too old (logged now and then)
 };
 
+enum class Stale { COORDINATE_PUT, REPLICATE, AE_PUSH };
+
+void refuseIfStale(RequestAge& age, uint64_t& refused, int64_t sentAtMicros,
+                   uint64_t patienceMicros, Stale what) {
+  // The sender has given up on this request (or is about to): it has had another replica
+  // coordinate the write, counted this replica as failed and handed its copy to a fallback, or
+  // ended the exchange that pushed it. Acting on it now would make a second version of the
+  // write, or store a copy that may be older than a delete already collected (request-age.h).
+  // `age` is the connection's; `refused` counts refusals for the log.
+  if (patienceMicros == 0) return;
+  int64_t waited = age.observe(sentAtMicros, monotonicMicros());
+  if (!staleRequest(waited, patienceMicros)) return;
+  const char* call = what == Stale::COORDINATE_PUT ? "coordinatePut"
+                     : what == Stale::REPLICATE    ? "replicate"
+                                                   : "aePush";
+  if (refused++ % 1000 == 0) {
+    KJ_LOG(WARNING, "refused stale write requests: this node read them too late", call,
+           waited / 1000, patienceMicros / 1000, refused);
+  }
+  const char* consequence =
+      what == Stale::COORDINATE_PUT
+          ? "not coordinated here, so that the write is coordinated once, by the replica the "
+            "sender asks next"
+      : what == Stale::REPLICATE
+          ? "not stored here: the sender counted this replica as failed, and the write reaches "
+            "it by hinted handoff or anti-entropy"
+          : "not stored here: the exchange that pushed it has ended, and the next one repairs "
+            "what still differs";
+  kj::throwFatalException(KJ_EXCEPTION(
+      FAILED, kj::str("stale request: it reached this node ", waited / 1000,
+                      " ms later than the connection's fastest, past half of the ",
+                      patienceMicros / 1000, " ms its sender waits; ", consequence)));
+}
+
 class NodeImpl final : public wire::Node::Server {
   // Decodes each replica call, has the LocalReplica answer it, and encodes the answer. One per
   // connection: it measures how long that connection's requests waited (RequestAge).
@@ -73,7 +107,8 @@ class NodeImpl final : public wire::Node::Server {
     KJ_REQUIRE(params.getKind() == wire::NamespaceKind::VECTOR_CLOCK,
                "coordinatePut is for vector-clock namespaces; last-write-wins writes replicate "
                "directly");
-    refuseIfStale(params.getSentAtMicros(), params.getPatienceMicros(), Stale::COORDINATE_PUT);
+    refuseIfStale(age_, shared_.staleRefused, params.getSentAtMicros(),
+                  params.getPatienceMicros(), Stale::COORDINATE_PUT);
     std::optional<std::string> value;
     if (!params.getTombstone()) value = std::string(asStringView(params.getValue()));
     auto vv = decodeVersionVector(params.getContext());
@@ -91,7 +126,8 @@ class NodeImpl final : public wire::Node::Server {
     auto wireKey = params.getKey();
     auto key = local_.storageKey(*map, asStringView(wireKey.getNamespace()),
                                  asStringView(wireKey.getKey()));
-    refuseIfStale(params.getSentAtMicros(), params.getPatienceMicros(), Stale::REPLICATE);
+    refuseIfStale(age_, shared_.staleRefused, params.getSentAtMicros(),
+                  params.getPatienceMicros(), Stale::REPLICATE);
     auto object = decodeObject(params.getObject(), store_.limits());
     return local_.replicate(kj::mv(key), kj::mv(object), params.getHintFor())
         .then([context, map]() mutable { context.getResults().setMapVersion(map->version()); });
@@ -140,32 +176,6 @@ class NodeImpl final : public wire::Node::Server {
   ServerDriven* serverDriven_;
   RequestAge age_;
 
-  enum class Stale { COORDINATE_PUT, REPLICATE };
-
-  void refuseIfStale(int64_t sentAtMicros, uint64_t patienceMicros, Stale what) {
-    // The sender has given up on this request (or is about to): it has had another replica
-    // coordinate the write, or counted this replica as failed and handed its copy to a
-    // fallback. Acting on it now would make a second version of the write, or store a copy
-    // that may be older than a delete already collected (request-age.h).
-    if (patienceMicros == 0) return;
-    int64_t age = age_.observe(sentAtMicros, monotonicMicros());
-    if (!staleRequest(age, patienceMicros)) return;
-    bool put = what == Stale::COORDINATE_PUT;
-    if (shared_.staleRefused++ % 1000 == 0) {
-      KJ_LOG(WARNING, "refused stale write requests: this node read them too late",
-             put ? "coordinatePut" : "replicate", age / 1000, patienceMicros / 1000,
-             shared_.staleRefused);
-    }
-    kj::throwFatalException(KJ_EXCEPTION(
-        FAILED, kj::str("stale request: it reached this node ", age / 1000,
-                        " ms later than the connection's fastest, past half of the ",
-                        patienceMicros / 1000, " ms its sender waits; ",
-                        put ? "not coordinated here, so that the write is coordinated once, by "
-                              "the replica the sender asks next"
-                            : "not stored here: the sender counted this replica as failed, and "
-                              "the write reaches it by hinted handoff or anti-entropy")));
-  }
-
   ServerDriven& serverDriven() {
     if (serverDriven_ == nullptr) {
       KJ_FAIL_REQUIRE("server-driven coordination is not enabled on this node");
@@ -184,10 +194,14 @@ AntiEntropy& antiEntropyOf(AntiEntropy* antiEntropy) {
 }
 
 class PeerImpl final : public wire::Peer::Server {
-  // Node-to-node calls: gossip, partition streaming and anti-entropy.
+  // Node-to-node calls: gossip, partition streaming and anti-entropy. One per connection, so
+  // that it measures how long that connection's pushes waited (RequestAge), as NodeImpl does.
  public:
-  PeerImpl(VersionedStore& store, Membership& membership, AntiEntropy* antiEntropy)
-      : store_(store), membership_(membership), antiEntropy_(antiEntropy) {}
+  PeerImpl(NodeShared& shared, AntiEntropy* antiEntropy)
+      : shared_(shared),
+        store_(shared.store),
+        membership_(shared.membership),
+        antiEntropy_(antiEntropy) {}
 
   kj::Promise<void> aeRoots(AeRootsContext context) override {
     antiEntropyOf(antiEntropy_).answerRoots(context.getParams(), context.getResults());
@@ -210,7 +224,10 @@ class PeerImpl final : public wire::Peer::Server {
   }
 
   kj::Promise<void> aePush(AePushContext context) override {
-    return antiEntropyOf(antiEntropy_).answerPush(context.getParams());
+    auto params = context.getParams();
+    refuseIfStale(age_, shared_.staleRefused, params.getSentAtMicros(),
+                  params.getPatienceMicros(), Stale::AE_PUSH);
+    return antiEntropyOf(antiEntropy_).answerPush(params);
   }
 
   kj::Promise<void> aeReap(AeReapContext context) override {
@@ -245,9 +262,11 @@ class PeerImpl final : public wire::Peer::Server {
   }
 
  private:
+  NodeShared& shared_;
   VersionedStore& store_;
   Membership& membership_;
   AntiEntropy* antiEntropy_;
+  RequestAge age_;
 };
 
 class AdminImpl final : public wire::Admin::Server {
@@ -341,14 +360,12 @@ struct Service::Shared {
       : timer(timer),
         options(kj::mv(optionsParam)),
         node(store, hints, membership, options),
-        peer(kj::heap<PeerImpl>(store, membership, options.antiEntropy)),
         admin(kj::heap<AdminImpl>(store, hints, membership, options.antiEntropy,
                                   options.admission)) {}
 
   kj::Timer& timer;
   ServiceOptions options;
   NodeShared node;
-  wire::Peer::Client peer;
   wire::Admin::Client admin;
 };
 
@@ -394,7 +411,7 @@ class GatewayImpl final : public wire::Gateway::Server {
     }
     auto results = context.getResults();
     results.setNode(kj::heap<NodeImpl>(shared_.node));
-    results.setPeer(shared_.peer);
+    results.setPeer(kj::heap<PeerImpl>(shared_.node, shared_.options.antiEntropy));
     results.setAdmin(shared_.admin);
     return kj::READY_NOW;
   }

@@ -16,6 +16,7 @@
 #include "hash.h"
 #include "in-process-node.h"
 #include "node-pool.h"
+#include "request-age.h"
 
 namespace dynkv::storaged {
 namespace {
@@ -288,6 +289,30 @@ TEST_CASE("anti-entropy: a round's exchange with a node exchanging with it alrea
   // Node 2's own repair finds nothing left to do.
   CHECK(f.repair(2).keysRepaired == 0);
   CHECK(f.node(1).host.trees.digest() == f.node(2).host.trees.digest());
+}
+
+TEST_CASE("anti-entropy: a push read after its exchange gave up on it is refused, storing "
+          "nothing") {
+  // Held back in a cut-off link, a pushed copy could land after a delete that covered it had
+  // been collected everywhere, and bring the value back: a push is stamped as it leaves, and
+  // refused where it lands past half its sender's patience, as a replicate is.
+  Fixture f(2);
+  auto toNode2 = f.node(1).pool.peer(f.node(2).host.address).wait(f.io.waitScope);
+  auto object = written({}, 1, std::string("pushed"));
+  auto push = [&](const std::string& k, int64_t sentAt) {
+    auto request = toNode2.aePushRequest();
+    request.setEntries(asData(encodeEntries({KeyObject{encodeStorageKey(f.key(k)), object}})));
+    request.setSentAtMicros(sentAt);
+    request.setPatienceMicros(1'000'000);
+    return request.send();
+  };
+  int64_t now = monotonicMicros();
+  push("fresh", now).wait(f.io.waitScope);
+  CHECK_THROWS_WITH(push("late", now - 10'000'000).wait(f.io.waitScope),
+                    Catch::Contains("stale request") &&
+                        Catch::Contains("the exchange that pushed it has ended"));
+  CHECK(f.held(2, "fresh") == object);
+  CHECK_FALSE(f.held(2, "late"));
 }
 
 TEST_CASE("anti-entropy: a peer's requests over the limits or naming what cannot exist are "
