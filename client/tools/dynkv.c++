@@ -1,147 +1,78 @@
 // The dynkv command-line tool: data commands against a cluster, and `local` to run one on
 // this machine.
 #include <chrono>
-#include <climits>
 #include <cstdio>
 #include <iostream>
 #include <iterator>
 #include <map>
 #include <optional>
-#include <sstream>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <dynkv/client.h>
 #include <nlohmann/json.hpp>
 
 #include "admin.h"
+#include "command-line.h"
+#include "exit-codes.h"
+#include "json-output.h"
 #include "local-cluster.h"
 
 namespace {
 
-const char USAGE[] =
-    "usage: dynkv [options] COMMAND\n"
-    "\n"
-    "commands:\n"
-    "  put KEY VALUE [--context TOKEN]   write VALUE (\"-\" reads standard input)\n"
-    "  get KEY                           print each sibling on a line, then the context\n"
-    "  del KEY [--context TOKEN]         write a deletion\n"
-    "  ring                              print the partition map: nodes and their shares\n"
-    "  status                            members, their state, shares, pending transfers and\n"
-    "                                    the failure detector's opinion; then each member's own\n"
-    "                                    report: anti-entropy (last exchange, exchanges, "
-    "differing\n"
-    "                                    segments, keys repaired), tombstones, tree memory,\n"
-    "                                    rebuilding, hints held per owner\n"
-    "  admin join HOST:PORT              add a running node to the ring\n"
-    "  admin leave HOST:PORT             hand a node's partitions off and remove it\n"
-    "  admin inspect HOST:PORT KEY       what that one node holds for KEY (no quorum)\n"
-    "  admin repair [--partition P] [--node HOST:PORT]\n"
-    "                                    run anti-entropy now on that node (default: on every\n"
-    "                                    member in turn), for partition P (default: all), with\n"
-    "                                    progress every 0.5 s and the report at the end\n"
-    "  local up --nodes N --dir DIR [--base-port P] [--durability sync|buffered]\n"
-    "                                    start (or restart) a cluster on loopback\n"
-    "  local down --dir DIR              stop it\n"
-    "\n"
-    "options:\n"
-    "  --seeds HOST:PORT,...   nodes to contact (default $DYNKV_SEEDS or 127.0.0.1:7400)\n"
-    "  --cluster NAME          cluster name (default dynkv)\n"
-    "  --ns NAMESPACE          namespace of KEY (default: the default namespace)\n"
-    "  --lww                   the namespace is last-write-wins\n"
-    "  --n N --r R --w W       quorum for this call (default 3/2/2)\n"
-    "  --timeout MS            deadline for this call (default 2000)\n"
-    "  --json                  machine-readable output\n";
+using dynkv::cli::ExitCode;
+using dynkv::cli::Invocation;
+using dynkv::cli::userMessage;
 
-struct Args {
-  std::vector<std::string> positional;
-  std::map<std::string, std::string> flags;
-  bool has(const std::string& f) const { return flags.count(f) != 0; }
-  std::string get(const std::string& f, const std::string& fallback = "") const {
-    auto it = flags.find(f);
-    return it == flags.end() ? fallback : it->second;
-  }
-};
+int code(ExitCode c) { return int(c); }
 
-Args parse(int argc, char** argv) {
-  static const char* BOOLEAN[] = {"json", "lww", "help"};
-  Args args;
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    if (a.size() > 2 && a.rfind("--", 0) == 0) {
-      auto name = a.substr(2);
-      auto eq = name.find('=');
-      if (eq != std::string::npos) {
-        args.flags[name.substr(0, eq)] = name.substr(eq + 1);
-        continue;
-      }
-      bool boolean = false;
-      for (auto b : BOOLEAN) boolean |= name == b;
-      if (boolean) {
-        args.flags[name] = "1";
-      } else if (i + 1 < argc) {
-        args.flags[name] = argv[++i];
-      } else {
-        throw std::invalid_argument("--" + name + " needs a value");
-      }
-    } else {
-      args.positional.push_back(a);
-    }
-  }
-  return args;
+bool saysRefused(const std::string& message) {
+  return message.find("authentication") != std::string::npos ||
+         message.find("wrong cluster") != std::string::npos;
 }
 
-uint32_t number(const Args& args, const std::string& flag, uint32_t fallback) {
-  if (!args.has(flag)) return fallback;
-  try {
-    return uint32_t(std::stoul(args.get(flag)));
-  } catch (const std::exception&) {
-    throw std::invalid_argument("--" + flag + " needs a number, got '" + args.get(flag) + "'");
+ExitCode exitCodeOf(const std::string& message) {
+  // An admin call's failure, by what the node said: the admin client reports only text.
+  if (saysRefused(message)) return ExitCode::REFUSED;
+  if (message.find("invalid argument") != std::string::npos) return ExitCode::USAGE;
+  return ExitCode::UNAVAILABLE;
+}
+
+ExitCode exitCodeOf(const dynkv::Error& e) {
+  switch (e.kind()) {
+    case dynkv::ErrorKind::INVALID_ARGUMENT:
+      return ExitCode::USAGE;
+    case dynkv::ErrorKind::REJECTED:
+      return ExitCode::REFUSED;
+    case dynkv::ErrorKind::UNAVAILABLE:
+    case dynkv::ErrorKind::TIMEOUT:
+      break;
   }
+  // Every replica refused the connection (a wrong secret or cluster), or every seed did when
+  // asked for the cluster view: retrying won't help.
+  bool refused = !e.failedReplicas().empty();
+  for (auto& f : e.failedReplicas()) refused = refused && saysRefused(f.reason);
+  return refused || saysRefused(e.what()) ? ExitCode::REFUSED : ExitCode::UNAVAILABLE;
 }
 
-std::vector<std::string> splitCommas(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
-std::string jsonString(const std::string& s) {
-  // Bytes that are not UTF-8 become U+FFFD: a value may be any bytes, JSON text may not.
-  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-int local(const Args& args) {
-  if (args.positional.size() < 2) throw std::invalid_argument("local needs up or down");
+int local(const Invocation& args) {
   dynkv::LocalClusterOptions options;
-  options.dir = args.get("dir");
-  options.nodes = number(args, "nodes", 3);
-  options.basePort = uint16_t(number(args, "base-port", 7400));
-  if (args.has("durability")) options.extraArgs = {"--durability", args.get("durability")};
+  options.dir = args.dir;
+  options.nodes = args.nodes;
+  options.basePort = args.basePort;
+  if (!args.durability.empty()) options.extraArgs = {"--durability", args.durability};
   dynkv::LocalCluster cluster(options);
-  auto& verb = args.positional[1];
-  if (verb == "up") {
+  if (args.command == "local up") {
     size_t started = cluster.up();
     std::cerr << "dynkv: " << cluster.size() << " nodes running in " << cluster.dir() << " ("
               << started << " started)" << std::endl;
     std::cout << cluster.seedList() << std::endl;
     return 0;
   }
-  if (verb == "down") {
-    cluster.down();
-    std::cerr << "dynkv: cluster in " << cluster.dir() << " stopped" << std::endl;
-    return 0;
-  }
-  throw std::invalid_argument("local needs up or down, got '" + verb + "'");
-}
-
-std::vector<std::string> seedsOf(const Args& args) {
-  const char* envSeeds = getenv("DYNKV_SEEDS");
-  return splitCommas(args.get("seeds", envSeeds ? envSeeds : "127.0.0.1:7400"));
+  cluster.down();
+  std::cerr << "dynkv: cluster in " << cluster.dir() << " stopped" << std::endl;
+  return 0;
 }
 
 // ---- status ----
@@ -233,17 +164,17 @@ nlohmann::ordered_json statsJson(const dynkv::NodeStats& s) {
             {"foreground_p99_us", s.foregroundP99Micros}}}};
 }
 
-int status(const Args& args, dynkv::AdminClient& admin) {
-  auto status = admin.status(args.get("node"));
-  auto reports =
-      memberReports(admin, status, std::chrono::milliseconds(number(args, "timeout", 2000)));
+int status(const Invocation& args, dynkv::AdminClient& admin) {
+  auto status = admin.status(args.node);
+  auto reports = memberReports(admin, status, std::chrono::milliseconds(args.timeoutMillis));
   auto reportOf = [&](const std::string& address) -> const MemberReport* {
     for (auto& r : reports) {
       if (r.address == address) return &r;
     }
     return nullptr;
   };
-  if (args.has("json")) {
+  if (args.json) {
+    // phi is infinite for a node never heard from: nlohmann prints it as null.
     auto members = nlohmann::ordered_json::array();
     for (auto& m : status.members) {
       nlohmann::ordered_json member = {{"address", m.address},
@@ -322,19 +253,6 @@ int status(const Args& args, dynkv::AdminClient& admin) {
 
 // ---- admin repair ----
 
-std::optional<uint32_t> partitionOf(const Args& args) {
-  if (!args.has("partition")) return std::nullopt;
-  auto text = args.get("partition");
-  try {
-    size_t used = 0;
-    long long p = std::stoll(text, &used);
-    if (used == text.size() && p >= 0 && p <= INT32_MAX) return uint32_t(p);
-  } catch (const std::exception&) {
-  }
-  throw std::invalid_argument("--partition needs a partition number (0 or more), got '" + text +
-                              "'");
-}
-
 std::string reportLine(const dynkv::RepairReport& r) {
   // The node counts a partition once per peer it compares it with.
   return std::to_string(r.exchanges) + " exchange" + (r.exchanges == 1 ? "" : "s") + " (" +
@@ -344,17 +262,17 @@ std::string reportLine(const dynkv::RepairReport& r) {
          std::to_string(r.keysRepaired) + " keys repaired";
 }
 
-int repair(const Args& args, dynkv::AdminClient& admin) {
-  auto partition = partitionOf(args);
+int repair(const Invocation& args, dynkv::AdminClient& admin) {
+  auto partition = args.partition;
   std::vector<std::string> nodes;
-  if (args.has("node")) {
-    nodes.push_back(args.get("node"));
+  if (!args.node.empty()) {
+    nodes.push_back(args.node);
   } else {
     for (auto& m : admin.status().members) {
       if (m.status != "removed") nodes.push_back(m.address);
     }
   }
-  bool json = args.has("json");
+  bool json = args.json;
   auto results = nlohmann::ordered_json::array();
   int exitCode = 0;
   for (auto& node : nodes) {
@@ -382,14 +300,17 @@ int repair(const Args& args, dynkv::AdminClient& admin) {
       if (what.find("invalid argument") != std::string::npos) {
         // The same partition is out of range on every node: no use asking the others.
         std::cerr << "dynkv: " << what << std::endl;
-        return 2;
+        return code(ExitCode::USAGE);
       }
+      // The node's address is said once, before its reason.
+      if (what.rfind(node + ": ", 0) == 0) what = what.substr(node.size() + 2);
+      what = node + ": " + userMessage(what);
       std::cerr << "dynkv: repair on " << what << std::endl;
       if (json) results.push_back({{"node", node}, {"error", what}});
-      exitCode = 1;
+      exitCode = code(exitCodeOf(what));
       continue;
     }
-    if (report.failed > 0) exitCode = 1;
+    if (report.failed > 0) exitCode = code(ExitCode::UNAVAILABLE);
     if (json) {
       results.push_back({{"node", node},
                          {"exchanges", report.exchanges},
@@ -414,73 +335,71 @@ int repair(const Args& args, dynkv::AdminClient& admin) {
   return exitCode;
 }
 
-int admin(const Args& args) {
-  dynkv::AdminClient admin(seedsOf(args), args.get("cluster", "dynkv"));
-  auto& command = args.positional[0];
-  if (command == "status") return status(args, admin);
-  if (args.positional.size() == 2 && args.positional[1] == "repair") return repair(args, admin);
-  if (args.positional.size() == 4 && args.positional[1] == "inspect") {
-    auto values = admin.localValues(args.positional[2], args.positional[3], args.get("ns"));
-    if (!values) {
-      std::cout << "(nothing)" << std::endl;
-      return 1;
-    }
+int inspect(const Invocation& args, dynkv::AdminClient& admin) {
+  auto values = admin.localValues(args.address, args.key, args.ns);
+  if (args.json) {
+    nlohmann::ordered_json out = {{"node", args.address}, {"key", args.key},
+                                  {"found", values.has_value()}};
+    dynkv::cli::putValues(out, "values", values.value_or(std::vector<std::string>{}));
+    std::cout << dynkv::cli::spacedDump(out) << std::endl;
+  } else if (!values) {
+    std::cout << "(nothing)" << std::endl;
+  } else {
     for (auto& v : *values) std::cout << v << "\n";
     std::cout << std::flush;
-    return 0;
   }
-  if (args.positional.size() != 3) {
-    throw std::invalid_argument(
-        "admin takes join|leave HOST:PORT, inspect HOST:PORT KEY, or repair");
-  }
-  auto& verb = args.positional[1];
-  auto& address = args.positional[2];
+  return code(values ? ExitCode::OK : ExitCode::NOT_FOUND);
+}
+
+int admin(const Invocation& args) {
+  dynkv::AdminClient admin(args.seeds, args.cluster, args.secret);
+  if (args.command == "status") return status(args, admin);
+  if (args.command == "admin repair") return repair(args, admin);
+  if (args.command == "admin inspect") return inspect(args, admin);
+  auto verb = args.command.substr(std::string("admin ").size());
   if (verb == "join") {
-    admin.join(address);
-  } else if (verb == "leave") {
-    admin.leave(address);
+    admin.join(args.address);
   } else {
-    throw std::invalid_argument("admin takes join|leave, got '" + verb + "'");
+    admin.leave(args.address);
   }
-  std::cout << "ok: " << verb << " " << address << std::endl;
+  if (args.json) {
+    std::cout << dynkv::cli::spacedDump({{"ok", true}, {verb, args.address}}) << std::endl;
+  } else {
+    std::cout << "ok: " << verb << " " << args.address << std::endl;
+  }
   return 0;
 }
 
-int data(const Args& args) {
+int data(const Invocation& args) {
   dynkv::ClientOptions options;
-  options.seeds = seedsOf(args);
-  options.cluster = args.get("cluster", "dynkv");
-  std::string ns = args.get("ns");
-  if (args.has("lww")) options.namespaces[ns] = dynkv::NamespaceKind::LAST_WRITE_WINS;
+  options.seeds = args.seeds;
+  options.cluster = args.cluster;
+  options.secret = args.secret;
+  if (args.lww) options.namespaces[args.ns] = dynkv::NamespaceKind::LAST_WRITE_WINS;
 
   dynkv::CallOptions call;
-  if (args.has("n")) call.n = number(args, "n", 3);
-  if (args.has("r")) call.r = number(args, "r", 2);
-  if (args.has("w")) call.w = number(args, "w", 2);
-  if (args.has("timeout")) call.timeout = std::chrono::milliseconds(number(args, "timeout", 2000));
-  bool json = args.has("json");
+  if (args.n) call.n = *args.n;
+  if (args.r) call.r = *args.r;
+  if (args.w) call.w = *args.w;
+  if (args.timeoutGiven) call.timeout = std::chrono::milliseconds(args.timeoutMillis);
 
   dynkv::Client client(options);
-  auto& command = args.positional[0];
-  auto need = [&](size_t n) {
-    if (args.positional.size() != n) {
-      throw std::invalid_argument(command + " takes " + std::to_string(n - 1) + " argument(s)");
-    }
-  };
-
+  auto& command = args.command;
   if (command == "ring") {
     auto ring = client.ring();
-    if (json) {
-      std::cout << "{\"version\": " << ring.version << ", \"partitions\": " << ring.partitions
-                << ", \"nodes\": [";
-      for (size_t i = 0; i < ring.nodes.size(); i++) {
-        auto& n = ring.nodes[i];
-        std::cout << (i ? ", " : "") << "{\"id\": \"" << n.id << "\", \"address\": "
-                  << jsonString(n.address) << ", \"zone\": " << jsonString(n.zone)
-                  << ", \"weight\": " << n.weight << ", \"partitions\": " << n.partitions
-                  << ", \"share\": " << n.share << "}";
+    if (args.json) {
+      auto nodes = nlohmann::ordered_json::array();
+      for (auto& n : ring.nodes) {
+        nodes.push_back({{"id", std::to_string(n.id)},
+                         {"address", n.address},
+                         {"zone", n.zone},
+                         {"weight", n.weight},
+                         {"partitions", n.partitions},
+                         {"share", n.share}});
       }
-      std::cout << "]}" << std::endl;
+      nlohmann::ordered_json out = {
+          {"version", ring.version}, {"partitions", ring.partitions}, {"nodes", nodes}};
+      std::cout << dynkv::cli::spacedDump(out) << std::endl;
     } else {
       std::cout << "partition map v" << ring.version << ", " << ring.partitions
                 << " partitions\n";
@@ -495,71 +414,72 @@ int data(const Args& args) {
     return 0;
   }
 
+  dynkv::Key key(args.ns, args.key);
   if (command == "get") {
-    need(2);
-    auto result = client.get(dynkv::Key(ns, args.positional[1]), call);
-    if (json) {
-      std::cout << "{\"siblings\": [";
-      bool first = true;
-      for (auto& v : result.siblings) {
-        if (v.deleted) continue;
-        std::cout << (first ? "" : ", ") << jsonString(v.value);
-        first = false;
-      }
-      std::cout << "], \"deleted\": " << (result.siblings.size() - result.values().size())
-                << ", \"context\": " << jsonString(result.context.token()) << "}" << std::endl;
+    auto result = client.get(key, call);
+    if (args.json) {
+      nlohmann::ordered_json out;
+      dynkv::cli::putValues(out, "siblings", result.values());
+      out["found"] = result.found();
+      out["deleted"] = result.siblings.size() - result.values().size();
+      out["context"] = result.context.token();
+      std::cout << dynkv::cli::spacedDump(out) << std::endl;
     } else {
       for (auto& v : result.values()) std::cout << v << "\n";
       std::cout << "context: " << result.context.token() << std::endl;
     }
-    return result.found() ? 0 : 1;
+    return code(result.found() ? ExitCode::OK : ExitCode::NOT_FOUND);
   }
 
-  if (command == "put" || command == "del") {
-    need(command == "put" ? 3 : 2);
-    auto context = dynkv::Context::fromToken(args.get("context"));
-    dynkv::Key key(ns, args.positional[1]);
-    dynkv::Context written;
-    if (command == "put") {
-      std::string value = args.positional[2];
-      if (value == "-") {
-        value.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-      }
-      written = client.put(key, value, context, call);
-    } else {
-      written = client.remove(key, context, call);
+  auto context = dynkv::Context::fromToken(args.context);
+  dynkv::Context written;
+  if (command == "put") {
+    std::string value = args.value;
+    if (value == "-") {
+      value.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
     }
-    if (json) {
-      std::cout << "{\"ok\": true, \"context\": " << jsonString(written.token()) << "}"
-                << std::endl;
-    } else {
-      std::cout << "ok\ncontext: " << written.token() << std::endl;
-    }
-    return 0;
+    written = client.put(key, value, context, call);
+  } else {
+    written = client.remove(key, context, call);
   }
-  throw std::invalid_argument("unknown command '" + command + "'");
+  if (args.json) {
+    std::cout << dynkv::cli::spacedDump({{"ok", true}, {"context", written.token()}})
+              << std::endl;
+  } else {
+    std::cout << "ok\ncontext: " << written.token() << std::endl;
+  }
+  return 0;
+}
+
+std::optional<std::string> environmentVariable(const std::string& name) {
+  const char* value = getenv(name.c_str());
+  if (value == nullptr) return std::nullopt;
+  return std::string(value);
+}
+
+int run(const Invocation& args) {
+  if (args.command.rfind("local ", 0) == 0) return local(args);
+  if (args.command == "status" || args.command.rfind("admin ", 0) == 0) return admin(args);
+  return data(args);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  auto parsed = dynkv::cli::parseCommandLine(argc, argv, environmentVariable);
+  if (auto exit = std::get_if<dynkv::cli::Exit>(&parsed)) {
+    (exit->code == 0 ? std::cout : std::cerr) << exit->text << std::flush;
+    return exit->code;
+  }
+  auto& args = std::get<Invocation>(parsed);
   try {
-    auto args = parse(argc, argv);
-    if (args.has("help") || args.positional.empty()) {
-      std::cout << USAGE;
-      return args.has("help") ? 0 : 2;
-    }
-    if (args.positional[0] == "local") return local(args);
-    if (args.positional[0] == "admin" || args.positional[0] == "status") return admin(args);
-    return data(args);
+    return run(args);
   } catch (const dynkv::Error& e) {
-    std::cerr << "dynkv: " << e.what() << std::endl;
-    return e.kind() == dynkv::ErrorKind::INVALID_ARGUMENT ? 2 : 3;
-  } catch (const std::invalid_argument& e) {
-    std::cerr << "dynkv: " << e.what() << "\n" << USAGE;
-    return 2;
+    std::cerr << "dynkv: " << userMessage(e.what()) << std::endl;
+    return code(exitCodeOf(e));
   } catch (const std::exception& e) {
-    std::cerr << "dynkv: " << e.what() << std::endl;
-    return 1;
+    auto message = userMessage(e.what());
+    std::cerr << "dynkv: " << message << std::endl;
+    return code(exitCodeOf(message));
   }
 }

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The dynkv command-line tool against a real local cluster: data commands and their output,
+# The dynkv command-line tool against a real local cluster: its help, version and usage
+# errors; exit codes (1 not found, 2 usage, 3 unavailable, 4 refused); JSON that parses, binary values
+# in base64; data commands and their output,
 # status with each member's own report, anti-entropy repair on demand, and `dynkv local`
 # restarting a killed node with its data and stopping the cluster.
 #
@@ -26,9 +28,46 @@ context_of() {
   sed -n 's/^context: //p' <<<"$1"
 }
 
+json_ok() {
+  # $1 must be one valid JSON document (python3's parser is strict: no inf, no raw bytes).
+  python3 -m json.tool <<<"$1" >/dev/null || fail "not valid JSON: '$1'"
+}
+
+json_check() {
+  # json_check JSON PYTHON-EXPRESSION: the expression, over the document as `d`, holds.
+  python3 -c 'import json, sys
+d = json.loads(sys.argv[1])
+sys.exit(0 if eval(sys.argv[2]) else 1)' \
+    "$1" "$2"
+}
+
 json_context() {
   sed -n 's/.*"context": "\([^"]*\)".*/\1/p' <<<"$1"
 }
+
+# ---- the command line itself: help, version, usage errors ----
+expect_exit "--help" 0 "$DYNKV" --help
+[[ $OUT == *"exit codes"* && $OUT == *"--seeds"* && -z $ERR ]] ||
+  fail "--help printed '$OUT' '$ERR'"
+expect_exit "get --help" 0 "$DYNKV" get --help
+[[ $OUT == *"--r"* && $OUT == *KEY* ]] || fail "get --help printed '$OUT'"
+expect_exit "admin repair -h" 0 "$DYNKV" admin repair -h
+[[ $OUT == *"--partition"* ]] || fail "admin repair -h printed '$OUT'"
+expect_exit "--version" 0 "$DYNKV" --version
+[[ $OUT == "dynkv "*"(git "*")" ]] || fail "--version printed '$OUT'"
+expect_exit "a mistyped flag" 2 kv get greeting --tiemout 500
+[[ $ERR == *"--tiemout"* ]] || fail "a mistyped flag should be named: '$ERR'"
+expect_exit "--jsn" 2 kv get --jsn greeting
+[[ $ERR == *"--jsn"* ]] || fail "--jsn should be named: '$ERR'"
+expect_exit "--r -1" 2 kv get greeting --r -1
+[[ $ERR == *"--r"* && $ERR != *4294967295* ]] || fail "--r -1 gave '$ERR'"
+expect_exit "a mistyped --secret" 2 kv status --secrt hunter2
+[[ $ERR == *"--secrt"* && $ERR != *hunter2* ]] || fail "a mistyped --secret gave '$ERR'"
+expect_exit "no command" 2 "$DYNKV"
+expect_exit "another cluster's name" 4 kv --cluster not-this-one get greeting
+[[ $ERR == *"wrong cluster"* && $ERR != *".c++:"* && $ERR != *"expected "* ]] ||
+  fail "a wrong cluster name should be refused in plain words: '$ERR'"
+expect_exit "another cluster's name, status" 4 kv --cluster not-this-one status
 
 # ---- put / get ----
 expect_exit "put" 0 kv put greeting "hello world"
@@ -42,9 +81,29 @@ expect_exit "get" 0 kv get greeting
 
 expect_exit "get of a missing key" 1 kv get no-such-key
 [[ $OUT == "context: "* && $(wc -l <<<"$OUT") -eq 1 ]] || fail "get of a missing key printed '$OUT'"
+expect_exit "get --json of a missing key" 1 kv get no-such-key --json
+json_ok "$OUT"
+json_check "$OUT" 'd["found"] is False and d["siblings"] == []' ||
+  fail "get --json of a missing key should say not found: '$OUT'"
+
+# ---- a value that is not UTF-8: base64 in JSON, flagged ----
+expect_exit "put of binary bytes" 0 kv put binary - < <(printf 'a\xff\xfe')
+expect_exit "get --json of binary bytes" 0 kv get binary --json
+json_ok "$OUT"
+json_check "$OUT" 'd["siblings"] == ["Yf/+"] and d["siblings_base64"] and d["found"]' ||
+  fail "a binary value should come back in base64: '$OUT'"
+expect_exit "admin inspect --json of binary bytes" 0 kv admin inspect "127.0.0.1:$BASE_PORT" \
+  binary --json
+json_ok "$OUT"
+json_check "$OUT" 'd["values"] == ["Yf/+"] and d["values_base64"] and d["found"]' ||
+  fail "admin inspect --json of a binary value: '$OUT'"
+expect_exit "admin inspect --json of a missing key" 1 kv admin inspect "127.0.0.1:$BASE_PORT" \
+  no-such-key --json
+json_check "$OUT" 'd["found"] is False' || fail "admin inspect --json, missing: '$OUT'"
 
 # ---- get --json ----
 expect_exit "get --json" 0 kv get greeting --json
+json_ok "$OUT"
 [[ $OUT =~ ^\{\"siblings\":\ \[\"hello\ world\"\],\ .*\"context\":\ \"[A-Za-z0-9+/=_-]+\"\}$ ]] ||
   fail "get --json printed '$OUT'"
 if command -v jq >/dev/null; then
@@ -84,6 +143,7 @@ for ((p = BASE_PORT; p < BASE_PORT + 3; p++)); do
   [[ $OUT == *"127.0.0.1:$p "* ]] || fail "ring does not list 127.0.0.1:$p: '$OUT'"
 done
 expect_exit "ring with one seed" 0 "$DYNKV" --seeds "127.0.0.1:$((BASE_PORT + 2))" --timeout 10000 ring --json
+json_ok "$OUT"
 [[ $(grep -o '"address"' <<<"$OUT" | wc -l) -eq 3 ]] || fail "ring --json from one seed: '$OUT'"
 
 # ---- status: the members, then each member's own report ----
@@ -101,6 +161,9 @@ for ((p = BASE_PORT; p < BASE_PORT + 3; p++)); do
 done
 
 expect_exit "status --json" 0 kv status --json
+json_ok "$OUT"
+json_check "$OUT" 'all(m["phi"] is None or m["phi"] >= 0 for m in d["members"])' ||
+  fail "status --json phi: '$OUT'"
 [[ $(grep -o '"anti_entropy":{' <<<"$OUT" | wc -l) -eq 3 ]] ||
   fail "status --json should carry 3 members' anti-entropy state: '$OUT'"
 for field in last_complete_age_ms exchanges_finished exchanges_failed segments_differing \
@@ -133,7 +196,7 @@ expect_exit "admin repair of a partition out of range" 2 kv admin repair --parti
   fail "a partition out of range should be named with the range: '$ERR'"
 [[ -z $OUT ]] || fail "a refused repair printed a report: '$OUT'"
 expect_exit "admin repair of a negative partition" 2 kv admin repair --partition -3
-[[ $ERR == *"--partition needs a partition number"* ]] || fail "--partition -3 gave '$ERR'"
+[[ $ERR == *"--partition"* && $ERR == *"-3"* ]] || fail "--partition -3 gave '$ERR'"
 
 # ---- put KEY - reads standard input ----
 expect_exit "put from stdin" 0 kv put multiline - < <(printf 'line one\nline two\n')
@@ -160,9 +223,10 @@ node2="127.0.0.1:$((BASE_PORT + 1))"
 expect_exit "status with node 2 down" 0 kv status
 grep -q "^  $node2  unreachable: " <<<"$OUT" || fail "status should show $node2 unreachable: '$OUT'"
 expect_exit "status --json with node 2 down" 0 kv status --json
+json_ok "$OUT"
 [[ $OUT == *"\"address\":\"$node2\""*"\"unreachable\":\""* ]] ||
   fail "status --json should show $node2 unreachable: '$OUT'"
-expect_exit "admin repair on a stopped node" 1 kv admin repair --node "$node2"
+expect_exit "admin repair on a stopped node" 3 kv admin repair --node "$node2"
 [[ $ERR == *"repair on $node2: "* ]] || fail "repair on a stopped node should name it: '$ERR'"
 
 # Without DYNKV_STORAGED: the tool finds storaged in its own build tree, as `./dev demo` needs.
@@ -198,5 +262,11 @@ for ((p = BASE_PORT; p < BASE_PORT + 3; p++)); do
 done
 expect_exit "get with the cluster down" 3 "$DYNKV" --seeds "$SEEDS" --timeout 1000 get kept
 [[ $ERR == *unavailable* ]] || fail "a get against a stopped cluster should say unavailable: '$ERR'"
+expect_exit "status with the cluster down" 3 "$DYNKV" --seeds "$SEEDS" --timeout 1000 status
+[[ $ERR != *".c++:"* ]] || fail "status with the cluster down shows kj internals: '$ERR'"
+expect_exit "get from a host that does not resolve" 3 "$DYNKV" --seeds no-such-host.invalid:7400 \
+  --timeout 1000 get kept
+[[ $ERR == *"no-such-host.invalid:7400"* && $ERR != *".c++:"* ]] ||
+  fail "a bad seed should be named without kj internals: '$ERR'"
 
 echo "cli-test OK"

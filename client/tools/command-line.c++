@@ -1,0 +1,278 @@
+#include "command-line.h"
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <regex>
+#include <sstream>
+
+#include "dynkv-version.h"
+#include "exit-codes.h"
+
+namespace dynkv::cli {
+
+namespace {
+
+std::string versionText() {
+  return std::string("dynkv ") + DYNKV_VERSION + " (git " + DYNKV_GIT_REVISION + ")";
+}
+
+std::vector<std::string> splitCommas(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    auto b = item.find_first_not_of(" \t");
+    if (b == std::string::npos) continue;
+    out.push_back(item.substr(b, item.find_last_not_of(" \t") - b + 1));
+  }
+  return out;
+}
+
+struct CommandLine {
+  CLI::App app{"dynkv: read, write and administer a dynkv cluster; run one on this machine",
+               "dynkv"};
+  Invocation invocation;
+  std::string seeds;
+  bool seedsGiven = false;
+  bool secretGiven = false;
+
+  // A whole-number flag, refused (never wrapped) outside [min, max]; `set` runs when given.
+  template <typename Set>
+  void number(CLI::App* to, const std::string& flag, const std::string& valueName,
+              const std::string& meaning, int64_t min, int64_t max, Set set) {
+    // CLI11 shows the range after the value's name: "--r R:INT in [1 - 64]".
+    to->add_option_function<int64_t>("--" + flag, set, meaning)
+        ->type_name(valueName)
+        ->check(CLI::Range(min, max));
+  }
+
+  // How to reach the cluster: every command that talks to one takes these.
+  void connection(CLI::App* to) {
+    auto& i = invocation;
+    to->add_option_function<std::string>(
+          "--seeds",
+          [this](const std::string& v) {
+            seeds = v;
+            seedsGiven = true;
+          },
+          "nodes to contact (default $DYNKV_SEEDS, else 127.0.0.1:7400)")
+        ->type_name("HOST:PORT,...");
+    to->add_option("--cluster", i.cluster, "the cluster's name (default dynkv)")
+        ->type_name("NAME");
+    to->add_option_function<std::string>(
+          "--secret",
+          [this](const std::string& v) {
+            invocation.secret = v;
+            secretGiven = true;
+          },
+          "the cluster's shared secret (default $DYNKV_SECRET, else none); never printed")
+        ->type_name("SECRET");
+    number(to, "timeout", "MS", "deadline of each call in milliseconds (default 2000)", 1,
+           3600000, [this](int64_t v) {
+             invocation.timeoutMillis = uint32_t(v);
+             invocation.timeoutGiven = true;
+           });
+    to->add_flag("--json", i.json, "machine-readable output: one JSON document");
+  }
+
+  void keySpace(CLI::App* to) {
+    to->add_option("--ns", invocation.ns, "namespace of KEY (default: the default namespace)")
+        ->type_name("NAMESPACE");
+  }
+
+  // Per-call quorum and the namespace's kind: the data commands take these.
+  void quorum(CLI::App* to) {
+    keySpace(to);
+    to->add_flag("--lww", invocation.lww, "the namespace is last-write-wins");
+    auto& i = invocation;
+    number(to, "n", "N", "replicas of the key for this call (default 3)", 1, 64,
+           [&i](int64_t v) { i.n = uint32_t(v); });
+    number(to, "r", "R", "replies a read waits for (default 2)", 1, 64,
+           [&i](int64_t v) { i.r = uint32_t(v); });
+    number(to, "w", "W", "acknowledgements a write waits for (default 2)", 1, 64,
+           [&i](int64_t v) { i.w = uint32_t(v); });
+  }
+
+  CLI::App* command(CLI::App* parent, const std::string& name, const std::string& meaning) {
+    auto* sub = parent->add_subcommand(name, meaning);
+    sub->footer("Exit codes and every command: dynkv --help");
+    return sub;
+  }
+
+  CommandLine() {
+    auto& i = invocation;
+    // Given twice, the last one counts.
+    app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    app.set_version_flag("--version", versionText(), "print the version and git revision");
+    app.require_subcommand(1);
+    // Flags before the command, as in `dynkv --seeds H:P get KEY`, apply to it too.
+    connection(&app);
+    quorum(&app);
+    app.footer(std::string(EXIT_CODE_TABLE) +
+               "\nenvironment:\n"
+               "  DYNKV_SEEDS   nodes to contact when --seeds is not given\n"
+               "  DYNKV_SECRET  the cluster secret when --secret is not given\n"
+               "\n`dynkv COMMAND --help` shows each command's arguments and flags.");
+
+    auto* get = command(&app, "get", "print each sibling on a line, then the context");
+    get->add_option("KEY", i.key, "the key")->required();
+    connection(get);
+    quorum(get);
+
+    auto* put = command(&app, "put", "write VALUE; it supersedes what --context saw");
+    put->add_option("KEY", i.key, "the key")->required();
+    put->add_option("VALUE", i.value, "the value; - reads standard input")->required();
+    put->add_option("--context", i.context, "the context of the read this write supersedes "
+                    "(default none: a blind write, kept beside concurrent versions)")
+        ->type_name("TOKEN");
+    connection(put);
+    quorum(put);
+
+    auto* del = command(&app, "del", "write a deletion (also: delete)");
+    del->alias("delete");
+    del->add_option("KEY", i.key, "the key")->required();
+    del->add_option("--context", i.context, "the context of the read this deletion "
+                    "supersedes (default none)")
+        ->type_name("TOKEN");
+    connection(del);
+    quorum(del);
+
+    auto* ring = command(&app, "ring", "print the partition map: nodes and their shares");
+    connection(ring);
+
+    auto* status = command(&app, "status",
+                           "members, their state, shares, pending transfers and the failure "
+                           "detector's phi; then each member's own report (anti-entropy, "
+                           "tombstones, tree memory, rebuilding, hints held)");
+    status->add_option("--node", i.node, "ask this node (default: the first seed that answers)")
+        ->type_name("HOST:PORT");
+    connection(status);
+
+    auto* admin = command(&app, "admin", "join, leave, inspect or repair nodes");
+    admin->require_subcommand(1);
+    auto* join = command(admin, "join", "add a running node to the ring");
+    join->add_option("HOST:PORT", i.address, "the node's address")->required();
+    connection(join);
+    auto* leave = command(admin, "leave", "hand a node's partitions off and remove it");
+    leave->add_option("HOST:PORT", i.address, "the node's address")->required();
+    connection(leave);
+    auto* inspect = command(admin, "inspect", "what that one node holds for KEY (no quorum)");
+    inspect->add_option("HOST:PORT", i.address, "the node's address")->required();
+    inspect->add_option("KEY", i.key, "the key")->required();
+    keySpace(inspect);
+    connection(inspect);
+    auto* repair = command(admin, "repair",
+                           "run anti-entropy now, with progress every 0.5 s and a report");
+    number(repair, "partition", "P", "repair this partition only (default: all)", 0, INT32_MAX,
+           [&i](int64_t v) { i.partition = uint32_t(v); });
+    repair->add_option("--node", i.node, "on this node only (default: every member in turn)")
+        ->type_name("HOST:PORT");
+    connection(repair);
+
+    auto* local = command(&app, "local", "run a cluster of storaged processes on loopback");
+    local->require_subcommand(1);
+    auto* up = command(local, "up", "start (or restart) the cluster; print its seeds");
+    up->add_option("--dir", i.dir, "the cluster's directory")->type_name("DIR")->required();
+    number(up, "nodes", "N", "how many nodes (default 3; a restart keeps the cluster's)", 1,
+           64, [&i](int64_t v) { i.nodes = uint32_t(v); });
+    number(up, "base-port", "PORT", "node K listens on PORT+K-1 (default 7400)", 1, 65535,
+           [&i](int64_t v) { i.basePort = uint16_t(v); });
+    up->add_option("--durability", i.durability,
+                   "sync: fsync before each ack; buffered: ack from memory (default sync)")
+        ->type_name("sync|buffered")
+        ->check(CLI::IsMember({"sync", "buffered"}));
+    auto* down = command(local, "down", "stop the cluster");
+    down->add_option("--dir", i.dir, "the cluster's directory")->type_name("DIR")->required();
+  }
+
+  std::string commandName() const {
+    std::string name;
+    for (const CLI::App* at = &app; !at->get_subcommands().empty();) {
+      at = at->get_subcommands().front();
+      name += (name.empty() ? "" : " ") + at->get_name();
+    }
+    return name;
+  }
+};
+
+Exit usageError(const std::string& message, const std::string& command) {
+  return {int(ExitCode::USAGE), "dynkv: " + message + "\nRun `dynkv " +
+                                    (command.empty() ? "" : command + " ") +
+                                    "--help` for its arguments and flags.\n"};
+}
+
+}  // namespace
+
+std::variant<Invocation, Exit> parseCommandLine(int argc, const char* const* argv,
+                                                const Environment& environment) {
+  CommandLine commandLine;
+  auto& app = commandLine.app;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    return Exit{0, app.help()};
+  } catch (const CLI::CallForVersion&) {
+    return Exit{0, versionText() + "\n"};
+  } catch (const CLI::ExtrasError&) {
+    // Name the unknown flags but not what follows them: a mistyped --secret's value is the
+    // secret. Arguments only when no flag is among them.
+    std::string flags, strays;
+    for (auto& arg : app.remaining(true)) {
+      auto& list = arg.size() > 1 && arg[0] == '-' ? flags : strays;
+      list += (list.empty() ? "" : " ") + arg;
+    }
+    return usageError(flags.empty() ? "unexpected argument: " + strays
+                                    : "unknown flag: " + flags,
+                      commandLine.commandName());
+  } catch (const CLI::ParseError& e) {
+    return usageError(e.what(), commandLine.commandName());
+  }
+  auto invocation = commandLine.invocation;
+  invocation.command = commandLine.commandName();
+  auto fromEnvironment = [&](const char* name) {
+    return environment ? environment(name) : std::nullopt;
+  };
+  if (!commandLine.seedsGiven) {
+    commandLine.seeds = fromEnvironment("DYNKV_SEEDS").value_or("127.0.0.1:7400");
+  }
+  invocation.seeds = splitCommas(commandLine.seeds);
+  if (invocation.seeds.empty()) {
+    return usageError("--seeds (or $DYNKV_SEEDS) names no node", invocation.command);
+  }
+  if (!commandLine.secretGiven) invocation.secret = fromEnvironment("DYNKV_SECRET").value_or("");
+  return invocation;
+}
+
+std::string userMessage(std::string message) {
+  // Rewrites, in order: kj's source locations ("kj/async-io-unix.c++:123: failed: "), stack
+  // traces, "remote exception: ", kj's "errors = " list, the condition a KJ_REQUIRE names
+  // ("expected a == b [1 == 2]; ") and the parameters it appends ("; params.host = h"), and
+  // the system calls named ("connect(): ").
+  static const std::vector<std::pair<std::regex, std::string>> REWRITES = {
+      {std::regex(R"([A-Za-z0-9_./+-]+\.(c\+\+|h|cc|cpp):[0-9]+: )"
+                  R"(((failed|disconnected|overloaded|unimplemented): )?)"),
+       ""},
+      {std::regex(R"(;?\s*stack: [0-9a-f ]*)"), ""},
+      {std::regex(R"(remote exception: )"), ""},
+      {std::regex(R"(DNS lookup failed\.?((; params\.\w+ = [^;]*)*); gai_strerror\(status\) = )"),
+       "DNS lookup failed: "},
+      {std::regex(R"(wrong cluster: this node belongs to another cluster; )"
+                  R"(options\.cluster\.c_str\(\) = ([^;]*); params\.getCluster\(\) = ([^;]*))"),
+       "wrong cluster: this node belongs to cluster '$1', not '$2'"},
+      {std::regex(R"(; errors = )"), ": "},
+      {std::regex(R"(expected [^;]*; )"), ""},
+      {std::regex(R"(; [A-Za-z_][A-Za-z0-9_.()>-]* = [^;]*)"), ""},
+      {std::regex(R"(([A-Za-z0-9_.\[\]:-]+:[0-9]+): (connect\(\): |DNS lookup failed))"),
+       "cannot reach $1: $2"},
+      {std::regex(R"(connect\(\): )"), ""},
+      {std::regex(R"([; ]+$)"), ""},
+  };
+  auto newline = message.find('\n');
+  if (newline != std::string::npos) message.resize(newline);
+  for (auto& [pattern, replacement] : REWRITES) {
+    message = std::regex_replace(message, pattern, replacement);
+  }
+  return message;
+}
+
+}  // namespace dynkv::cli

@@ -1,0 +1,64 @@
+// The dynkv tool's command line, parsed without running anything: what to do and with which
+// settings, or what to print and the exit code. Pure — the environment is handed in — so tests
+// exercise it without a cluster (tests/unit/dynkv-command-line-test.c++).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace dynkv::cli {
+
+struct Invocation {
+  std::string command;  // "get", "put", "del", "ring", "status", "admin join", "admin leave",
+                        // "admin inspect", "admin repair", "local up", "local down"
+  std::string key;      // get, put, del, admin inspect
+  std::string value;    // put; "-": read standard input
+  std::string address;  // admin join, leave, inspect: HOST:PORT of the node
+
+  std::vector<std::string> seeds;  // --seeds, else $DYNKV_SEEDS, else 127.0.0.1:7400
+  std::string cluster = "dynkv";
+  std::string secret;              // --secret, else $DYNKV_SECRET; never printed
+  std::string ns;
+  bool lww = false;
+  std::optional<uint32_t> n, r, w;  // absent: the SDK's defaults
+  uint32_t timeoutMillis = 2000;
+  bool timeoutGiven = false;        // data commands leave the SDK's default otherwise
+  bool json = false;
+  std::string context;              // put, del: the token of the read it supersedes
+  std::string node;                 // status, admin repair: ask that node only
+  std::optional<uint32_t> partition;  // admin repair
+
+  std::string dir;                  // local up, local down
+  uint32_t nodes = 3;
+  uint16_t basePort = 7400;
+  std::string durability;           // local up: sync | buffered; empty: storaged's default
+};
+
+struct Exit {
+  // Answered without running a command: print `text` (stdout when `code` is 0, else stderr)
+  // and exit with `code`.
+  int code;
+  std::string text;
+};
+
+using Environment = std::function<std::optional<std::string>(const std::string& name)>;
+
+std::variant<Invocation, Exit> parseCommandLine(int argc, const char* const* argv,
+                                                const Environment& environment);
+// Returns the invocation, or an Exit for
+// - `-h`/`--help` of the tool or of a command (every flag of it, its meaning and default, and
+//   the exit codes), `--version` (the version and git revision): code 0;
+// - a usage error — no command, an unknown command or flag (named), a missing or extra
+//   argument, a number that is not one or out of its range (never wrapped): code 2 (USAGE),
+//   `text` one line naming what is wrong, then where help is. Never contains the secret.
+
+std::string userMessage(std::string message);
+// An error from the SDK, a node or the network in the user's terms, on one line: without kj's
+// source locations, stack traces and parameter dumps; an address that cannot be reached reads
+// "cannot reach HOST:PORT: REASON".
+
+}  // namespace dynkv::cli

@@ -1,0 +1,26 @@
+// The dynkv tool's exit codes: one table for every command, so a script tells a missing key
+// from a usage mistake from a cluster it cannot reach, whatever the command.
+#pragma once
+
+namespace dynkv::cli {
+
+enum class ExitCode : int {
+  OK = 0,           // the command did what it was asked
+  NOT_FOUND = 1,    // get (or admin inspect) of a key that holds no value
+  USAGE = 2,        // the command line is wrong: an unknown flag, a value out of range, a bad
+                    // context token, a value over the size limit
+  UNAVAILABLE = 3,  // no node answered, the quorum was not met, or the deadline passed; trying
+                    // again later may succeed
+  REFUSED = 4,      // a node refused: wrong cluster name or secret, or it rejected the write
+};
+
+inline constexpr char EXIT_CODE_TABLE[] =
+    "exit codes:\n"
+    "  0  ok\n"
+    "  1  not found: get or admin inspect of a key that holds no value\n"
+    "  2  usage: unknown flag, missing argument, value out of range, bad context token,\n"
+    "     value over the size limit\n"
+    "  3  unavailable: no node reachable, quorum not met, deadline passed (retry later)\n"
+    "  4  refused: wrong cluster name or secret, or a node rejected the write\n";
+
+}  // namespace dynkv::cli

@@ -1,0 +1,192 @@
+// The dynkv tool's command line and JSON output, without a cluster: what each command line
+// runs with, and what is refused, with which exit code and message.
+#include <catch2/catch.hpp>
+
+#include <limits>
+#include <map>
+
+#include "command-line.h"
+#include "exit-codes.h"
+#include "json-output.h"
+
+using namespace dynkv::cli;
+
+namespace {
+
+std::map<std::string, std::string> noEnvironment;
+
+std::variant<Invocation, Exit> parse(std::vector<const char*> args,
+                                     const std::map<std::string, std::string>& environment =
+                                         noEnvironment) {
+  args.insert(args.begin(), "dynkv");
+  return parseCommandLine(int(args.size()), args.data(),
+                          [&](const std::string& name) -> std::optional<std::string> {
+                            auto it = environment.find(name);
+                            if (it == environment.end()) return std::nullopt;
+                            return it->second;
+                          });
+}
+
+Invocation invocation(std::vector<const char*> args,
+                      const std::map<std::string, std::string>& environment = noEnvironment) {
+  auto parsed = parse(args, environment);
+  if (auto exit = std::get_if<Exit>(&parsed)) FAIL("exit " << exit->code << ": " << exit->text);
+  return std::get<Invocation>(parsed);
+}
+
+Exit exitOf(std::vector<const char*> args) {
+  auto parsed = parse(args);
+  REQUIRE(std::holds_alternative<Exit>(parsed));
+  return std::get<Exit>(parsed);
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("dynkv: a get with flags before and after the command") {
+  auto i = invocation({"--seeds", "10.0.0.1:7400,10.0.0.2:7400", "get", "cart", "--r", "3",
+                       "--timeout", "500", "--json"});
+  CHECK(i.command == "get");
+  CHECK(i.key == "cart");
+  CHECK(i.seeds == std::vector<std::string>{"10.0.0.1:7400", "10.0.0.2:7400"});
+  CHECK(i.r == 3u);
+  CHECK(!i.n);
+  CHECK(i.timeoutMillis == 500);
+  CHECK(i.timeoutGiven);
+  CHECK(i.json);
+}
+
+TEST_CASE("dynkv: commands, their arguments and defaults") {
+  auto put = invocation({"put", "k", "-", "--context", "TOKEN"});
+  CHECK(put.command == "put");
+  CHECK(put.value == "-");
+  CHECK(put.context == "TOKEN");
+  CHECK(put.seeds == std::vector<std::string>{"127.0.0.1:7400"});
+  CHECK(put.cluster == "dynkv");
+  CHECK(!put.timeoutGiven);
+  CHECK(invocation({"delete", "k"}).command == "del");
+  auto inspect = invocation({"admin", "inspect", "127.0.0.1:7401", "k", "--json"});
+  CHECK(inspect.command == "admin inspect");
+  CHECK(inspect.address == "127.0.0.1:7401");
+  CHECK(inspect.key == "k");
+  auto repair = invocation({"admin", "repair", "--partition", "0", "--node", "h:1"});
+  CHECK(repair.partition == 0u);
+  CHECK(repair.node == "h:1");
+  auto up = invocation({"local", "up", "--nodes", "5", "--dir", "/tmp/c", "--base-port",
+                        "20000", "--durability", "buffered"});
+  CHECK(up.command == "local up");
+  CHECK(up.nodes == 5);
+  CHECK(up.basePort == 20000);
+  CHECK(up.durability == "buffered");
+}
+
+TEST_CASE("dynkv: seeds and secret fall back to the environment") {
+  std::map<std::string, std::string> environment = {{"DYNKV_SEEDS", "a:1,b:2"},
+                                                    {"DYNKV_SECRET", "s3cret"}};
+  auto i = invocation({"status"}, environment);
+  CHECK(i.seeds == std::vector<std::string>{"a:1", "b:2"});
+  CHECK(i.secret == "s3cret");
+  auto flags = invocation({"status", "--seeds", "c:3", "--secret", "other"}, environment);
+  CHECK(flags.seeds == std::vector<std::string>{"c:3"});
+  CHECK(flags.secret == "other");
+}
+
+TEST_CASE("dynkv: --help and --version answer on stdout with exit 0") {
+  auto help = exitOf({"--help"});
+  CHECK(help.code == 0);
+  for (auto part : {"get", "put", "admin", "local", "--seeds", "--timeout", "--secret",
+                    "DYNKV_SEEDS", "exit codes", "3  unavailable", "default 2000"}) {
+    CHECK(contains(help.text, part));
+  }
+  auto getHelp = exitOf({"get", "-h"});
+  CHECK(getHelp.code == 0);
+  CHECK(contains(getHelp.text, "KEY"));
+  CHECK(contains(getHelp.text, "--r"));
+  auto repairHelp = exitOf({"admin", "repair", "--help"});
+  CHECK(repairHelp.code == 0);
+  CHECK(contains(repairHelp.text, "--partition"));
+  auto version = exitOf({"--version"});
+  CHECK(version.code == 0);
+  CHECK(contains(version.text, "dynkv "));
+  CHECK(contains(version.text, "git "));
+}
+
+TEST_CASE("dynkv: usage errors name the flag and exit 2") {
+  auto typo = exitOf({"get", "k", "--tiemout", "500"});
+  CHECK(typo.code == int(ExitCode::USAGE));
+  CHECK(contains(typo.text, "--tiemout"));
+  auto json = exitOf({"get", "--jsn", "k"});
+  CHECK(json.code == 2);
+  CHECK(contains(json.text, "--jsn"));
+  auto negative = exitOf({"get", "k", "--r", "-1"});
+  CHECK(negative.code == 2);
+  CHECK(contains(negative.text, "--r"));
+  CHECK(contains(negative.text, "-1"));
+  CHECK(exitOf({"get", "k", "--r", "4294967297"}).code == 2);
+  CHECK(exitOf({"get", "k", "--n", "x"}).code == 2);
+  CHECK(exitOf({"admin", "repair", "--partition", "-3"}).code == 2);
+  CHECK(exitOf({"local", "up", "--dir", "d", "--base-port", "70000"}).code == 2);
+  CHECK(exitOf({"local", "up", "--dir", "d", "--durability", "fast"}).code == 2);
+  CHECK(exitOf({}).code == 2);
+  CHECK(exitOf({"frobnicate"}).code == 2);
+  CHECK(exitOf({"get"}).code == 2);
+  CHECK(exitOf({"get", "a", "b"}).code == 2);
+  CHECK(exitOf({"admin"}).code == 2);
+  CHECK(exitOf({"status", "--seeds", ","}).code == 2);
+}
+
+TEST_CASE("dynkv: a mistyped --secret never echoes the secret") {
+  auto typo = exitOf({"status", "--secrt", "hunter2"});
+  CHECK(typo.code == 2);
+  CHECK(contains(typo.text, "--secrt"));
+  CHECK(!contains(typo.text, "hunter2"));
+}
+
+TEST_CASE("dynkv json: values that are not UTF-8 go out in base64, flagged") {
+  CHECK(isUtf8("plain"));
+  CHECK(isUtf8("caf\xc3\xa9"));
+  CHECK(!isUtf8("\xff\xfe"));
+  CHECK(base64("") == "");
+  CHECK(base64("f") == "Zg==");
+  CHECK(base64("fo") == "Zm8=");
+  CHECK(base64("foo") == "Zm9v");
+  CHECK(base64(std::string("\xff\xfe\x00", 3)) == "//4A");
+  nlohmann::ordered_json text, binary;
+  putValues(text, "siblings", {"a", "b"});
+  CHECK(text.dump() == R"({"siblings":["a","b"]})");
+  putValues(binary, "siblings", {"a", std::string("\xff\x00", 2)});
+  CHECK(binary.dump() == R"({"siblings":["YQ==","/wA="],"siblings_base64":true})");
+}
+
+TEST_CASE("dynkv json: spaced output, infinity as null") {
+  nlohmann::ordered_json j = {{"siblings", {"x", "y"}},
+                              {"phi", std::numeric_limits<double>::infinity()},
+                              {"nested", {{"a", 1}}}};
+  CHECK(spacedDump(j) == R"({"siblings": ["x", "y"], "phi": null, "nested": {"a": 1}})");
+  CHECK(nlohmann::json::parse(spacedDump(j))["phi"].is_null());
+}
+
+TEST_CASE("dynkv: errors in the user's terms, without kj internals") {
+  CHECK(userMessage("unavailable: cannot fetch the cluster view: no node answered; errors = "
+                    "no-such-host.invalid:7400: DNS lookup failed.; params.host = "
+                    "no-such-host.invalid; params.service = ; gai_strerror(status) = Name or "
+                    "service not known; ") ==
+        "unavailable: cannot fetch the cluster view: no node answered: cannot reach "
+        "no-such-host.invalid:7400: DNS lookup failed: Name or service not known");
+  CHECK(userMessage("no seed answered: 127.0.0.1:1: connect(): Connection refused; ") ==
+        "no seed answered: cannot reach 127.0.0.1:1: Connection refused");
+  CHECK(userMessage("h:1: kj/async-io-unix.c++:1234: failed: remote exception: "
+                    "authentication failed: wrong cluster secret\nstack: 1234 5678") ==
+        "h:1: authentication failed: wrong cluster secret");
+}
+
+TEST_CASE("dynkv: a node of another cluster, in the user's terms") {
+  CHECK(userMessage("127.0.0.1:28711: expected params.getCluster() == "
+                    "kj::StringPtr(options.cluster.c_str()) [wrong == dynkv]; wrong cluster: this "
+                    "node belongs to another cluster; options.cluster.c_str() = dynkv; "
+                    "params.getCluster() = wrong") ==
+        "127.0.0.1:28711: wrong cluster: this node belongs to cluster 'dynkv', not 'wrong'");
+}
