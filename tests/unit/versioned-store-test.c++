@@ -130,6 +130,19 @@ TEST_CASE("versioned store: a replica whose merge would pass the version-vector 
   CHECK(values(*f.store.get(f.key("k"))) == std::vector<std::string>{"mine"});
 }
 
+TEST_CASE("versioned store: a forged context whose counter would wrap is refused, nothing "
+          "stored") {
+  Fixture f;
+  auto acked = f.put("k", "acked");
+  VersionVector forged;
+  forged.set(f.self, ~uint64_t(0), 5);
+  auto refused = f.store.coordinatePut(f.key("k"), Versioning::VECTOR_CLOCK, forged, "x", 1);
+  CHECK_THROWS_WITH(refused.wait(f.waitScope), Catch::Contains("MAX_COUNTER"));
+  CHECK(*f.store.get(f.key("k")) == acked);
+  // The node's counters are untouched: its next write takes the next dot.
+  CHECK(f.put("k", "after").vv.counter(f.self) == acked.vv.counter(f.self) + 1);
+}
+
 TEST_CASE("versioned store: a partition is scanned in chunks, its own keys only, from a cursor") {
   Fixture f;
   for (auto k : {"c", "a", "b"}) f.put(k, "v");
