@@ -259,6 +259,9 @@ Member decodeMember(wire::Member::Reader in) {
   m.info.zone = info.getZone();
   m.info.weight = info.getWeight();
   KJ_REQUIRE(m.info.id != 0, "member record without a node id");
+  if (auto problem = checkNodeInfo(m.info)) {
+    kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::str(problem->c_str()), m.info.id));
+  }
   KJ_REQUIRE(m.info.weight >= 1, "member record with weight 0");
   auto status = uint16_t(in.getStatus());
   KJ_REQUIRE(status <= uint16_t(MemberStatus::REMOVED), "unknown member status", status);

@@ -49,8 +49,8 @@ Object objectFromBytes(kj::ArrayPtr<const kj::byte> bytes, const Limits& limits)
 
 void encodeMember(const Member& member, wire::Member::Builder out);
 Member decodeMember(wire::Member::Reader in);
-// Gossip records; decode rejects a record without a node id, with weight 0 or an unknown
-// status.
+// Gossip records; decode rejects a record without a node id, with weight 0, an unknown
+// status, or a name, address or zone over NodeInfo::MAX_FIELD_BYTES.
 
 kj::Array<kj::byte> objectToPackedBytes(const Object& object);
 Object objectFromPackedBytes(kj::ArrayPtr<const kj::byte> bytes, const Limits& limits);

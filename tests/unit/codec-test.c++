@@ -53,5 +53,33 @@ TEST_CASE("codec: checkStorable refuses, naming the limit, exactly what the deco
   CHECK_THAT(*checkStorable(big, limits), Catch::Contains("9 bytes; the limit is 8"));
 }
 
+TEST_CASE("codec: a gossip record or map with an oversized name, address or zone is refused") {
+  for (int field = 0; field < 3; field++) {
+    Member member;
+    member.info = NodeInfo{7, "n7", "a7:1", "z", 1};
+    std::string huge(1 << 20, 'x');
+    (field == 0 ? member.info.name : field == 1 ? member.info.address : member.info.zone) = huge;
+    capnp::MallocMessageBuilder message;
+    encodeMember(member, message.initRoot<wire::Member>());
+    CHECK_THROWS_WITH(decodeMember(message.getRoot<wire::Member>().asReader()),
+                      Catch::Contains("is 1048576 bytes; the limit is 255"));
+
+    auto map = PartitionMap::fromParts(3, 1, {NodeInfo{7, "n7", "a7:1", "z", 1}}, {0, 0});
+    REQUIRE(map);
+    capnp::MallocMessageBuilder mapMessage;
+    auto wireMap = mapMessage.initRoot<wire::PartitionMap>();
+    encodePartitionMap(*map, wireMap);
+    auto node = wireMap.getNodes()[0];
+    field == 0 ? node.setName(huge) : field == 1 ? node.setAddress(huge) : node.setZone(huge);
+    CHECK_THROWS_WITH(decodePartitionMap(wireMap.asReader()),
+                      Catch::Contains("is 1048576 bytes; the limit is 255"));
+  }
+  Member fits;
+  fits.info = NodeInfo{7, std::string(255, 'n'), "a7:1", "", 1};
+  capnp::MallocMessageBuilder message;
+  encodeMember(fits, message.initRoot<wire::Member>());
+  CHECK(decodeMember(message.getRoot<wire::Member>().asReader()).info == fits.info);
+}
+
 }  // namespace
 }  // namespace dynkv
