@@ -55,8 +55,8 @@ void encodeVersionVector(const VersionVector& vv, capnp::List<wire::VvEntry>::Bu
 }
 
 VersionVector decodeVersionVector(capnp::List<wire::VvEntry>::Reader in) {
-  KJ_REQUIRE(in.size() <= 4 * VersionVector::MAX_ENTRIES, "version vector has too many entries",
-             in.size());
+  KJ_REQUIRE(in.size() <= MAX_DECODED_VV_ENTRIES, "version vector has too many entries",
+             in.size(), MAX_DECODED_VV_ENTRIES);
   VersionVector vv;
   for (auto e : in) {
     Actor actor = decodeActor(e.getActor());
@@ -129,6 +129,29 @@ Object decodeObject(wire::Object::Reader in, const Limits& limits) {
     }
   }
   return object;
+}
+
+std::optional<std::string> checkStorable(const Object& object, const Limits& limits) {
+  // The same bounds decodeObject enforces, in the same order; the shape rules (sorted unique
+  // dots, a vv covering every sibling) hold for anything built by coordinatePut and sync.
+  if (object.vv.size() > MAX_DECODED_VV_ENTRIES) {
+    return "invalid argument: the object has " + std::to_string(object.vv.size()) +
+           " version-vector entries; the limit is " +
+           std::to_string(MAX_DECODED_VV_ENTRIES);
+  }
+  if (object.siblings.size() > Limits::MAX_SIBLINGS) {
+    return "invalid argument: the object has " + std::to_string(object.siblings.size()) +
+           " siblings; the limit is " + std::to_string(Limits::MAX_SIBLINGS) +
+           " (MAX_SIBLINGS). Read the key, resolve and write with its context.";
+  }
+  for (auto& s : object.siblings) {
+    if (s.value && s.value->size() > limits.maxValueBytes) {
+      return "invalid argument: a sibling's value is " + std::to_string(s.value->size()) +
+             " bytes; the limit is " + std::to_string(limits.maxValueBytes) +
+             " (maxValueBytes)";
+    }
+  }
+  return std::nullopt;
 }
 
 kj::Array<capnp::word> objectToWords(const Object& object) {
@@ -236,6 +259,9 @@ Member decodeMember(wire::Member::Reader in) {
   m.info.zone = info.getZone();
   m.info.weight = info.getWeight();
   KJ_REQUIRE(m.info.id != 0, "member record without a node id");
+  if (auto problem = checkNodeInfo(m.info)) {
+    kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::str(problem->c_str()), m.info.id));
+  }
   KJ_REQUIRE(m.info.weight >= 1, "member record with weight 0");
   auto status = uint16_t(in.getStatus());
   KJ_REQUIRE(status <= uint16_t(MemberStatus::REMOVED), "unknown member status", status);

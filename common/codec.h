@@ -6,6 +6,7 @@
 #include <capnp/common.h>
 #include <capnp/message.h>
 #include <kj/array.h>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -20,14 +21,25 @@ namespace dynkv {
 void encodeVersionVector(const VersionVector& vv, capnp::List<wire::VvEntry>::Builder out);
 // `out` must have been initialised with vv.size() elements.
 
+constexpr size_t MAX_DECODED_VV_ENTRIES = 4 * VersionVector::MAX_ENTRIES;
+// The most version-vector entries a decoder accepts. coordinatePut truncates to MAX_ENTRIES, but
+// sync() does not truncate, so merged replicas may legitimately hold a few more.
+
 VersionVector decodeVersionVector(capnp::List<wire::VvEntry>::Reader in);
-// Sorted and de-duplicated (keeping the larger counter); rejects more than 4 * MAX_ENTRIES.
+// Sorted and de-duplicated (keeping the larger counter); rejects more than
+// MAX_DECODED_VV_ENTRIES.
 
 void encodeObject(const Object& object, wire::Object::Builder out);
 
 Object decodeObject(wire::Object::Reader in, const Limits& limits);
 // Validates value sizes against `limits`, the sibling count, and the LWW shape; returns the
 // object in canonical form.
+
+std::optional<std::string> checkStorable(const Object& object, const Limits& limits);
+// nullopt when decodeObject would accept `object` once encoded, else a message naming the
+// limit it breaks ("invalid argument: the object has 41 version-vector entries; the limit is
+// 40"). Every path that stores an object asks this first: an object stored past a limit could
+// never be read back, and the key would be lost.
 
 kj::Array<capnp::word> objectToWords(const Object& object);
 // A standalone Cap'n Proto message (flat array), as stored in the engine.
@@ -37,8 +49,8 @@ Object objectFromBytes(kj::ArrayPtr<const kj::byte> bytes, const Limits& limits)
 
 void encodeMember(const Member& member, wire::Member::Builder out);
 Member decodeMember(wire::Member::Reader in);
-// Gossip records; decode rejects a record without a node id, with weight 0 or an unknown
-// status.
+// Gossip records; decode rejects a record without a node id, with weight 0, an unknown
+// status, or a name, address or zone over NodeInfo::MAX_FIELD_BYTES.
 
 kj::Array<kj::byte> objectToPackedBytes(const Object& object);
 Object objectFromPackedBytes(kj::ArrayPtr<const kj::byte> bytes, const Limits& limits);

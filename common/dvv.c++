@@ -163,8 +163,16 @@ Object coordinatePut(const Object& local, const Actor& self, const VersionVector
 
   // max(vv[self], context[self]) + 1: the local vv may lag a context minted elsewhere after
   // a sync we have not seen yet, and a reused counter would alias two different writes.
-  uint64_t counter =
-      std::max({local.vv.counter(self), context.counter(self), usedCounters}) + 1;
+  uint64_t highest = std::max({local.vv.counter(self), context.counter(self), usedCounters});
+  if (highest >= Dot::MAX_COUNTER) {
+    // Only a forged context or replica gets here; + 1 would wrap, or come close enough that the
+    // next wrap would alias a dot an acknowledged write holds.
+    kj::throwFatalException(KJ_EXCEPTION(
+        FAILED, kj::str("invalid argument: the context or the stored object names counter ",
+                        highest, " for this node; counters are at most ", Dot::MAX_COUNTER,
+                        " (Dot::MAX_COUNTER), so the write is refused")));
+  }
+  uint64_t counter = highest + 1;
   Dot dot{self, counter};
 
   result.vv = local.vv;

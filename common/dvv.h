@@ -33,6 +33,11 @@ struct Actor {
 };
 
 struct Dot {
+  static constexpr uint64_t MAX_COUNTER = uint64_t(1) << 62;
+  // The highest counter a node may mint. No node makes 2^62 writes, so a counter near it comes
+  // from a forged context or object; refusing it keeps `counter + 1` (and storaged's lease of
+  // counters above it) from wrapping to a dot that an acknowledged write already holds.
+
   Actor actor;
   uint64_t counter = 0;
 
@@ -127,7 +132,8 @@ Object coordinatePut(const Object& local, const Actor& self, const VersionVector
 // mint dot (self, max(vv[self], context[self], usedCounters) + 1), set vv = merge(vv, context) with
 // vv[self] = the new counter (timestamp nowMicros), add the new sibling, then truncate vv to
 // MAX_ENTRIES keeping the actors of surviving siblings. `local` must be VECTOR_CLOCK (or
-// empty). nullopt value writes a tombstone.
+// empty). nullopt value writes a tombstone. Throws (FAILED, "invalid argument: ...") when the
+// new counter would pass Dot::MAX_COUNTER (a forged context), before anything is decided.
 //
 // `usedCounters` is the highest counter `self` may have minted for any key (storaged keeps one
 // per incarnation). Once anti-entropy collects a key's tombstone, the key's own vv no longer

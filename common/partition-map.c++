@@ -315,6 +315,18 @@ PartitionMap PartitionMap::rebalanced(std::vector<NodeInfo> members, uint64_t ne
   return map;
 }
 
+std::optional<std::string> checkNodeField(const char* field, size_t bytes) {
+  if (bytes <= NodeInfo::MAX_FIELD_BYTES) return std::nullopt;
+  return std::string("invalid argument: member ") + field + " is " + std::to_string(bytes) +
+         " bytes; the limit is " + std::to_string(NodeInfo::MAX_FIELD_BYTES);
+}
+
+std::optional<std::string> checkNodeInfo(const NodeInfo& info) {
+  if (auto problem = checkNodeField("name", info.name.size())) return problem;
+  if (auto problem = checkNodeField("address", info.address.size())) return problem;
+  return checkNodeField("zone", info.zone.size());
+}
+
 std::optional<PartitionMap> PartitionMap::fromParts(uint64_t version, uint32_t partitionBits,
                                                     std::vector<NodeInfo> nodes,
                                                     std::vector<uint16_t> owners,
@@ -335,6 +347,9 @@ std::optional<PartitionMap> PartitionMap::fromParts(uint64_t version, uint32_t p
   if (nodes.size() > MAX_NODES) {
     return fail("partition map has " + std::to_string(nodes.size()) + " nodes; the limit is " +
                 std::to_string(MAX_NODES));
+  }
+  for (auto& node : nodes) {
+    if (auto problem = checkNodeInfo(node)) return fail(*problem);
   }
   for (uint32_t p = 0; p < q; ++p) {
     if (owners[p] >= nodes.size()) {

@@ -20,6 +20,10 @@
 namespace dynkv {
 
 struct NodeInfo {
+  static constexpr size_t MAX_FIELD_BYTES = 255;
+  // The most bytes a name, address or zone may hold. Every node keeps and gossips every
+  // record, so an unbounded one would spread its cost through the cluster.
+
   uint64_t id = 0;
   std::string name;
   std::string address;  // HOST:PORT
@@ -32,6 +36,13 @@ struct NodeInfo {
   }
   bool operator!=(const NodeInfo& o) const { return !(*this == o); }
 };
+
+std::optional<std::string> checkNodeInfo(const NodeInfo& info);
+// nullopt when name, address and zone are within MAX_FIELD_BYTES, else a message naming the
+// field and the limit (never the field's content, which may be huge).
+
+std::optional<std::string> checkNodeField(const char* field, size_t bytes);
+// The same check for one field ("address", say) of `bytes` bytes.
 
 struct PreferenceList {
   // Indexes into PartitionMap::nodes(): the first `primaries` entries are the preference
@@ -67,7 +78,8 @@ class PartitionMap {
                                                std::vector<uint16_t> owners,
                                                std::string* error = nullptr);
   // Rebuilds a map received from the wire, validating it: bits in 1..MAX_PARTITION_BITS,
-  // owners.size() == 2^bits, every owner index < nodes.size(), unique node ids. On failure
+  // owners.size() == 2^bits, every owner index < nodes.size(), unique node ids, names,
+  // addresses and zones within NodeInfo::MAX_FIELD_BYTES. On failure
   // returns nullopt and, if `error` is set, says what was wrong.
 
   uint64_t version() const { return version_; }

@@ -109,8 +109,30 @@ void GossipMembership::apply(GossipChanges changes) {
 }
 
 void GossipMembership::gossip(wire::GossipState::Reader in, wire::GossipState::Builder out) {
-  apply(round_.receive(decode(in), nowMicros()));
+  // The whole message is decoded, and so validated, before any of it is applied: one bad
+  // record (an oversized name, say) refuses the message, and the sender gets the error.
+  GossipMessage message;
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { message = decode(in); })) {
+    logRefusal(*e);
+    kj::throwFatalException(kj::mv(*e));
+  }
+  apply(round_.receive(kj::mv(message), nowMicros()));
   encode(round_.reply(in.getMapVersion()), out);
+}
+
+void GossipMembership::logRefusal(const kj::Exception& exception) {
+  // At most one line every ten seconds: a peer sending bad gossip every round must not fill
+  // the log.
+  constexpr int64_t INTERVAL_MICROS = 10 * 1000 * 1000;
+  int64_t now = nowMicros();
+  if (refusalLoggedAt_ != INT64_MIN && now - refusalLoggedAt_ < INTERVAL_MICROS) {
+    refusalsUnlogged_++;
+    return;
+  }
+  KJ_LOG(WARNING, "refused a gossip message; nothing of it applied", exception.getDescription(),
+         refusalsUnlogged_);
+  refusalLoggedAt_ = now;
+  refusalsUnlogged_ = 0;
 }
 
 void GossipMembership::join(const std::string& address) {

@@ -93,11 +93,14 @@ class GossipMembership final : public Membership, private kj::TaskSet::ErrorHand
   bool persistQueued_ = false;  // a write of the state is in this turn's batch
   bool persistFailed_ = false;  // the last one failed (a full disk): try again next round
   kj::TaskSet tasks_;           // queued writes of the state
+  int64_t refusalLoggedAt_ = INT64_MIN;  // when a refused gossip message was last logged
+  uint64_t refusalsUnlogged_ = 0;        // refused since then, not logged one by one
 
   int64_t nowMicros() const;
   uint32_t pendingTransfers();
   bool publishHandoffPartitions();
   void apply(GossipChanges changes);
+  void logRefusal(const kj::Exception& exception);
   kj::Promise<void> exchange();
   void persist();
   void persistNow();

@@ -8,6 +8,12 @@
 // An owner that is down keeps its hints until it answers; one that has left the ring has its
 // hints sent to the key's current owners (common/coordinator/hint-policy.h decides; the
 // handoff loop stores what it cannot send yet as hints for those owners).
+//
+// A hint for a node that is not a member is refused before it gets here when the sender carried
+// the same map version as ours (the service's replicate asks checkHintOwner, hint-policy.h);
+// with another version it may name a node removed or joined since, and is accepted: while its
+// owner is not in the map, hint rounds hand it to the key's current owners, so it is not kept
+// for ever. The store itself keeps any owner it is given.
 #pragma once
 
 #include <kj/async.h>

@@ -8,6 +8,7 @@
 #include "authentication.h"
 #include "codec.h"
 #include "hash-trees.h"
+#include "hint-policy.h"
 #include "local-replica.h"
 #include "request-age.h"
 #include "server-driven.h"
@@ -128,6 +129,11 @@ class NodeImpl final : public wire::Node::Server {
                                  asStringView(wireKey.getKey()));
     refuseIfStale(age_, shared_.staleRefused, params.getSentAtMicros(),
                   params.getPatienceMicros(), Stale::REPLICATE);
+    if (params.getHintFor() != 0) {
+      if (auto problem = checkHintOwner(*map, params.getHintFor(), params.getMapVersion())) {
+        kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::str(problem->c_str())));
+      }
+    }
     auto object = decodeObject(params.getObject(), store_.limits());
     return local_.replicate(kj::mv(key), kj::mv(object), params.getHintFor())
         .then([context, map]() mutable { context.getResults().setMapVersion(map->version()); });

@@ -42,6 +42,12 @@ SyncedObject syncStored(WriteTransaction& txn, Table table, Bytes key, const Obj
   }
   out.object = sync(current, incoming);
   if (out.object == current) return out;  // nothing new: no write
+  if (auto problem = checkStorable(out.object, limits)) {
+    // Two valid replicas can merge past a limit (64 siblings each, say). Riak caps siblings
+    // and warns; here the merge is refused and the stored object kept, so the key stays
+    // readable and the sender's copy is not silently cut.
+    kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::str(problem->c_str())));
+  }
   auto words = objectToWords(out.object);
   txn.put(table, key, words.asBytes());
   out.changed = true;
@@ -92,11 +98,8 @@ kj::Promise<Object> VersionedStore::coordinatePut(StorageKey key, Versioning kin
                                                    "last-write-wins, the write is vector-clock"));
     }
     auto result = dynkv::coordinatePut(current, self_, context, value, nowMicros, usedCounters_);
-    if (result.siblings.size() > Limits::MAX_SIBLINGS) {
-      kj::throwFatalException(KJ_EXCEPTION(
-          FAILED, kj::str("too many siblings: the write would leave ", result.siblings.size(),
-                          " concurrent versions; the limit is ", Limits::MAX_SIBLINGS,
-                          ". Read the key, resolve and write with its context.")));
+    if (auto problem = checkStorable(result, limits_)) {
+      kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::str(problem->c_str())));
     }
     uint64_t counter = result.vv.counter(self_);
     usedCounters_ = std::max(usedCounters_, counter);

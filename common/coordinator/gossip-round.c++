@@ -251,6 +251,10 @@ bool GossipRound::setHandoffPartitions(const std::vector<uint32_t>& ascending) {
 }
 
 GossipChanges GossipRound::join(const std::string& address) {
+  // Checked first: the refusal below would print the address.
+  if (auto problem = checkNodeField("address", address.size())) {
+    kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::str(problem->c_str())));
+  }
   GossipChanges changes;
   auto member = byAddress(address);
   KJ_REQUIRE(member != nullptr,
@@ -267,6 +271,10 @@ GossipChanges GossipRound::join(const std::string& address) {
 }
 
 GossipChanges GossipRound::leave(const std::string& address) {
+  // Checked first: the refusal below would print the address.
+  if (auto problem = checkNodeField("address", address.size())) {
+    kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::str(problem->c_str())));
+  }
   GossipChanges changes;
   auto member = byAddress(address);
   KJ_REQUIRE(member != nullptr, "unknown node: no member has this address", address.c_str());

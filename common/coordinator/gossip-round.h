@@ -137,7 +137,8 @@ class GossipRound {
   GossipChanges leave(const std::string& address);
   // Admin commands: set the member at `address` UP (join) or LEAVING (leave) with a new status
   // version; the designated node maps the change at its next round. Throws (KJ_REQUIRE) for an
-  // address no member has, and for leaving a node that is not in the ring. Idempotent.
+  // address over NodeInfo::MAX_FIELD_BYTES (without echoing it), for an address no member has,
+  // and for leaving a node that is not in the ring. Idempotent.
 
   void observeVersion(uint64_t peerVersion);
   // A peer or client carried this map version: if it is newer, the next round should be eager.

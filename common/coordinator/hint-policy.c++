@@ -67,4 +67,14 @@ std::vector<uint64_t> hintTargets(const PartitionMap& map, uint64_t keyHash, uin
   return replicasOf(map, map.partitionOf(keyHash), n);
 }
 
+std::optional<std::string> checkHintOwner(const PartitionMap& map, uint64_t ownerId,
+                                          uint64_t senderMapVersion) {
+  if (map.empty() || map.indexOf(ownerId) || senderMapVersion != map.version()) {
+    return std::nullopt;
+  }
+  return "invalid argument: a hint for node " + std::to_string(ownerId) +
+         ", which is not a member of partition map version " + std::to_string(map.version()) +
+         " (the sender's is " + std::to_string(senderMapVersion) + "); nothing stored";
+}
+
 }  // namespace dynkv

@@ -15,6 +15,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "partition-map.h"
@@ -81,5 +83,19 @@ std::vector<uint64_t> hintTargets(const PartitionMap& map, uint64_t keyHash, uin
 // ring: the node ids of the key's current preference list, the first min(n, members) distinct
 // nodes of its partition, in preference order. Empty for an empty map or n 0. The caller decides
 // what to do about a target that is itself down (storaged keeps the write as a hint for it).
+
+std::optional<std::string> checkHintOwner(const PartitionMap& map, uint64_t ownerId,
+                                          uint64_t senderMapVersion);
+// Whether a fallback should accept a write held as a hint for `ownerId` (a replicate call's
+// hintFor), `map` being the fallback's own and `senderMapVersion` the one the sender carried.
+// nullopt to accept, else the refusal ("invalid argument: ...").
+//
+// Refused: an owner that is not a node of `map` when the sender carried this same map version.
+// The sender chose the owner from that map's preference list, so no correct sender names such a
+// node: the hint is forged or from a bug. A sender with another version is not refused: with an
+// older map it may name a node removed since, with a newer one a node that joined since, and
+// refusing would fail a correct write (its "invalid argument" stops the sender from asking
+// another fallback). Such a hint is not kept for ever either: while its owner is not in the map,
+// planHintRound routes it to the key's current owners. An empty map decides nothing (accepted).
 
 }  // namespace dynkv

@@ -208,6 +208,25 @@ TEST_CASE("the coordinator's counter never reuses a dot its context has seen") {
   CHECK(next.siblings.at(0).dot == Dot{B, 2});
 }
 
+TEST_CASE("a forged context whose counter would wrap is refused, not wrapped to an old dot") {
+  Object acked = coordinatePut(Object(), A, VersionVector(), std::string("acked"), 10);
+  for (uint64_t forged : {~uint64_t(0), Dot::MAX_COUNTER}) {
+    VersionVector context;
+    context.set(A, forged, 5);
+    CHECK_THROWS_WITH(coordinatePut(acked, A, context, std::string("next"), 20),
+                      Catch::Contains("invalid argument") && Catch::Contains("MAX_COUNTER"));
+    // A replica carrying the counter is refused the same way.
+    Object forgedReplica = acked;
+    forgedReplica.vv = context;
+    CHECK_THROWS_WITH(coordinatePut(forgedReplica, A, {}, std::string("next"), 20),
+                      Catch::Contains("MAX_COUNTER"));
+  }
+  VersionVector last;  // the highest counter that may still be minted is minted
+  last.set(A, Dot::MAX_COUNTER - 1, 5);
+  CHECK(coordinatePut(acked, A, last, std::string("next"), 20).siblings.at(0).dot ==
+        (Dot{A, Dot::MAX_COUNTER}));
+}
+
 TEST_CASE("sync is commutative, associative and idempotent over random histories") {
   for (int h = 0; h < HISTORIES; ++h) {
     uint64_t seed = 0x5eed0000 + h;

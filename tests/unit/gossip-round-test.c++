@@ -3,6 +3,7 @@
 #include "gossip-round.h"
 
 #include <catch2/catch.hpp>
+#include <kj/exception.h>
 #include <set>
 
 namespace dynkv {
@@ -59,6 +60,23 @@ TEST_CASE("gossip round: a new node joins as JOINING, a restarted one keeps its 
   CHECK(self->statusVersion == 3);
   CHECK(self->generation == 100);
   CHECK(self->heartbeat == 0);
+}
+
+TEST_CASE("gossip round: a join or leave naming an oversized address is refused without "
+          "echoing it") {
+  FakeLiveness liveness;
+  GossipRound round(options(1), MembershipState(), liveness);
+  std::string huge(1 << 20, 'x');
+  for (bool join : {true, false}) {
+    try {
+      join ? round.join(huge) : round.leave(huge);
+      FAIL("an oversized address was accepted");
+    } catch (const kj::Exception& e) {
+      std::string description = e.getDescription().cStr();
+      CHECK_THAT(description, Catch::Contains("address is 1048576 bytes; the limit is 255"));
+      CHECK(description.size() < 1000);
+    }
+  }
 }
 
 TEST_CASE("gossip round: others may change our status, never our liveness") {

@@ -82,6 +82,18 @@ TEST_CASE("hint policy: hints for an owner that left the ring go to the key's cu
   CHECK(hintTargets(map, hash, 5).size() == 3);  // N past the member count: every member
 }
 
+TEST_CASE("hint policy: a hint for a node the sender's own map lacks is refused") {
+  auto map = ring({1, 2, 3});
+  CHECK_FALSE(checkHintOwner(map, 2, map.version()));
+  CHECK_THAT(*checkHintOwner(map, 9, map.version()),
+             Catch::StartsWith("invalid argument: a hint for node 9, which is not a member"));
+  // Another map version may hold the node (removed since, or joined since): a correct write
+  // is not failed, and planHintRound re-homes the hint while the node is not in the map.
+  CHECK_FALSE(checkHintOwner(map, 9, map.version() - 1));
+  CHECK_FALSE(checkHintOwner(map, 9, map.version() + 1));
+  CHECK_FALSE(checkHintOwner(PartitionMap(), 9, 0));
+}
+
 TEST_CASE("hint policy: with no ring, nothing is decided") {
   PartitionMap none;
   CHECK(planHintRound(none, {{1, 10}}, NONE_SUSPECTED, HintBudget{}, 0).empty());

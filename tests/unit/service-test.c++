@@ -311,6 +311,30 @@ TEST_CASE("service: a malformed replicated object is rejected and nothing is sto
   CHECK_FALSE(get.send().wait(f.io.waitScope).getFound());
 }
 
+TEST_CASE("service: a hint for a node that is not a member is refused, nothing stored") {
+  Fixture f;
+  auto node = f.node();
+  auto mapVersion = f.membership->current()->version();
+  auto hinted = [&](uint64_t owner, uint64_t senderVersion) {
+    auto req = node.replicateRequest();
+    setKey(req.initKey(), "k");
+    req.setHintFor(owner);
+    req.setMapVersion(senderVersion);
+    encodeObject(coordinatePut(Object{}, Actor{9, 1}, {}, std::string("v"), 10),
+                 req.initObject());
+    return req.send().ignoreResult();
+  };
+  CHECK_THROWS_WITH(
+      hinted(777, mapVersion).wait(f.io.waitScope),
+      Catch::Contains("invalid argument: a hint for node 777, which is not a member"));
+  CHECK(f.hints.hintCount() == 0);
+
+  // A member is accepted, and so is a node the sender's newer map may have added.
+  hinted(f.self.id, mapVersion).wait(f.io.waitScope);
+  hinted(778, mapVersion + 1).wait(f.io.waitScope);
+  CHECK(f.hints.hintCount() == 2);
+}
+
 TEST_CASE("service: a message over the receive limit is refused, not buffered") {
   Fixture f;
   auto node = f.node();

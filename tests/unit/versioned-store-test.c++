@@ -90,6 +90,59 @@ TEST_CASE("versioned store: more siblings than the limit are refused with a mess
   CHECK(f.store.get(f.key("k"))->siblings.size() == Limits::MAX_SIBLINGS);
 }
 
+TEST_CASE("versioned store: a replica whose merge would pass the sibling limit is refused, the "
+          "stored object kept readable") {
+  // Two valid objects of MAX_SIBLINGS concurrent versions each merge into twice the limit:
+  // stored, the key could never be decoded again.
+  Fixture f;
+  for (uint32_t i = 0; i < Limits::MAX_SIBLINGS; i++) f.put("k", "mine");
+  Object theirs;
+  for (uint32_t i = 0; i < Limits::MAX_SIBLINGS; i++) {
+    theirs = coordinatePut(theirs, Actor{99, 1}, {}, std::string("theirs"), 2000);
+  }
+  REQUIRE(theirs.siblings.size() == Limits::MAX_SIBLINGS);
+  auto refused = f.store.replicate(f.key("k"), theirs);
+  CHECK_THROWS_WITH(refused.wait(f.waitScope),
+                    Catch::Contains("128 siblings; the limit is 64 (MAX_SIBLINGS)"));
+  auto stored = f.store.get(f.key("k"));
+  REQUIRE(stored);
+  CHECK(values(*stored) == std::vector<std::string>(Limits::MAX_SIBLINGS, "mine"));
+
+  // The hint store merges by the same rule.
+  f.hints.storeHint(77, f.key("h"), theirs).wait(f.waitScope);
+  Object more = coordinatePut(Object{}, Actor{98, 1}, {}, std::string("x"), 3000);
+  CHECK_THROWS_WITH(f.hints.storeHint(77, f.key("h"), more).wait(f.waitScope),
+                    Catch::Contains("65 siblings"));
+  CHECK(f.store.get(f.key("h"))->siblings.size() == Limits::MAX_SIBLINGS);
+}
+
+TEST_CASE("versioned store: a replica whose merge would pass the version-vector limit is "
+          "refused, nothing stored") {
+  Fixture f;
+  f.put("k", "mine");
+  Object theirs;  // the most entries a decoder accepts, each a different node
+  for (uint64_t i = 0; i < MAX_DECODED_VV_ENTRIES; i++) theirs.vv.set(Actor{100 + i, 1}, 1, 10);
+  theirs.siblings.push_back(Sibling{Dot{Actor{100, 1}, 1}, 10, std::string("theirs")});
+  REQUIRE_FALSE(checkStorable(theirs, f.limits));
+  auto refused = f.store.replicate(f.key("k"), theirs);
+  CHECK_THROWS_WITH(refused.wait(f.waitScope),
+                    Catch::Contains("41 version-vector entries; the limit is 40"));
+  CHECK(values(*f.store.get(f.key("k"))) == std::vector<std::string>{"mine"});
+}
+
+TEST_CASE("versioned store: a forged context whose counter would wrap is refused, nothing "
+          "stored") {
+  Fixture f;
+  auto acked = f.put("k", "acked");
+  VersionVector forged;
+  forged.set(f.self, ~uint64_t(0), 5);
+  auto refused = f.store.coordinatePut(f.key("k"), Versioning::VECTOR_CLOCK, forged, "x", 1);
+  CHECK_THROWS_WITH(refused.wait(f.waitScope), Catch::Contains("MAX_COUNTER"));
+  CHECK(*f.store.get(f.key("k")) == acked);
+  // The node's counters are untouched: its next write takes the next dot.
+  CHECK(f.put("k", "after").vv.counter(f.self) == acked.vv.counter(f.self) + 1);
+}
+
 TEST_CASE("versioned store: a partition is scanned in chunks, its own keys only, from a cursor") {
   Fixture f;
   for (auto k : {"c", "a", "b"}) f.put(k, "v");
