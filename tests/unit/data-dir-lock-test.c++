@@ -13,25 +13,13 @@
 #include <kj/exception.h>
 
 #include "data-dir-lock.h"
+#include "temp-dir.h"
 
 namespace dynkv::storaged {
 namespace {
 
-struct TempDir {
-  TempDir() {
-    std::string pattern = "/tmp/dynkv-lock-test-XXXXXX";
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-  std::string path;
-};
-
 TEST_CASE("data-dir lock: a second holder is refused, naming the directory and the holder") {
-  TempDir dir;
+  TempDir dir("dynkv-lock-test");
   auto data = dir.path + "/data";  // created by the lock, as on a node's first start
   DataDirLock first(data);
 
@@ -51,7 +39,7 @@ TEST_CASE("data-dir lock: a second holder is refused, naming the directory and t
 }
 
 TEST_CASE("data-dir lock: released when its holder goes, the directory can be locked again") {
-  TempDir dir;
+  TempDir dir("dynkv-lock-test");
   { DataDirLock first(dir.path); }
   CHECK_NOTHROW(DataDirLock(dir.path));
 }

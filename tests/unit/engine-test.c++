@@ -16,7 +16,10 @@
 #include <utility>
 #include <vector>
 
+#include "temp-dir.h"
+
 using namespace dynkv::storaged;
+using dynkv::TempDir;
 
 namespace {
 
@@ -30,27 +33,12 @@ std::string str(Bytes b) {
 
 using Entries = std::vector<std::pair<std::string, std::string>>;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "dynkv-engine-test-XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-  std::string path;
-};
-
 struct MemoryFixture {
   kj::Own<StorageEngine> open() { return newMemoryEngine(); }
 };
 
 struct LmdbFixture {
-  TempDir dir;
+  TempDir dir{"dynkv-engine-test"};
   kj::Own<StorageEngine> open(Durability durability = Durability::SYNC,
                               uint64_t mapSizeBytes = uint64_t(64) << 20) {
     // A subdirectory that does not exist yet: opening creates it, parents included.
@@ -425,7 +413,7 @@ TEST_CASE("LMDB reports a full map and keeps what was committed", "[engine][lmdb
 }
 
 TEST_CASE("LMDB names the path when it cannot open", "[engine][lmdb]") {
-  TempDir dir;
+  TempDir dir("dynkv-engine-test");
   std::string file = dir.path + "/not-a-directory";
   fclose(fopen(file.c_str(), "w"));
   std::string failure =
