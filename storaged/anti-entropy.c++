@@ -206,27 +206,34 @@ kj::Promise<AntiEntropy::Report> AntiEntropy::exchangeAll(MapSnapshot map,
   return previous.catch_([](kj::Exception&&) {})
       .then([this, map, plans = kj::mv(plans), throttled, deferrable, &r]() mutable {
         running_++;
-        auto deferred = kj::heap<std::vector<ExchangePlan>>();
-        auto& d = *deferred;
-        kj::Promise<void> chain = kj::READY_NOW;
-        for (auto& plan : plans) {
-          chain = chain.then([this, map, plan = kj::mv(plan), throttled, deferrable, &r,
-                              &d]() mutable {
-            auto copy = plan;
-            return exchangeOne(map, kj::mv(plan), throttled, deferrable, r)
-                .then([&d, copy = kj::mv(copy)](bool busy) mutable {
-                  if (busy) d.push_back(kj::mv(copy));
-                });
-          });
-        }
-        return chain
-            .then([this, map, throttled, &r, &d]() {
-              return retryDeferred(map, kj::mv(d), throttled, r, DEFER_ATTEMPTS);
+        return exchangeEach(map, kj::mv(plans), throttled, deferrable, r)
+            .then([this, map, throttled, &r](std::vector<ExchangePlan> deferred) {
+              return retryDeferred(map, kj::mv(deferred), throttled, r, DEFER_ATTEMPTS);
             })
-            .attach(kj::mv(deferred), kj::defer([this]() { running_--; }));
+            .attach(kj::defer([this]() { running_--; }));
       })
       .attach(kj::mv(turn))
       .then([report = kj::mv(report)]() mutable { return kj::mv(*report); });
+}
+
+kj::Promise<std::vector<ExchangePlan>> AntiEntropy::exchangeEach(MapSnapshot map,
+                                                                 std::vector<ExchangePlan> plans,
+                                                                 bool throttled, bool deferrable,
+                                                                 Report& report) {
+  auto busy = kj::heap<std::vector<ExchangePlan>>();
+  auto& b = *busy;
+  kj::Promise<void> chain = kj::READY_NOW;
+  for (auto& plan : plans) {
+    chain = chain.then([this, map, plan = kj::mv(plan), throttled, deferrable, &report,
+                        &b]() mutable {
+      auto copy = plan;
+      return exchangeOne(map, kj::mv(plan), throttled, deferrable, report)
+          .then([&b, copy = kj::mv(copy)](bool peerBusy) mutable {
+            if (peerBusy) b.push_back(kj::mv(copy));
+          });
+    });
+  }
+  return chain.then([&b]() { return kj::mv(b); }).attach(kj::mv(busy));
 }
 
 kj::Promise<void> AntiEntropy::retryDeferred(MapSnapshot map, std::vector<ExchangePlan> plans,
@@ -238,26 +245,13 @@ kj::Promise<void> AntiEntropy::retryDeferred(MapSnapshot map, std::vector<Exchan
     report.deferred += uint32_t(plans.size());
     return kj::READY_NOW;
   }
-  auto again = kj::heap<std::vector<ExchangePlan>>();
-  auto& a = *again;
   return timer_.afterDelay(DEFER_WAIT)
-      .then([this, map, plans = kj::mv(plans), throttled, &report, &a]() mutable {
-        kj::Promise<void> chain = kj::READY_NOW;
-        for (auto& plan : plans) {
-          chain = chain.then([this, map, plan = kj::mv(plan), throttled, &report, &a]() mutable {
-            auto copy = plan;
-            return exchangeOne(map, kj::mv(plan), throttled, true, report)
-                .then([&a, copy = kj::mv(copy)](bool busy) mutable {
-                  if (busy) a.push_back(kj::mv(copy));
-                });
-          });
-        }
-        return chain;
+      .then([this, map, plans = kj::mv(plans), throttled, &report]() mutable {
+        return exchangeEach(map, kj::mv(plans), throttled, true, report);
       })
-      .then([this, map, throttled, &report, &a, attempts]() {
-        return retryDeferred(map, kj::mv(a), throttled, report, attempts - 1);
-      })
-      .attach(kj::mv(again));
+      .then([this, map, throttled, &report, attempts](std::vector<ExchangePlan> still) {
+        return retryDeferred(map, kj::mv(still), throttled, report, attempts - 1);
+      });
 }
 
 kj::Promise<bool> AntiEntropy::exchangeOne(MapSnapshot map, ExchangePlan plan, bool throttled,

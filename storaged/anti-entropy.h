@@ -175,6 +175,11 @@ class AntiEntropy {
   kj::Promise<bool> exchangeOne(MapSnapshot map, ExchangePlan plan, bool throttled,
                                 bool deferrable, Report& report);
   // Resolves to whether the peer was busy (only if `deferrable`): nothing was exchanged.
+  kj::Promise<std::vector<ExchangePlan>> exchangeEach(MapSnapshot map,
+                                                      std::vector<ExchangePlan> plans,
+                                                      bool throttled, bool deferrable,
+                                                      Report& report);
+  // One exchange after another; resolves to the plans whose peer answered busy.
   kj::Promise<void> retryDeferred(MapSnapshot map, std::vector<ExchangePlan> plans,
                                   bool throttled, Report& report, int attempts);
   kj::Promise<void> drive(Run& run);
