@@ -188,6 +188,19 @@ Object coordinatePut(const Object& local, const Actor& self, const VersionVector
   return result;
 }
 
+Object retract(const Object& local, const Dot& dot, const Actor& self, int64_t nowMicros,
+               uint64_t usedCounters) {
+  auto minted = std::find_if(local.siblings.begin(), local.siblings.end(),
+                             [&dot](const Sibling& s) { return s.dot == dot; });
+  if (minted == local.siblings.end()) return local;
+  if (local.siblings.size() == 1) {
+    return coordinatePut(local, self, local.vv, std::nullopt, nowMicros, usedCounters);
+  }
+  Object result = local;
+  result.siblings.erase(result.siblings.begin() + (minted - local.siblings.begin()));
+  return result;
+}
+
 Object sync(const Object& a, const Object& b) {
   bool aEmpty = a.empty();
   bool bEmpty = b.empty();

@@ -141,6 +141,17 @@ Object coordinatePut(const Object& local, const Actor& self, const VersionVector
 // newer write, a client's context) would take a new dot with a reused counter for one it has
 // already seen, and drop it. Counters above every one ever used cannot be mistaken so.
 
+Object retract(const Object& local, const Dot& dot, const Actor& self, int64_t nowMicros,
+               uint64_t usedCounters = 0);
+// Takes back a version this node minted (coordinatePut) whose writer never had the answer: the
+// writer gave up and had the same write coordinated by another replica, and two versions of
+// one write would be concurrent with everything after it (a delete whose context saw only the
+// other would leave this one standing). Removes the sibling of `dot` and keeps the vv, which
+// still covers it, so every copy it reached drops it on sync. If no sibling would be left, the
+// result is a tombstone minted as coordinatePut does (context local.vv): an object without
+// siblings syncs as nothing and would not take the version back anywhere. Returns `local`
+// unchanged if `dot` is not one of its siblings (a later write superseded it already).
+
 Object sync(const Object& a, const Object& b);
 // Merge of two replicas' objects. VECTOR_CLOCK: keep each sibling that the other side also
 // has or whose dot the other side's vv does not cover; vv = merge. LAST_WRITE_WINS: keep the

@@ -3,6 +3,9 @@
 #include <kj/debug.h>
 #include <kj/time.h>
 
+#include <algorithm>
+#include <unordered_map>
+
 #include "admission.h"
 #include "anti-entropy.h"
 #include "authentication.h"
@@ -22,6 +25,39 @@ int64_t nowMicros() {
   return (kj::systemPreciseCalendarClock().now() - kj::UNIX_EPOCH) / kj::MICROSECONDS;
 }
 
+struct SenderAge final : public kj::Refcounted {
+  // The RequestAge of one sender's clock, shared by that sender's connections.
+  RequestAge age;
+};
+
+class SenderAges {
+  // One RequestAge per sender clock (Gateway.authenticate's `clock`), bounded: past
+  // MAX_SENDERS clocks, one that no connection uses any more makes room, and if every one is
+  // in use the new connection measures its requests alone, as a sender that names no clock
+  // does.
+ public:
+  static constexpr size_t MAX_SENDERS = 4096;
+
+  kj::Own<SenderAge> forClock(uint64_t clock) {
+    if (clock == 0) return kj::refcounted<SenderAge>();
+    auto found = ages_.find(clock);
+    if (found != ages_.end()) return kj::addRef(*found->second);
+    if (ages_.size() >= MAX_SENDERS) {
+      auto unused = std::find_if(ages_.begin(), ages_.end(),
+                                 [](auto& entry) { return !entry.second->isShared(); });
+      if (unused == ages_.end()) return kj::refcounted<SenderAge>();
+      ages_.erase(unused);
+    }
+    auto age = kj::refcounted<SenderAge>();
+    auto ref = kj::addRef(*age);
+    ages_.emplace(clock, kj::mv(age));
+    return ref;
+  }
+
+ private:
+  std::unordered_map<uint64_t, kj::Own<SenderAge>> ages_;
+};
+
 struct NodeShared {
   // What the Node of every connection shares: one LocalReplica answers them all.
   NodeShared(VersionedStore& store, HintStore& hints, Membership& membership,
@@ -36,6 +72,8 @@ struct NodeShared {
   LocalReplica local;
   ServerDriven* serverDriven;
   uint64_t staleRefused = 0;  // write requests refused as too old (logged now and then)
+  uint64_t retracted = 0;     // coordinated writes taken back: answered after the sender left
+  SenderAges senderAges;
 };
 
 enum class Stale { COORDINATE_PUT, REPLICATE, AE_PUSH };
@@ -74,10 +112,12 @@ void refuseIfStale(RequestAge& age, uint64_t& refused, int64_t sentAtMicros,
 
 class NodeImpl final : public wire::Node::Server {
   // Decodes each replica call, has the LocalReplica answer it, and encodes the answer. One per
-  // connection: it measures how long that connection's requests waited (RequestAge).
+  // connection; it measures how long requests waited (RequestAge) on the sender's clock, with
+  // the sender's other connections (SenderAges).
  public:
-  explicit NodeImpl(NodeShared& shared)
+  NodeImpl(NodeShared& shared, kj::Own<SenderAge> age)
       : shared_(shared),
+        age_(kj::mv(age)),
         store_(shared.store),
         membership_(shared.membership),
         local_(shared.local),
@@ -108,16 +148,23 @@ class NodeImpl final : public wire::Node::Server {
     KJ_REQUIRE(params.getKind() == wire::NamespaceKind::VECTOR_CLOCK,
                "coordinatePut is for vector-clock namespaces; last-write-wins writes replicate "
                "directly");
-    refuseIfStale(age_, shared_.staleRefused, params.getSentAtMicros(),
+    refuseIfStale(age_->age, shared_.staleRefused, params.getSentAtMicros(),
                   params.getPatienceMicros(), Stale::COORDINATE_PUT);
     std::optional<std::string> value;
     if (!params.getTombstone()) value = std::string(asStringView(params.getValue()));
     auto vv = decodeVersionVector(params.getContext());
-    return local_.coordinatePut(kj::mv(key), kj::mv(vv), kj::mv(value), nowMicros())
-        .then([context, map](Object object) mutable {
+    int64_t sentAt = params.getSentAtMicros();
+    uint64_t patience = params.getPatienceMicros();
+    return local_.coordinatePut(key, kj::mv(vv), kj::mv(value), nowMicros())
+        .then([this, context, map, key, sentAt, patience](Object object) mutable
+              -> kj::Promise<void> {
+          if (abandonedRequest(age_->age.ageAt(sentAt, monotonicMicros()), patience)) {
+            return retractUnanswered(kj::mv(key), object, patience);
+          }
           auto results = context.getResults();
           results.setMapVersion(map->version());
           encodeObject(object, results.initObject());
+          return kj::READY_NOW;
         });
   }
 
@@ -127,7 +174,7 @@ class NodeImpl final : public wire::Node::Server {
     auto wireKey = params.getKey();
     auto key = local_.storageKey(*map, asStringView(wireKey.getNamespace()),
                                  asStringView(wireKey.getKey()));
-    refuseIfStale(age_, shared_.staleRefused, params.getSentAtMicros(),
+    refuseIfStale(age_->age, shared_.staleRefused, params.getSentAtMicros(),
                   params.getPatienceMicros(), Stale::REPLICATE);
     if (params.getHintFor() != 0) {
       if (auto problem = checkHintOwner(*map, params.getHintFor(), params.getMapVersion())) {
@@ -176,11 +223,30 @@ class NodeImpl final : public wire::Node::Server {
 
  private:
   NodeShared& shared_;
+  kj::Own<SenderAge> age_;
   VersionedStore& store_;
   Membership& membership_;
   LocalReplica& local_;
   ServerDriven* serverDriven_;
-  RequestAge age_;
+
+  kj::Promise<void> retractUnanswered(StorageKey key, const Object& object, uint64_t patience) {
+    // The version is committed, but its writer stopped waiting before it was (this node was
+    // paused, or cut off, between reading the request and answering): the writer has had the
+    // write coordinated by another replica, and this second version of it, which no answer
+    // ever showed, would outlive a delete made with that replica's context. Taken back here;
+    // the sender never sees this answer.
+    Dot minted{store_.self(), object.vv.counter(store_.self())};
+    return store_.retract(kj::mv(key), minted, nowMicros())
+        .then([this, patience](bool retracted) -> kj::Promise<void> {
+          if (shared_.retracted++ % 100 == 0) {
+            KJ_LOG(WARNING, "took back coordinated writes whose sender had given up",
+                   patience / 1000, retracted, shared_.retracted);
+          }
+          return KJ_EXCEPTION(FAILED, kj::str("too late: the write was coordinated after its "
+                                              "sender stopped waiting (", patience / 1000,
+                                              " ms), so it was taken back"));
+        });
+  }
 
   ServerDriven& serverDriven() {
     if (serverDriven_ == nullptr) {
@@ -200,11 +266,12 @@ AntiEntropy& antiEntropyOf(AntiEntropy* antiEntropy) {
 }
 
 class PeerImpl final : public wire::Peer::Server {
-  // Node-to-node calls: gossip, partition streaming and anti-entropy. One per connection, so
-  // that it measures how long that connection's pushes waited (RequestAge), as NodeImpl does.
+  // Node-to-node calls: gossip, partition streaming and anti-entropy. One per connection; it
+  // measures how long pushes waited (RequestAge) on the sender's clock, as NodeImpl does.
  public:
-  PeerImpl(NodeShared& shared, AntiEntropy* antiEntropy)
+  PeerImpl(NodeShared& shared, kj::Own<SenderAge> age, AntiEntropy* antiEntropy)
       : shared_(shared),
+        age_(kj::mv(age)),
         store_(shared.store),
         membership_(shared.membership),
         antiEntropy_(antiEntropy) {}
@@ -231,7 +298,7 @@ class PeerImpl final : public wire::Peer::Server {
 
   kj::Promise<void> aePush(AePushContext context) override {
     auto params = context.getParams();
-    refuseIfStale(age_, shared_.staleRefused, params.getSentAtMicros(),
+    refuseIfStale(age_->age, shared_.staleRefused, params.getSentAtMicros(),
                   params.getPatienceMicros(), Stale::AE_PUSH);
     return antiEntropyOf(antiEntropy_).answerPush(params);
   }
@@ -269,10 +336,10 @@ class PeerImpl final : public wire::Peer::Server {
 
  private:
   NodeShared& shared_;
+  kj::Own<SenderAge> age_;
   VersionedStore& store_;
   Membership& membership_;
   AntiEntropy* antiEntropy_;
-  RequestAge age_;
 };
 
 class AdminImpl final : public wire::Admin::Server {
@@ -416,8 +483,10 @@ class GatewayImpl final : public wire::Gateway::Server {
           });
     }
     auto results = context.getResults();
-    results.setNode(kj::heap<NodeImpl>(shared_.node));
-    results.setPeer(kj::heap<PeerImpl>(shared_.node, shared_.options.antiEntropy));
+    // Both measure request ages on the sender's clock, with its other connections'.
+    auto age = shared_.node.senderAges.forClock(params.getClock());
+    results.setNode(kj::heap<NodeImpl>(shared_.node, kj::addRef(*age)));
+    results.setPeer(kj::heap<PeerImpl>(shared_.node, kj::mv(age), shared_.options.antiEntropy));
     results.setAdmin(shared_.admin);
     return kj::READY_NOW;
   }

@@ -101,22 +101,42 @@ kj::Promise<Object> VersionedStore::coordinatePut(StorageKey key, Versioning kin
     if (auto problem = checkStorable(result, limits_)) {
       kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::str(problem->c_str())));
     }
-    uint64_t counter = result.vv.counter(self_);
-    usedCounters_ = std::max(usedCounters_, counter);
-    if (counter >= counterLease_) {
-      // Leased in the write's own transaction: it is on disk before the dot is acknowledged.
-      uint64_t lease = counter + COUNTER_LEASE;
-      kj::byte bytes[8];
-      for (int i = 0; i < 8; i++) bytes[i] = kj::byte(lease >> (56 - 8 * i));
-      txn.put(Table::META, kj::arrayPtr(COUNTER_LEASE_KEY, sizeof(COUNTER_LEASE_KEY)),
-              kj::arrayPtr(bytes, 8));
-      txn.onCommit([this, lease]() { counterLease_ = std::max(counterLease_, lease); });
-    }
-    auto words = objectToWords(result);
-    txn.put(Table::OBJECTS, bytesOf(engineKey), words.asBytes());
-    trees_.written(txn, engineKey, result);
+    storeMinted(txn, engineKey, result);
     return result;
   });
+}
+
+kj::Promise<bool> VersionedStore::retract(StorageKey key, Dot dot, int64_t nowMicros) {
+  return commits_.write<bool>([this, engineKey = encodeStorageKey(key), dot,
+                               nowMicros](BatchTransaction& txn) {
+    Object current;
+    KJ_IF_MAYBE(bytes, txn.get(Table::OBJECTS, bytesOf(engineKey))) {
+      current = objectFromBytes(*bytes, limits_);
+    }
+    if (current.kind != Versioning::VECTOR_CLOCK) return false;
+    auto result = dynkv::retract(current, dot, self_, nowMicros, usedCounters_);
+    if (result == current) return false;
+    storeMinted(txn, engineKey, result);
+    return true;
+  });
+}
+
+void VersionedStore::storeMinted(BatchTransaction& txn, const std::string& engineKey,
+                                 const Object& result) {
+  uint64_t counter = result.vv.counter(self_);
+  usedCounters_ = std::max(usedCounters_, counter);
+  if (counter >= counterLease_) {
+    // Leased in the write's own transaction: it is on disk before the dot is acknowledged.
+    uint64_t lease = counter + COUNTER_LEASE;
+    kj::byte bytes[8];
+    for (int i = 0; i < 8; i++) bytes[i] = kj::byte(lease >> (56 - 8 * i));
+    txn.put(Table::META, kj::arrayPtr(COUNTER_LEASE_KEY, sizeof(COUNTER_LEASE_KEY)),
+            kj::arrayPtr(bytes, 8));
+    txn.onCommit([this, lease]() { counterLease_ = std::max(counterLease_, lease); });
+  }
+  auto words = objectToWords(result);
+  txn.put(Table::OBJECTS, bytesOf(engineKey), words.asBytes());
+  trees_.written(txn, engineKey, result);
 }
 
 kj::Promise<void> VersionedStore::replicate(StorageKey key, Object object) {

@@ -50,6 +50,11 @@ class VersionedStore {
   // message says to read, resolve and write with the context); a refusal fails only this
   // write. Resolves to the stored object once committed.
 
+  kj::Promise<bool> retract(StorageKey key, Dot dot, int64_t nowMicros);
+  // Takes back the version `dot` that coordinatePut minted here, once its writer is known to
+  // have given up on the answer (dvv retract: the sibling goes, the vv keeps covering it; a
+  // tombstone if it was the only one). Resolves to whether the stored object still held it.
+
   kj::Promise<void> replicate(StorageKey key, Object object);
   // Stores sync(local, object) once committed (nothing is written if that adds nothing).
   // Refuses an object whose kind differs from the stored one's.
@@ -82,6 +87,9 @@ class VersionedStore {
   // copies: hints held for others are not part of a partition it hands over.
 
  private:
+  void storeMinted(BatchTransaction& txn, const std::string& engineKey, const Object& result);
+  // Writes an object holding a dot this node just minted, with the counter lease the dot needs.
+
   GroupCommit& commits_;
   const HintStore& hints_;
   HashTrees& trees_;

@@ -5,6 +5,7 @@
 
 #include "buffered-stream.h"
 #include "codec.h"
+#include "request-age.h"
 
 namespace dynkv {
 
@@ -91,6 +92,7 @@ NodePool::Entry& NodePool::entry(const std::string& address) {
               auto request = gateway.authenticateRequest();
               request.setCluster(cluster_);
               request.setSecret(asData(secret_));
+              request.setClock(monotonicClockId());
               return request.send().then([](AuthResponse&& r) {
                 return Caps{r.getNode(), r.getPeer(), r.getAdmin()};
               });

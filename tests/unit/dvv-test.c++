@@ -167,6 +167,37 @@ TEST_CASE("two blind writes through the same coordinator both survive as sibling
   CHECK(o.siblings.size() == 3);
 }
 
+TEST_CASE("a retracted version leaves every copy it reached; the others' writes stay") {
+  // A's write of "milk" was never answered: the writer had it coordinated again by B, then
+  // deleted what B's answer showed it. A takes its version back.
+  Object atA = coordinatePut(Object(), A, VersionVector(), std::string("eggs"), 5);
+  atA = coordinatePut(atA, A, VersionVector(), std::string("milk"), 10);  // dot A:2
+  REQUIRE(atA.siblings.size() == 2);
+  Object pushedEarly = atA;  // anti-entropy copied it before the retraction
+  Object retracted = retract(atA, Dot{A, 2}, A, 20);
+  REQUIRE(retracted.siblings.size() == 1);
+  CHECK(retracted.siblings[0].value == std::optional<std::string>("eggs"));
+  CHECK(retracted.vv.covers(Dot{A, 2}));
+  checkWellFormed(retracted);
+  Object atC = sync(pushedEarly, coordinatePut(Object(), B, VersionVector(), "milk", 11));
+  Object healed = sync(atC, retracted);
+  CHECK(values(healed) == std::vector<std::optional<std::string>>{"eggs", "milk"});
+  CHECK(std::none_of(healed.siblings.begin(), healed.siblings.end(),
+                     [](const Sibling& s) { return s.dot == Dot{A, 2}; }));
+
+  // The only version: a tombstone replaces it, or a copy holding it would keep it.
+  Object alone = coordinatePut(Object(), A, VersionVector(), std::string("milk"), 10);
+  Object gone = retract(alone, Dot{A, 1}, A, 20);
+  REQUIRE(gone.siblings.size() == 1);
+  CHECK(gone.siblings[0].isTombstone());
+  CHECK(gone.siblings[0].dot == Dot{A, 2});
+  CHECK(sync(alone, gone) == gone);
+
+  // Superseded already (a later write's context covered it): nothing to take back.
+  Object later = coordinatePut(alone, B, alone.vv, std::string("bread"), 30);
+  CHECK(retract(later, Dot{A, 1}, A, 40) == later);
+}
+
 TEST_CASE("a write whose context covers the siblings replaces them") {
   Object o = coordinatePut(Object(), A, VersionVector(), std::string("x"), 10);
   o = coordinatePut(o, A, VersionVector(), std::string("y"), 20);

@@ -44,3 +44,17 @@ TEST_CASE("request age: stale means half the sender's patience used up on the wa
   CHECK(staleRequest(500'000, 1'000'000));
   CHECK_FALSE(staleRequest(60'000'000, 0));  // a sender that did not say is never refused
 }
+
+TEST_CASE("request age: an answer ready after the sender's patience is abandoned") {
+  RequestAge age;
+  age.observe(0, 5'000'100);
+  // Read fresh (100 us after the floor), then the node was paused for 3 s before answering.
+  CHECK(age.observe(1'000'000, 6'000'100) == 0);
+  CHECK(age.ageAt(1'000'000, 6'000'100) == 0);
+  int64_t waited = age.ageAt(1'000'000, 9'000'100);
+  CHECK(waited == 3'000'000 - 3'000);  // less the floor's drift allowance, never more
+  CHECK(dynkv::abandonedRequest(waited, 2'000'000));
+  CHECK_FALSE(dynkv::abandonedRequest(waited, 5'000'000));
+  CHECK_FALSE(dynkv::abandonedRequest(waited, 0));
+  CHECK(RequestAge().ageAt(1'000'000, 60'000'000) == 0);  // nothing observed: no estimate
+}

@@ -64,10 +64,12 @@ struct Fixture {
     timer.advanceTo(timer.now() + AuthenticationGuard::FAILURE_PENALTY_MILLIS * kj::MILLISECONDS);
   }
 
-  wire::Node::Client node() {
+  wire::Node::Client node(uint64_t senderClock = 0) {
+    // A new connection's Node; `senderClock` is the clock the sender names (0: none).
     auto req = gateway().authenticateRequest();
     req.setCluster("test");
     req.setSecret(asData("s3cret"));
+    req.setClock(senderClock);
     return req.send().getNode();
   }
 };
@@ -217,10 +219,31 @@ TEST_CASE("service: a coordinatePut read after its sender gave up is refused, mi
   REQUIRE(object.siblings.size() == 1);
   CHECK(*object.siblings[0].value == "fresh");
 
-  // Each Node the gateway grants (one per connection) measures its own sender's requests: the
-  // first sets its floor.
+  // A Node whose sender names no clock measures that connection's requests alone: the first
+  // sets its floor.
   auto other = f.node();
   CHECK_NOTHROW(put(other, "k2", "v", now - 10'000'000).wait(f.io.waitScope));
+}
+
+TEST_CASE("service: a sender's new connection is measured on its clock, so a first request "
+          "read late is refused too") {
+  // A paused node's socket queues a fresh connection's first request; the sender gives up and
+  // asks another replica. Its earlier connections have set the floor of its clock.
+  Fixture f;
+  int64_t now = monotonicMicros();
+  auto put = [&](wire::Node::Client to, const char* key, int64_t sentAt) {
+    auto request = to.coordinatePutRequest();
+    setKey(request.initKey(), key);
+    request.setValue(asData("v"));
+    request.setSentAtMicros(sentAt);
+    request.setPatienceMicros(1'000'000);
+    return request.send().ignoreResult();
+  };
+  put(f.node(7), "a", now).wait(f.io.waitScope);
+  auto late = put(f.node(7), "b", now - 10'000'000);
+  CHECK_THAT(failureOf(late, f.io.waitScope), Catch::Contains("stale request"));
+  // Another sender's clock has a floor of its own.
+  CHECK_NOTHROW(put(f.node(8), "c", now - 10'000'000).wait(f.io.waitScope));
 }
 
 TEST_CASE("service: a replicated copy read after its sender gave up is refused, storing nothing") {

@@ -26,6 +26,32 @@ TEST_CASE("versioned store: coordinator writes mint dots of this node and keep c
   CHECK(values(resolved) == std::vector<std::string>{"ab"});
 }
 
+TEST_CASE("versioned store: a retracted version is gone, a concurrent one stays, and a second "
+          "retraction finds nothing") {
+  Fixture f;
+  f.put("k", "a");
+  auto both = f.put("k", "b");
+  auto minted = both.siblings[1].dot;
+  auto rootBefore = f.trees.digest();
+  CHECK(f.store.retract(f.key("k"), minted, 50).wait(f.waitScope));
+  auto stored = f.store.get(f.key("k"));
+  REQUIRE(stored);
+  CHECK(values(*stored) == std::vector<std::string>{"a"});
+  CHECK(stored->vv.covers(minted));
+  CHECK(f.trees.digest() != rootBefore);  // the tree follows, so anti-entropy spreads it
+  CHECK_FALSE(f.store.retract(f.key("k"), minted, 60).wait(f.waitScope));
+  CHECK_FALSE(f.store.retract(f.key("absent"), minted, 60).wait(f.waitScope));
+
+  // The only version: a tombstone with a dot above every counter used stands in for it.
+  auto alone = f.put("j", "c");
+  CHECK(f.store.retract(f.key("j"), alone.siblings[0].dot, 70).wait(f.waitScope));
+  auto tombstone = f.store.get(f.key("j"));
+  REQUIRE(tombstone);
+  REQUIRE(tombstone->siblings.size() == 1);
+  CHECK(tombstone->siblings[0].isTombstone());
+  CHECK(tombstone->siblings[0].dot.counter > alone.siblings[0].dot.counter);
+}
+
 TEST_CASE("versioned store: writes in one event-loop turn share one transaction (group commit)") {
   Fixture f;
   int before = f.engine.writes;
