@@ -81,7 +81,20 @@ for script in postinst prerm postrm; do
   [[ -x $WORK/control/$script ]] || fail "dynkv-server has no executable $script"
   sh -n "$WORK/control/$script" || fail "$script is not valid sh"
 done
-grep -q 'adduser --system' "$WORK/control/postinst" || fail "postinst creates no system user"
+# postinst configure on a machine without the user, its commands stubbed (each logs its
+# arguments): it creates the system user, the data dir and the config's permissions.
+mkdir -p "$WORK/stubs"
+for command in getent adduser install chown chmod systemctl; do
+  printf '#!/bin/sh\necho "%s $*" >>"%s"\n%s\n' "$command" "$WORK/calls" \
+    "$([[ $command == getent ]] && echo 'exit 2' || echo 'exit 0')" >"$WORK/stubs/$command"
+  chmod +x "$WORK/stubs/$command"
+done
+PATH=$WORK/stubs:$PATH "$WORK/control/postinst" configure "" || fail "postinst failed"
+for call in "adduser --system --group --quiet --home /var/lib/dynkv" \
+            "install -d -o dynkv -g dynkv -m 0750 /var/lib/dynkv" \
+            "chown root:dynkv /etc/dynkv/storaged.toml" "chmod 0640 /etc/dynkv/storaged.toml"; do
+  grep -qF "$call" "$WORK/calls" || fail "postinst did not run '$call': $(<"$WORK/calls")"
+done
 shlibs=$(dpkg-deb -I "$LIB" shlibs)
 grep -q "^libdynkv $MAJOR libdynkv$MAJOR" <<<"$shlibs" ||
   fail "libdynkv$MAJOR has no shlibs entry: $shlibs"
