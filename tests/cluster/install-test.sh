@@ -9,11 +9,8 @@ BUILD=$1
 APP=$2
 CMAKE=$3
 MAKE_PROGRAM=$4
-
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/local-cluster.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/sdk-check.sh"
 
 WORK=$(mktemp -d /tmp/dynkv-install-test-XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -21,26 +18,8 @@ PREFIX=$WORK/prefix
 
 "$CMAKE" --install "$BUILD" --prefix "$PREFIX" >"$WORK/install.log" 2>&1 ||
   { cat "$WORK/install.log"; fail "cmake --install failed"; }
-[[ -f $PREFIX/include/dynkv/client.h ]] || fail "client.h not installed"
-for header in "$PREFIX"/include/dynkv/*.h; do
-  grep -q 'capnp\.h' "$header" && fail "$header exposes generated Cap'n Proto headers"
-done
-LIBDIR=$(dirname "$(find "$PREFIX" -name 'libdynkv.so*' -print -quit)")
-[[ -d $LIBDIR && $LIBDIR != . ]] || fail "libdynkv.so not installed"
-
-"$CMAKE" -S "$APP" -B "$WORK/build" -G Ninja -DCMAKE_MAKE_PROGRAM="$MAKE_PROGRAM" \
-  -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_BUILD_TYPE=Release >"$WORK/configure.log" 2>&1 ||
-  { cat "$WORK/configure.log"; fail "configuring the application failed"; }
-"$CMAKE" --build "$WORK/build" >"$WORK/build.log" 2>&1 ||
-  { cat "$WORK/build.log"; fail "building the application failed"; }
-
-# A port nothing listens on: bound by nobody now, picked below the ephemeral range.
-port_listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-port=$((20000 + RANDOM % 12000))
-while port_listening "$port"; do port=$((20000 + RANDOM % 12000)); done
-
-out=$(LD_LIBRARY_PATH="$LIBDIR" "$WORK/build/app" "127.0.0.1:$port" 2>&1)
-code=$?
-echo "$out"
-((code == 0)) || fail "the application exited with $code"
-[[ $out == *"install-app OK"* ]] || fail "the application did not report OK"
+# The unit and /etc's config are the package's alone (absolute destinations): a prefix
+# install writes nothing outside its prefix.
+outside=$(grep -E '^-- (Installing|Up-to-date): ' "$WORK/install.log" | grep -v " $PREFIX/")
+[[ -z $outside ]] || fail "cmake --install wrote outside the prefix: $outside"
+check_sdk "$PREFIX" "$WORK" "$APP" "$CMAKE" "$MAKE_PROGRAM"
