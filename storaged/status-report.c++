@@ -218,7 +218,9 @@ updated <span id="updated">never</span> <span id="error"></span></div>
 <th>phi</th><th>map</th><th>http</th></tr></thead><tbody></tbody></table></div>
 <div class="card"><h2>Ring</h2>
 <svg id="ring" width="300" height="300" viewBox="-150 -150 300 300" role="img"
-aria-label="partitions by owner"></svg></div>
+aria-label="partitions by owner"></svg>
+<div class="sub">outer: each partition in its owner's colour (as in Members)<br>
+inner: each owner's share of the ring</div></div>
 </div>
 <div class="grid">
 <div class="card"><h2>Latency on this node</h2>
@@ -240,14 +242,18 @@ if(cls)td.className=cls;row.appendChild(td);return td;}
 function rows(table,items,fill){const body=$(table).tBodies[0];body.replaceChildren();
 for(const it of items){const tr=document.createElement("tr");fill(tr,it);body.appendChild(tr);}}
 function ring(owners){const svg=$("ring"),NS="http://www.w3.org/2000/svg";svg.replaceChildren();
-const n=owners.length,R=130,r=80;if(!n)return;
-for(let p=0;p<n;p++){const a0=2*Math.PI*p/n-Math.PI/2,a1=2*Math.PI*(p+1)/n-Math.PI/2;
+const n=owners.length;if(!n)return;
 const pt=(rad,a)=>(rad*Math.cos(a)).toFixed(2)+" "+(rad*Math.sin(a)).toFixed(2);
-const path=document.createElementNS(NS,"path");
-path.setAttribute("d","M"+pt(r,a0)+"L"+pt(R,a0)+"A"+R+" "+R+" 0 0 1 "+pt(R,a1)+"L"+pt(r,a1)+
-"A"+r+" "+r+" 0 0 0 "+pt(r,a0)+"Z");
-path.setAttribute("fill",color(owners[p]));path.setAttribute("class","partition");
-path.setAttribute("data-owner",String(owners[p]));svg.appendChild(path);}
+const arc=(R,r,f0,f1,fill,cls,owner)=>{const a0=2*Math.PI*f0-Math.PI/2,
+a1=2*Math.PI*f1-Math.PI/2,big=f1-f0>0.5?1:0,path=document.createElementNS(NS,"path");
+path.setAttribute("d","M"+pt(r,a0)+"L"+pt(R,a0)+"A"+R+" "+R+" 0 "+big+" 1 "+pt(R,a1)+
+"L"+pt(r,a1)+"A"+r+" "+r+" 0 "+big+" 0 "+pt(r,a0)+"Z");path.setAttribute("fill",fill);
+path.setAttribute("shape-rendering","crispEdges");path.setAttribute("class",cls);
+path.setAttribute("data-owner",String(owner));svg.appendChild(path);};
+for(let p=0;p<n;p++)arc(140,100,p/n,(p+1)/n,color(owners[p]),"partition",owners[p]);
+const share=new Map();for(const o of owners)share.set(o,(share.get(o)||0)+1);let at=0;
+for(const [o,c] of [...share].sort((x,y)=>x[0]-y[0])){
+arc(92,72,at/n,(at+c)/n,color(o),"share",o);at+=c;}
 const t=document.createElementNS(NS,"text");t.setAttribute("text-anchor","middle");
 t.setAttribute("dy","5");t.textContent=n+" partitions";svg.appendChild(t);}
 function show(s){
