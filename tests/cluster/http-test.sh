@@ -85,4 +85,29 @@ big=$(head -c 200000 /dev/zero | tr '\0' a)
 [[ $(code -H "X-Big: $big" "http://$(http_of 0)/metrics") != 200 ]] ||
   fail "200 KB of headers were accepted"
 [[ $(code "http://$(http_of 0)/") == 200 ]] || fail "the page is not served after a refusal"
+
+# Past 64 open connections a new one is closed unserved, and counted; once they are gone the
+# node serves again.
+refused_http() {
+  curl -sf "http://$(http_of 0)/metrics" | awk '$1 == "dynkv_refused_total{reason=\"http\"}" {
+    print $2 }'
+}
+refused_before=$(refused_http)
+fds=()
+for ((i = 0; i < 64; i++)); do
+  exec {fd}<>"/dev/tcp/127.0.0.1/$((BASE_PORT + 80))" || fail "connection $i refused"
+  fds+=("$fd")
+done
+# The 64 idle connections are accepted in order; poll until the next one is turned away.
+deadline=$((SECONDS + 10))
+until [[ $(code --max-time 2 "http://$(http_of 0)/metrics") == 000 ]]; do
+  ((SECONDS < deadline)) || fail "a 65th connection was served"
+done
+for fd in "${fds[@]}"; do exec {fd}>&-; done
+deadline=$((SECONDS + 20))
+until [[ $(code "http://$(http_of 0)/metrics") == 200 ]]; do
+  ((SECONDS < deadline)) || fail "the HTTP port does not serve again after its connections closed"
+  sleep 0.05  # polling: a closed connection has no event a script can await
+done
+(($(refused_http) > refused_before)) || fail "connections past the limit were not counted"
 echo "http-test: ok"
