@@ -248,6 +248,7 @@ void encodeMember(const Member& m, wire::Member::Builder out) {
   auto hinted = out.initHandoffPartitions(uint32_t(m.handoffPartitions.size()));
   for (uint32_t i = 0; i < hinted.size(); i++) hinted.set(i, uint16_t(m.handoffPartitions[i]));
   out.setHandoffEverywhere(m.handoffEverywhere);
+  out.setHttpAddress(m.httpAddress);
 }
 
 Member decodeMember(wire::Member::Reader in) {
@@ -282,6 +283,11 @@ Member decodeMember(wire::Member::Reader in) {
     m.handoffPartitions.push_back(p);
   }
   m.handoffEverywhere = in.getHandoffEverywhere();
+  auto http = in.getHttpAddress();
+  if (auto problem = checkNodeField("http address", http.size())) {
+    kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::str(problem->c_str()), m.info.id));
+  }
+  m.httpAddress = std::string(http.cStr(), http.size());
   return m;
 }
 

@@ -13,7 +13,7 @@ namespace {
 auto liveness(const Member& m) {
   return std::tie(m.generation, m.heartbeat, m.mapVersion, m.pendingTransfers, m.info.address,
                   m.info.name, m.info.zone, m.info.weight, m.handoffEverywhere,
-                  m.handoffPartitions);
+                  m.handoffPartitions, m.httpAddress);
 }
 
 void takeLiveness(Member& into, const Member& from) {
@@ -24,6 +24,7 @@ void takeLiveness(Member& into, const Member& from) {
   into.pendingTransfers = from.pendingTransfers;
   into.handoffPartitions = from.handoffPartitions;
   into.handoffEverywhere = from.handoffEverywhere;
+  into.httpAddress = from.httpAddress;
 }
 
 }  // namespace
@@ -47,7 +48,8 @@ bool Member::operator==(const Member& o) const {
   return heartbeat == o.heartbeat && generation == o.generation && status == o.status &&
          statusVersion == o.statusVersion && mapVersion == o.mapVersion &&
          pendingTransfers == o.pendingTransfers && handoffEverywhere == o.handoffEverywhere &&
-         handoffPartitions == o.handoffPartitions && info == o.info;
+         handoffPartitions == o.handoffPartitions && info == o.info &&
+         httpAddress == o.httpAddress;
 }
 
 bool Member::holdsHandoffFor(uint32_t partition) const {

@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "partition-map.h"
@@ -47,6 +48,9 @@ struct Member {
   // tree, so a partition's tombstones are not collected while anyone still holds such writes.
   bool handoffEverywhere = false;
   // It holds such writes for more partitions than the list may name: take every partition.
+  std::string httpAddress;
+  // HOST:PORT of the node's HTTP port (metrics, status page); empty: none. The node's own, like
+  // its address: a liveness field, at most NodeInfo::MAX_FIELD_BYTES.
 
   static constexpr size_t MAX_HANDOFF_PARTITIONS = 256;
 

@@ -177,6 +177,9 @@ struct Member {
   # and data of partitions it is no replica of). Their tombstones are not collected meanwhile
   # (such a write may be one a tombstone covers).
   handoffEverywhere @8 :Bool;   # such writes for more partitions than the list may name
+  httpAddress @9 :Text;
+  # HOST:PORT of the node's HTTP port (/metrics, the status page); empty: it serves none. At
+  # most 255 bytes, like the NodeInfo fields.
 }
 
 struct GossipState {

@@ -79,6 +79,8 @@ const std::vector<Setting>& settings() {
       text("listen", "HOST:PORT", "address to accept clients and peers on", &Config::listen),
       text("advertise", "HOST:PORT", "address peers and clients reach this node at "
            "(default --listen)", &Config::advertise),
+      text("http", "HOST:PORT", "address to serve /metrics and the status page on over HTTP "
+           "(default none: no HTTP port)", &Config::http),
       {"seeds", "HOST:PORT,...", "other nodes to find the cluster through by gossip",
        Kind::LIST, {}, 0, 0,
        [](const Config& c) { return Value(c.seeds); },
@@ -468,6 +470,11 @@ std::variant<Config, Exit> parseCommandLine(int argc, const char* const* argv) {
       } catch (const ConfigError& e) {
         throw ConfigError("--" + s.name + ": " + e.what());
       }
+    }
+    if (config.http.size() > 255) {
+      // It travels in the node's gossip record, whose fields are bounded (NodeInfo).
+      throw ConfigError("--http: the address is " + std::to_string(config.http.size()) +
+                        " bytes; the limit is 255");
     }
     if (config.engine == "lmdb" && config.dataDir.empty()) {
       throw ConfigError("--data-dir is required (the node's LMDB directory), unless "

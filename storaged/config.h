@@ -23,6 +23,7 @@ struct Config {
   std::string listen = "127.0.0.1:7400";
   std::string advertise;             // the address peers and clients use; default `listen`
   std::vector<std::string> seeds;    // HOST:PORT of other nodes
+  std::string http;                  // HOST:PORT for /metrics and the status page; empty: none
   std::string cluster = "dynkv";
   std::string secret;
   std::string engine = "lmdb";       // lmdb | memory

@@ -16,6 +16,7 @@ GossipRoundOptions roundOptions(const GossipOptions& options) {
   GossipRoundOptions o;
   o.self = options.self;
   o.generation = options.generation;
+  o.httpAddress = options.httpAddress;
   o.seeds = options.seeds;
   o.partitionBits = options.partitionBits;
   o.seedEvery = options.seedEvery;

@@ -32,6 +32,7 @@ namespace dynkv::storaged {
 struct GossipOptions {
   NodeInfo self;
   uint64_t generation = 0;         // this process's start time, microseconds
+  std::string httpAddress;         // our HTTP port, gossiped in our record; empty: none
   std::vector<std::string> seeds;  // addresses
   uint32_t partitionBits = 10;
   kj::Duration interval = 1 * kj::SECONDS;

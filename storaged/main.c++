@@ -19,8 +19,10 @@
 #include "hash-trees.h"
 #include "group-commit.h"
 #include "hint-store.h"
+#include "http-status.h"
 #include "identity.h"
 #include "membership.h"
+#include "metrics.h"
 #include "net/accept-loop.h"
 #include "server-driven.h"
 #include "service.h"
@@ -32,6 +34,20 @@ namespace {
 
 int64_t wallClockMicros() {
   return (kj::systemPreciseCalendarClock().now() - kj::UNIX_EPOCH) / kj::MICROSECONDS;
+}
+
+std::string advertisedHttp(const Config& config) {
+  // The HTTP address peers show in their status: the one given, except that a wildcard host
+  // (listening on every interface) is replaced by the advertised RPC host, which peers reach.
+  auto colon = config.http.rfind(':');
+  if (colon == std::string::npos) return config.http;
+  auto host = config.http.substr(0, colon);
+  if (host != "0.0.0.0" && host != "*" && host != "[::]" && !host.empty()) return config.http;
+  auto rpcColon = config.advertise.rfind(':');
+  auto rpcHost = rpcColon == std::string::npos ? config.advertise
+                                               : config.advertise.substr(0, rpcColon);
+  auto out = rpcHost + config.http.substr(colon);
+  return out.size() <= 255 ? out : config.http;
 }
 
 int run(const Config& config) {
@@ -90,6 +106,7 @@ int run(const Config& config) {
   GossipOptions gossipOptions;
   gossipOptions.self = self;
   gossipOptions.generation = uint64_t(wallClockMicros());
+  gossipOptions.httpAddress = advertisedHttp(config);
   gossipOptions.seeds = config.seeds;
   gossipOptions.partitionBits = config.partitionBits;
   gossipOptions.interval = config.gossipIntervalMillis * kj::MILLISECONDS;
@@ -142,6 +159,8 @@ int run(const Config& config) {
   serviceOptions.transfers = &transfers;
   serviceOptions.antiEntropy = &antiEntropy;
   serviceOptions.admission = &admission;
+  Metrics metrics;  // what /metrics exports: requests, refusals, connections
+  serviceOptions.metrics = &metrics;
   Service service(store, hints, membership, timer, kj::mv(serviceOptions));
 
   auto address = io.provider->getNetwork().parseAddress(config.listen).wait(io.waitScope);
@@ -172,7 +191,21 @@ int run(const Config& config) {
 
   AcceptOptions accept;
   accept.reader = readerOptionsFor(config.limits.maxValueBytes);
+  accept.counters = &metrics.rpcConnections;
   auto serving = serve(*listener, [&service]() { return service.connect(); }, accept);
+
+  // The HTTP port (/metrics, the status page), if asked for: on this event loop, reading the
+  // same state Admin.nodeStats and Admin.status answer from.
+  kj::Own<kj::ConnectionReceiver> httpListener;  // null: no HTTP port
+  kj::Own<HttpStatus> http;
+  kj::Promise<void> httpServing = kj::NEVER_DONE;
+  if (!config.http.empty()) {
+    auto httpAddress = io.provider->getNetwork().parseAddress(config.http).wait(io.waitScope);
+    httpListener = httpAddress->listen();
+    http = kj::heap<HttpStatus>(timer, service, membership, trees, &transfers, metrics);
+    httpServing = http->listen(*httpListener).eagerlyEvaluate(logFailure("HTTP port stopped"));
+    std::cerr << "storaged: HTTP (/metrics, status page) on " << config.http << std::endl;
+  }
   auto stop = io.unixEventPort.onSignal(SIGTERM)
                   .exclusiveJoin(io.unixEventPort.onSignal(SIGINT))
                   .then([](siginfo_t info) { return info.si_signo; });

@@ -13,6 +13,7 @@
 #include "hash-trees.h"
 #include "hint-policy.h"
 #include "local-replica.h"
+#include "metrics.h"
 #include "request-age.h"
 #include "server-driven.h"
 #include "dynkv.capnp.h"
@@ -65,29 +66,49 @@ struct NodeShared {
       : store(store),
         membership(membership),
         local(store, hints, membership, options.transfers, options.admission),
-        serverDriven(options.serverDriven) {}
+        serverDriven(options.serverDriven),
+        metrics(options.metrics) {}
 
   VersionedStore& store;
   Membership& membership;
   LocalReplica local;
   ServerDriven* serverDriven;
+  Metrics* metrics;
   uint64_t staleRefused = 0;  // write requests refused as too old (logged now and then)
   uint64_t retracted = 0;     // coordinated writes taken back: answered after the sender left
   SenderAges senderAges;
 };
 
+template <typename Body>
+kj::Promise<void> measured(Metrics* metrics, Operation op, Body&& body) {
+  // Runs the call's `body` and records in `metrics` (if any) how long its answer took and
+  // whether it failed; a refusal thrown before any promise counts as a failure too.
+  auto start = monotonicMicros();
+  auto promise = kj::evalNow(kj::fwd<Body>(body));
+  if (metrics == nullptr) return promise;
+  auto since = [start]() { return uint64_t(kj::max(monotonicMicros() - start, int64_t(0))); };
+  return promise.then(
+      [metrics, op, since]() { metrics->recordRequest(op, since(), false); },
+      [metrics, op, since](kj::Exception&& e) {
+        metrics->recordRequest(op, since(), true);
+        kj::throwFatalException(kj::mv(e));
+      });
+}
+
 enum class Stale { COORDINATE_PUT, REPLICATE, AE_PUSH };
 
-void refuseIfStale(RequestAge& age, uint64_t& refused, int64_t sentAtMicros,
+void refuseIfStale(RequestAge& age, NodeShared& shared, int64_t sentAtMicros,
                    uint64_t patienceMicros, Stale what) {
   // The sender has given up on this request (or is about to): it has had another replica
   // coordinate the write, counted this replica as failed and handed its copy to a fallback, or
   // ended the exchange that pushed it. Acting on it now would make a second version of the
   // write, or store a copy that may be older than a delete already collected (request-age.h).
-  // `age` is the connection's; `refused` counts refusals for the log.
+  // `age` is the connection's; `shared` counts refusals for the log and the metrics.
   if (patienceMicros == 0) return;
   int64_t waited = age.observe(sentAtMicros, monotonicMicros());
   if (!staleRequest(waited, patienceMicros)) return;
+  auto& refused = shared.staleRefused;
+  if (shared.metrics != nullptr) shared.metrics->refused(Refusal::STALE);
   const char* call = what == Stale::COORDINATE_PUT ? "coordinatePut"
                      : what == Stale::REPLICATE    ? "replicate"
                                                    : "aePush";
@@ -124,6 +145,22 @@ class NodeImpl final : public wire::Node::Server {
         serverDriven_(shared.serverDriven) {}
 
   kj::Promise<void> get(GetContext context) override {
+    return measured(shared_.metrics, Operation::REPLICA_GET, [&]() { return getNow(context); });
+  }
+
+  kj::Promise<void> coordinatePut(CoordinatePutContext context) override {
+    auto op = context.getParams().getTombstone() ? Operation::COORDINATOR_DELETE
+                                                 : Operation::COORDINATOR_PUT;
+    return measured(shared_.metrics, op, [&]() { return coordinatePutNow(context); });
+  }
+
+  kj::Promise<void> replicate(ReplicateContext context) override {
+    auto op = context.getParams().getHintFor() != 0 ? Operation::HINT_PUT
+                                                    : Operation::REPLICA_PUT;
+    return measured(shared_.metrics, op, [&]() { return replicateNow(context); });
+  }
+
+  kj::Promise<void> getNow(GetContext context) {
     auto params = context.getParams();
     auto map = local_.observe(params.getMapVersion());
     auto wireKey = params.getKey();
@@ -139,7 +176,7 @@ class NodeImpl final : public wire::Node::Server {
     });
   }
 
-  kj::Promise<void> coordinatePut(CoordinatePutContext context) override {
+  kj::Promise<void> coordinatePutNow(CoordinatePutContext context) {
     auto params = context.getParams();
     auto map = local_.observe(params.getMapVersion());
     auto wireKey = params.getKey();
@@ -148,7 +185,7 @@ class NodeImpl final : public wire::Node::Server {
     KJ_REQUIRE(params.getKind() == wire::NamespaceKind::VECTOR_CLOCK,
                "coordinatePut is for vector-clock namespaces; last-write-wins writes replicate "
                "directly");
-    refuseIfStale(age_->age, shared_.staleRefused, params.getSentAtMicros(),
+    refuseIfStale(age_->age, shared_, params.getSentAtMicros(),
                   params.getPatienceMicros(), Stale::COORDINATE_PUT);
     std::optional<std::string> value;
     if (!params.getTombstone()) value = std::string(asStringView(params.getValue()));
@@ -168,13 +205,13 @@ class NodeImpl final : public wire::Node::Server {
         });
   }
 
-  kj::Promise<void> replicate(ReplicateContext context) override {
+  kj::Promise<void> replicateNow(ReplicateContext context) {
     auto params = context.getParams();
     auto map = local_.observe(params.getMapVersion());
     auto wireKey = params.getKey();
     auto key = local_.storageKey(*map, asStringView(wireKey.getNamespace()),
                                  asStringView(wireKey.getKey()));
-    refuseIfStale(age_->age, shared_.staleRefused, params.getSentAtMicros(),
+    refuseIfStale(age_->age, shared_, params.getSentAtMicros(),
                   params.getPatienceMicros(), Stale::REPLICATE);
     if (params.getHintFor() != 0) {
       if (auto problem = checkHintOwner(*map, params.getHintFor(), params.getMapVersion())) {
@@ -209,15 +246,21 @@ class NodeImpl final : public wire::Node::Server {
 
   // ---- server-driven coordination (server-driven.h; bench/) ----
   kj::Promise<void> coordinateGet(CoordinateGetContext context) override {
-    auto map = local_.observe(context.getParams().getMapVersion());
-    context.getResults().setMapVersion(map->version());
-    return serverDriven().coordinateGet(context);
+    return measured(shared_.metrics, Operation::COORDINATOR_GET, [&]() {
+      auto map = local_.observe(context.getParams().getMapVersion());
+      context.getResults().setMapVersion(map->version());
+      return serverDriven().coordinateGet(context);
+    });
   }
 
   kj::Promise<void> coordinateWrite(CoordinateWriteContext context) override {
-    auto map = local_.observe(context.getParams().getMapVersion());
-    context.getResults().setMapVersion(map->version());
-    return serverDriven().coordinateWrite(context);
+    auto op = context.getParams().getTombstone() ? Operation::COORDINATOR_DELETE
+                                                 : Operation::COORDINATOR_PUT;
+    return measured(shared_.metrics, op, [&]() {
+      auto map = local_.observe(context.getParams().getMapVersion());
+      context.getResults().setMapVersion(map->version());
+      return serverDriven().coordinateWrite(context);
+    });
   }
   // ---- end server-driven coordination ----
 
@@ -298,7 +341,7 @@ class PeerImpl final : public wire::Peer::Server {
 
   kj::Promise<void> aePush(AePushContext context) override {
     auto params = context.getParams();
-    refuseIfStale(age_->age, shared_.staleRefused, params.getSentAtMicros(),
+    refuseIfStale(age_->age, shared_, params.getSentAtMicros(),
                   params.getPatienceMicros(), Stale::AE_PUSH);
     return antiEntropyOf(antiEntropy_).answerPush(params);
   }
@@ -353,37 +396,44 @@ class AdminImpl final : public wire::Admin::Server {
         admission_(admission) {}
 
   kj::Promise<void> nodeStats(NodeStatsContext context) override {
-    auto out = context.getResults().initStats();
-    auto map = membership_.current();
-    if (auto index = map->indexOf(store_.self().node)) {
+    fillNodeStats(store_, hints_, membership_, antiEntropy_, admission_,
+                  context.getResults().initStats());
+    return kj::READY_NOW;
+  }
+
+  static void fillNodeStats(VersionedStore& store, HintStore& hints, Membership& membership,
+                            AntiEntropy* antiEntropy, BackgroundAdmission* admission,
+                            wire::NodeStats::Builder out) {
+    // Admin.nodeStats, and the HTTP port's report: one source for both.
+    auto map = membership.current();
+    if (auto index = map->indexOf(store.self().node)) {
       encodeNodeInfo(map->nodes()[*index], out.initNode());
     } else {
-      out.initNode().setId(store_.self().node);
+      out.initNode().setId(store.self().node);
     }
-    out.setEpoch(store_.self().epoch);
-    auto backlog = hints_.hintBacklog();
-    auto hints = out.initHints(uint32_t(backlog.size()));
+    out.setEpoch(store.self().epoch);
+    auto backlog = hints.hintBacklog();
+    auto held = out.initHints(uint32_t(backlog.size()));
     for (size_t i = 0; i < backlog.size(); i++) {
-      hints[uint32_t(i)].setOwner(backlog[i].ownerId);
-      hints[uint32_t(i)].setCount(backlog[i].count);
+      held[uint32_t(i)].setOwner(backlog[i].ownerId);
+      held[uint32_t(i)].setCount(backlog[i].count);
       if (auto owner = map->indexOf(backlog[i].ownerId)) {
-        hints[uint32_t(i)].setOwnerAddress(map->nodes()[*owner].address);
+        held[uint32_t(i)].setOwnerAddress(map->nodes()[*owner].address);
       }
     }
-    if (antiEntropy_ != nullptr) {
-      out.setRebuilding(antiEntropy_->rebuilding());
-      antiEntropy_->fillStats(out.initAntiEntropy());
-      out.setTombstonesReaped(antiEntropy_->tombstonesReaped());
-      out.setPartitionsDropped(antiEntropy_->partitionsDropped());
+    if (antiEntropy != nullptr) {
+      out.setRebuilding(antiEntropy->rebuilding());
+      antiEntropy->fillStats(out.initAntiEntropy());
+      out.setTombstonesReaped(antiEntropy->tombstonesReaped());
+      out.setPartitionsDropped(antiEntropy->partitionsDropped());
     }
-    out.setTombstones(store_.trees().tombstones());
-    if (admission_ != nullptr) {
-      auto stats = admission_->stats();
+    out.setTombstones(store.trees().tombstones());
+    if (admission != nullptr) {
+      auto stats = admission->stats();
       out.setAdmissionSlots(stats.slots);
       out.setAdmissionEnabled(stats.enabled);
       out.setForegroundP99Micros(stats.foregroundP99Micros);
     }
-    return kj::READY_NOW;
   }
 
   kj::Promise<void> repair(RepairContext context) override {
@@ -430,12 +480,18 @@ class AdminImpl final : public wire::Admin::Server {
 struct Service::Shared {
   Shared(VersionedStore& store, HintStore& hints, Membership& membership, kj::Timer& timer,
          ServiceOptions optionsParam)
-      : timer(timer),
+      : store(store),
+        hints(hints),
+        membership(membership),
+        timer(timer),
         options(kj::mv(optionsParam)),
         node(store, hints, membership, options),
         admin(kj::heap<AdminImpl>(store, hints, membership, options.antiEntropy,
                                   options.admission)) {}
 
+  VersionedStore& store;
+  HintStore& hints;
+  Membership& membership;
   kj::Timer& timer;
   ServiceOptions options;
   NodeShared node;
@@ -459,7 +515,9 @@ class GatewayImpl final : public wire::Gateway::Server {
                params.getCluster());
     // No message below names the offered or the real secret, and neither ever goes through
     // KJ_REQUIRE, which prints its operands into the error the caller gets.
-    switch (guard_.attempt()) {
+    auto verdict = guard_.attempt();
+    if (verdict != AuthenticationGuard::Verdict::COMPARE) refusedAuthentication();
+    switch (verdict) {
       case AuthenticationGuard::Verdict::REFUSE_SPENT:
         KJ_FAIL_REQUIRE(
             "authentication refused: too many failed attempts on this connection; connect "
@@ -475,6 +533,7 @@ class GatewayImpl final : public wire::Gateway::Server {
       // The answer waits on the timer, never on the event loop: the node's other connections
       // go on being served meanwhile.
       guard_.failed();
+      refusedAuthentication();
       return shared_.timer
           .afterDelay(AuthenticationGuard::FAILURE_PENALTY_MILLIS * kj::MILLISECONDS)
           .then([this]() {
@@ -494,6 +553,12 @@ class GatewayImpl final : public wire::Gateway::Server {
  private:
   Service::Shared& shared_;
   AuthenticationGuard guard_;
+
+  void refusedAuthentication() {
+    if (shared_.options.metrics != nullptr) {
+      shared_.options.metrics->refused(Refusal::AUTHENTICATION);
+    }
+  }
 };
 
 }  // namespace
@@ -505,5 +570,14 @@ Service::Service(VersionedStore& store, HintStore& hints, Membership& membership
 Service::~Service() noexcept(false) {}
 
 capnp::Capability::Client Service::connect() { return kj::heap<GatewayImpl>(*shared_); }
+
+void Service::nodeStats(wire::NodeStats::Builder out) {
+  AdminImpl::fillNodeStats(shared_->store, shared_->hints, shared_->membership,
+                           shared_->options.antiEntropy, shared_->options.admission, out);
+}
+
+void Service::status(wire::Admin::StatusResults::Builder out) {
+  shared_->membership.status(out);
+}
 
 }  // namespace dynkv::storaged

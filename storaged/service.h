@@ -16,6 +16,7 @@ namespace dynkv::storaged {
 
 class AntiEntropy;          // anti-entropy.h
 class BackgroundAdmission;  // admission.h
+class Metrics;              // metrics.h
 class ServerDriven;         // server-driven.h
 class TransferManager;      // transfer.h
 
@@ -36,6 +37,9 @@ struct ServiceOptions {
   BackgroundAdmission* admission = nullptr;
   // Each replica call's storage latency is a foreground sample of it (LocalReplica); null:
   // not measured.
+  Metrics* metrics = nullptr;
+  // Every Node call's latency and outcome, stale and authentication refusals are recorded in
+  // it (the HTTP port's /metrics); null: not recorded. Must outlive the service.
 };
 
 class Service {
@@ -53,6 +57,10 @@ class Service {
   // is that connection's own, so that it can tell how long the connection's requests waited
   // (common/net/request-age.h); Peer and Admin are shared. Replication with hintFor set keeps
   // the object in `hints`; everything else is `store`'s.
+
+  void nodeStats(wire::NodeStats::Builder out);
+  void status(wire::Admin::StatusResults::Builder out);
+  // What Admin.nodeStats and Admin.status answer, for the node's own HTTP port (http-status.h).
 
   struct Shared;
 

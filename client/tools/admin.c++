@@ -180,6 +180,7 @@ ClusterStatus AdminClient::status(const std::string& node) {
       auto info = member.getInfo();
       v.id = info.getId();
       v.address = info.getAddress();
+      v.http = member.getHttpAddress();
       v.zone = info.getZone();
       v.weight = info.getWeight();
       switch (member.getStatus()) {

@@ -20,6 +20,7 @@ namespace dynkv {
 struct MemberView {
   uint64_t id = 0;
   std::string address;
+  std::string http;            // HOST:PORT of its HTTP port (metrics, status page); empty: none
   std::string zone;
   uint32_t weight = 1;
   std::string status;          // joining | up | leaving | removed

@@ -177,6 +177,9 @@ struct CommandLine {
            64, [&i](int64_t v) { i.nodes = uint32_t(v); });
     number(up, "base-port", "PORT", "node K listens on PORT+K-1 (default 7400)", 1, 65535,
            [&i](int64_t v) { i.basePort = uint16_t(v); });
+    number(up, "http-port", "PORT", "node K serves /metrics and its status page over HTTP on "
+           "PORT+K-1 (default base port + 80; 0: none)", 0, 65535,
+           [&i](int64_t v) { i.httpBasePort = uint16_t(v); });
     up->add_option("--durability", i.durability,
                    "sync: fsync before each ack; buffered: ack from memory (default sync)")
         ->type_name("sync|buffered")

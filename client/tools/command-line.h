@@ -35,6 +35,8 @@ struct Invocation {
   std::string dir;                  // local up, local down
   uint32_t nodes = 3;
   uint16_t basePort = 7400;
+  std::optional<uint16_t> httpBasePort;  // local up: node K's HTTP port is this + K-1 (0: none);
+                                         // unset: basePort + 80
   std::string durability;           // local up: sync | buffered; empty: storaged's default
 };
 

@@ -61,6 +61,10 @@ int local(const Invocation& args) {
   options.dir = args.dir;
   options.nodes = args.nodes;
   options.basePort = args.basePort;
+  // By default each node gets an HTTP port 80 above its RPC port (7480, 7481, ... for the
+  // default base port), so `dynkv local up` always has status pages to open.
+  uint32_t http = args.httpBasePort ? *args.httpBasePort : uint32_t(args.basePort) + 80;
+  options.httpBasePort = http + args.nodes <= 65536 ? uint16_t(http) : 0;
   if (!args.durability.empty()) options.extraArgs = {"--durability", args.durability};
   dynkv::LocalCluster cluster(options);
   if (args.command == "local up") {
@@ -179,6 +183,7 @@ int status(const Invocation& args, dynkv::AdminClient& admin) {
     for (auto& m : status.members) {
       nlohmann::ordered_json member = {{"address", m.address},
                                        {"id", std::to_string(m.id)},
+                                       {"http", m.http},
                                        {"status", m.status},
                                        {"partitions", m.partitions},
                                        {"pending_transfers", m.pendingTransfers},
@@ -214,6 +219,7 @@ int status(const Invocation& args, dynkv::AdminClient& admin) {
              handoff.c_str(), (unsigned long long)m.mapVersion, m.phi,
              m.suspected ? "  SUSPECTED" : "");
     std::cout << line;
+    if (!m.http.empty()) std::cout << "    http://" << m.http << "/\n";
   }
   std::cout << "\neach member's own report (anti-entropy since its start)\n";
   char header[256];

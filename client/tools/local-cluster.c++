@@ -86,6 +86,7 @@ LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(opt
       auto name = line.substr(0, eq), value = line.substr(eq + 1);
       if (name == "nodes") options_.nodes = uint32_t(std::stoul(value));
       if (name == "base-port") options_.basePort = uint16_t(std::stoul(value));
+      if (name == "http-base-port") options_.httpBasePort = uint16_t(std::stoul(value));
       if (name == "arg") extra.push_back(value);
       if (name == "cluster") options_.cluster = value;
     }
@@ -97,6 +98,7 @@ LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(opt
     makeDirs(options_.dir);
     std::ofstream out(conf);
     out << "nodes=" << options_.nodes << "\nbase-port=" << options_.basePort
+        << "\nhttp-base-port=" << options_.httpBasePort
         << "\ncluster=" << options_.cluster << "\n";
     for (auto& a : options_.extraArgs) out << "arg=" << a << "\n";
     if (!out) throw std::runtime_error("cannot write " + conf);
@@ -129,6 +131,15 @@ std::vector<std::string> LocalCluster::seeds() const {
   return out;
 }
 
+std::vector<std::string> LocalCluster::httpAddresses() const {
+  std::vector<std::string> out;
+  if (options_.httpBasePort == 0) return out;
+  for (uint32_t i = 0; i < options_.nodes; i++) {
+    out.push_back("127.0.0.1:" + std::to_string(options_.httpBasePort + i));
+  }
+  return out;
+}
+
 std::string LocalCluster::seedList() const {
   std::string out;
   for (auto& s : seeds()) out += (out.empty() ? "" : ",") + s;
@@ -156,6 +167,9 @@ void LocalCluster::start(size_t node, const std::vector<std::string>& moreArgs) 
   std::vector<std::string> args = {options_.storaged, "--data-dir", dir + "/data",
                                    "--listen", seeds()[node], "--seeds", seedList(),
                                    "--cluster", options_.cluster};
+  if (options_.httpBasePort != 0) {
+    args.insert(args.end(), {"--http", httpAddresses()[node]});
+  }
   args.insert(args.end(), options_.extraArgs.begin(), options_.extraArgs.end());
   args.insert(args.end(), moreArgs.begin(), moreArgs.end());
   auto log = dir + "/storaged.log";

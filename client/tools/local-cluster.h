@@ -15,6 +15,8 @@ struct LocalClusterOptions {
   std::string dir;
   uint32_t nodes = 3;
   uint16_t basePort = 7400;
+  uint16_t httpBasePort = 0;           // node K serves HTTP (/metrics, status page) on
+                                       // 127.0.0.1:httpBasePort+K-1; 0: no HTTP port
   std::string storaged;                // path of the storaged binary; empty: findStoraged()
   std::vector<std::string> extraArgs;  // passed to every storaged (e.g. --durability buffered)
   std::string cluster = "dynkv";       // cluster name: tests give each cluster its own, so a
@@ -32,6 +34,8 @@ class LocalCluster {
   // tree), else "storaged" on PATH.
 
   std::vector<std::string> seeds() const;  // 127.0.0.1:PORT of every node
+  std::vector<std::string> httpAddresses() const;  // 127.0.0.1:PORT of each node's HTTP port;
+                                                   // empty when the nodes serve none
   std::string seedList() const;            // the same, comma-separated
   size_t size() const { return options_.nodes; }
   const std::string& dir() const { return options_.dir; }

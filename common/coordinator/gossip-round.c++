@@ -40,6 +40,7 @@ GossipRound::GossipRound(GossipRoundOptions options, MembershipState restored, L
   auto& me = self();
   me.info = options_.self;
   me.generation = options_.generation;
+  me.httpAddress = options_.httpAddress;
   me.heartbeat = 0;
   me.mapVersion = state_.map()->version();
 }
@@ -195,7 +196,8 @@ GossipChanges GossipRound::receive(const GossipMessage& in, GossipMicros now) {
     }
     // A node's address, zone and weight are its process's: they can change only with a new
     // generation (a restart alone changes nothing that must be kept).
-    bool infoChanges = member.generation > before->generation && !(member.info == before->info);
+    bool infoChanges = member.generation > before->generation &&
+                       !(member.info == before->info && member.httpAddress == before->httpAddress);
     if (state_.merge(member)) {
       // `before` still points at the (merged) record: std::map nodes are stable.
       if (infoChanges || statusOrder(*before) != statusBefore) changes.durable = true;

@@ -60,6 +60,7 @@ struct GossipMessage {
 struct GossipRoundOptions {
   NodeInfo self;
   uint64_t generation = 0;         // this process's start time: supersedes earlier runs
+  std::string httpAddress;         // our HTTP port for our record; empty: none
   std::vector<std::string> seeds;  // addresses
   uint32_t partitionBits = 10;     // for the first map
   uint32_t seedEvery = 10;         // gossip with a seed at least every this many rounds

@@ -32,6 +32,7 @@ class Server final : private kj::TaskSet::ErrorHandler {
     return listener.accept().then([this, &listener](kj::Own<kj::AsyncIoStream> stream) {
       if (open_ >= options_.maxConnections) {
         // Dropping the stream closes it; the peer sees a disconnect and may retry later.
+        if (options_.counters != nullptr) options_.counters->refused++;
         if (refused_++ % 1000 == 0) {
           KJ_LOG(WARNING, "connection refused: the limit of open connections is reached",
                  options_.maxConnections, refused_);
@@ -39,9 +40,13 @@ class Server final : private kj::TaskSet::ErrorHandler {
         return acceptLoop(listener);
       }
       open_++;
+      if (options_.counters != nullptr) options_.counters->open++;
       auto connection = kj::heap<Connection>(kj::mv(stream), bootstrapFor_(), options_.reader);
       auto done = connection->network.onDisconnect();
-      tasks_.add(done.attach(kj::mv(connection), kj::defer([this]() { open_--; })));
+      tasks_.add(done.attach(kj::mv(connection), kj::defer([this]() {
+        open_--;
+        if (options_.counters != nullptr) options_.counters->open--;
+      })));
       return acceptLoop(listener);
     });
   }

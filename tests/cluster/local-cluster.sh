@@ -77,8 +77,10 @@ start_cluster() {
   for attempt in 1 2 3 4 5; do
     base=$((20000 + RANDOM % 12000))
     busy=
+    # The nodes' RPC ports, and their HTTP ports 80 above (dynkv local up's default).
     for ((p = base; p < base + nodes; p++)); do
       port_listening "$p" && busy=1
+      port_listening "$((p + 80))" && busy=1
     done
     [[ -n $busy ]] && continue
     CLUSTER_DIR=$(mktemp -d /tmp/dynkv-script-test-XXXXXX)

@@ -76,9 +76,23 @@ TEST_CASE("codec: a gossip record or map with an oversized name, address or zone
   }
   Member fits;
   fits.info = NodeInfo{7, std::string(255, 'n'), "a7:1", "", 1};
+  fits.httpAddress = std::string(255, 'h');
   capnp::MallocMessageBuilder message;
   encodeMember(fits, message.initRoot<wire::Member>());
-  CHECK(decodeMember(message.getRoot<wire::Member>().asReader()).info == fits.info);
+  CHECK(decodeMember(message.getRoot<wire::Member>().asReader()) == fits);
+}
+
+TEST_CASE("codec: a gossip record's HTTP address travels, and an oversized one is refused") {
+  Member member;
+  member.info = NodeInfo{7, "n7", "a7:1", "z", 1};
+  member.httpAddress = "a7:7480";
+  capnp::MallocMessageBuilder message;
+  auto wire = message.initRoot<wire::Member>();
+  encodeMember(member, wire);
+  CHECK(decodeMember(wire.asReader()).httpAddress == "a7:7480");
+  wire.setHttpAddress(std::string(256, 'h'));
+  CHECK_THROWS_WITH(decodeMember(wire.asReader()),
+                    Catch::Contains("member http address is 256 bytes; the limit is 255"));
 }
 
 }  // namespace

@@ -73,7 +73,8 @@ TEST_CASE("config: flags, and a TOML config file whose settings the flags overri
                   "seeds = [\"10.0.0.2:7400\", \"10.0.0.3:7400\"]\n"
                   "durability = \"buffered\"\n"
                   "zone = \"rack-a\"\n"
-                  "replicas = 5\n");
+                  "replicas = 5\n"
+                  "http = \"10.0.0.1:7480\"\n");
   // Flags win wherever they stand, before or after --config.
   auto config = parse({"--listen", "127.0.0.1:9000", "--config", file.path, "--weight=2"});
   CHECK(config.dataDir == "/var/lib/dynkv");
@@ -84,6 +85,8 @@ TEST_CASE("config: flags, and a TOML config file whose settings the flags overri
   CHECK(config.zone == "rack-a");
   CHECK(config.replicas == 5);
   CHECK(config.weight == 2);
+  CHECK(config.http == "10.0.0.1:7480");
+  CHECK(parse({"--data-dir", "d"}).http.empty());  // no HTTP port unless asked for
 
   // A flag replaces the file's list rather than adding to it; given twice, the last one counts
   // (a launcher appends its caller's flags to its own).
@@ -199,13 +202,14 @@ TEST_CASE("config: --print-config prints TOML that reads back to the same config
                        "--durability", "buffered", "--map-size", "1073741824",
                        "--partition-bits", "12", "--replicas", "5", "--transfer-rate", "0",
                        "--admission", "off", "--admission-target-ms", "25",
-                       "--max-value-bytes", "1000"});
+                       "--max-value-bytes", "1000", "--http", "10.0.0.1:7480"});
   auto printed = answered({"--data-dir", "/var/lib/dynkv", "--listen", "10.0.0.1:7400",
                            "--seeds", "10.0.0.2:7400,10.0.0.3:7400", "--zone", "rack \"a\" #1",
                            "--durability", "buffered", "--map-size", "1073741824",
                            "--partition-bits", "12", "--replicas", "5", "--transfer-rate", "0",
                            "--admission", "off", "--admission-target-ms", "25",
-                           "--max-value-bytes", "1000", "--print-config"});
+                           "--max-value-bytes", "1000", "--http", "10.0.0.1:7480",
+                           "--print-config"});
   CHECK(printed == toTomlConfig(config));
 
   auto back = parseConfigToml(printed, "printed");
@@ -222,6 +226,7 @@ TEST_CASE("config: --print-config prints TOML that reads back to the same config
   CHECK_FALSE(back.admission.enabled);
   CHECK(back.admission.targetMicros == 25000);
   CHECK(back.limits.maxValueBytes == 1000);
+  CHECK(back.http == "10.0.0.1:7480");
 
   // And storaged takes it back as its --config.
   ConfigFile file(printed);
@@ -241,7 +246,7 @@ TEST_CASE("config: the secret is never printed, nor put in an error") {
 TEST_CASE("config: --help lists every flag with its meaning and default, --version the build") {
   auto help = answered({"--help"});
   CHECK(answered({"-h"}) == help);
-  for (auto flag : {"--data-dir", "--listen", "--advertise", "--seeds", "--cluster", "--secret",
+  for (auto flag : {"--data-dir", "--listen", "--advertise", "--http", "--seeds", "--cluster", "--secret",
                     "--engine", "--durability", "--map-size", "--partition-bits",
                     "--max-key-bytes", "--max-value-bytes", "--zone", "--weight", "--replicas",
                     "--transfer-rate", "--gossip-interval-ms", "--anti-entropy-interval-ms",
@@ -259,6 +264,12 @@ TEST_CASE("config: the example config file in docs/ is accepted") {
   auto config = parse({"--config", DYNKV_EXAMPLE_CONFIG});
   CHECK(config.dataDir == "/var/lib/dynkv");
   CHECK(config.seeds.size() == 2);
+  CHECK(config.http == "10.0.0.1:7480");
+}
+
+TEST_CASE("config: an --http address longer than a gossip record's field is refused") {
+  CHECK_THAT(refused({"--data-dir", "d", "--http", std::string(256, 'h') + ":1"}),
+             Catch::Contains("--http") && Catch::Contains("the limit is 255"));
 }
 
 }  // namespace

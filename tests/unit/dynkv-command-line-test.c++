@@ -81,6 +81,9 @@ TEST_CASE("dynkv: commands, their arguments and defaults") {
   CHECK(up.nodes == 5);
   CHECK(up.basePort == 20000);
   CHECK(up.durability == "buffered");
+  CHECK_FALSE(up.httpBasePort);  // the default follows the base port (dynkv.c++)
+  CHECK(invocation({"local", "up", "--dir", "d", "--http-port", "9000"}).httpBasePort == 9000);
+  CHECK(invocation({"local", "up", "--dir", "d", "--http-port", "0"}).httpBasePort == 0);
 }
 
 TEST_CASE("dynkv: seeds and secret fall back to the environment") {

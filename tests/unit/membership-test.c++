@@ -25,6 +25,7 @@ Member randomMember(std::mt19937_64& rng, uint64_t id) {
   m.pendingTransfers = uint32_t(rng() % 2);
   m.handoffEverywhere = rng() % 4 == 0;
   if (!m.handoffEverywhere && rng() % 2 == 0) m.handoffPartitions = {uint32_t(rng() % 3), 7};
+  if (rng() % 2 == 0) m.httpAddress = "10.0.0." + std::to_string(rng() % 2) + ":7480";
   return m;
 }
 
