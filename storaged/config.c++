@@ -99,6 +99,10 @@ const std::vector<Setting>& settings() {
              [](Config& c, const std::string& v) {
                c.durability = v == "sync" ? Durability::SYNC : Durability::BUFFERED;
              }),
+      choice("log-level", "the least severe events written to stderr (info: membership, "
+             "transfers, handoff, anti-entropy, refusals; warning: problems only)",
+             {"info", "warning", "error"}, [](const Config& c) { return c.logLevel; },
+             [](Config& c, const std::string& v) { c.logLevel = v; }),
       number("map-size", "BYTES", "LMDB's map size: the most data the node can hold",
                        uint64_t(1) << 20, uint64_t(1) << 50,
                        [](auto& c) -> auto& { return c.mapSizeBytes; }),

@@ -27,6 +27,7 @@ struct Config {
   std::string cluster = "dynkv";
   std::string secret;
   std::string engine = "lmdb";       // lmdb | memory
+  std::string logLevel = "info";     // info | warning | error: the least severe logged
   Durability durability = Durability::SYNC;
   uint64_t mapSizeBytes = uint64_t(16) << 30;
   uint32_t partitionBits = 10;        // Q = 2^bits, fixed when the cluster is created

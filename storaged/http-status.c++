@@ -124,6 +124,7 @@ kj::Promise<void> HttpStatus::listen(kj::ConnectionReceiver& listener) {
 }
 
 void HttpStatus::taskFailed(kj::Exception&& exception) {
+  if (exception.getType() == kj::Exception::Type::DISCONNECTED) return;
   KJ_LOG(INFO, "HTTP connection ended with an error", exception);
 }
 

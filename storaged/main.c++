@@ -21,6 +21,7 @@
 #include "hint-store.h"
 #include "http-status.h"
 #include "identity.h"
+#include "logging.h"
 #include "membership.h"
 #include "metrics.h"
 #include "net/accept-loop.h"
@@ -51,6 +52,8 @@ std::string advertisedHttp(const Config& config) {
 }
 
 int run(const Config& config) {
+  // Every KJ_LOG from here on is a timestamped key=value line on stderr (logging.h).
+  LogSink log(*parseLogLevel(config.logLevel));
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
   auto io = kj::setupAsyncIo();
@@ -167,17 +170,21 @@ int run(const Config& config) {
   auto listener = address->listen();
   auto map = membership.current();
   auto me = membership.state().find(self.id);
-  std::cerr << "storaged: node " << identity.name << " (id " << identity.actor.node << ", epoch "
-            << identity.actor.epoch << ") listening on " << config.listen << "; "
-            << toString(me->status) << ", " << membership.state().members().size()
-            << " known members, partition map v" << map->version() << ", "
-            << (config.durability == Durability::SYNC ? "sync" : "buffered") << " durability, "
-            << "admission control "
-            << (config.admission.enabled
-                    ? "on (p99 target " + std::to_string(config.admission.targetMicros / 1000) +
-                          " ms, up to " + std::to_string(config.admission.maxSlots) + " slots)"
-                    : "off (" + std::to_string(config.admission.maxSlots) + " slots)")
-            << std::endl;
+  {
+    // The start-up line: who this node is and how it is set up.
+    const char* name = identity.name.c_str();
+    uint64_t node = identity.actor.node, epoch = identity.actor.epoch;
+    const char* listen = config.listen.c_str();
+    kj::String status = kj::str(toString(me->status));
+    size_t members = membership.state().members().size();
+    uint64_t mapVersion = map->version();
+    const char* durability = config.durability == Durability::SYNC ? "sync" : "buffered";
+    const char* admission = config.admission.enabled ? "on" : "off";
+    int64_t admissionTargetMs = config.admission.targetMicros / 1000;
+    uint32_t admissionSlots = config.admission.maxSlots;
+    KJ_LOG(INFO, "storaged started", name, node, epoch, listen, status, members, mapVersion,
+           durability, admission, admissionTargetMs, admissionSlots);
+  }
 
   auto logFailure = [](const char* what) {
     return [what](kj::Exception&& e) { KJ_LOG(ERROR, what, e); };
@@ -204,14 +211,14 @@ int run(const Config& config) {
     httpListener = httpAddress->listen();
     http = kj::heap<HttpStatus>(timer, service, membership, trees, &transfers, metrics);
     httpServing = http->listen(*httpListener).eagerlyEvaluate(logFailure("HTTP port stopped"));
-    std::cerr << "storaged: HTTP (/metrics, status page) on " << config.http << std::endl;
+    KJ_LOG(INFO, "serving /metrics and the status page over HTTP", config.http.c_str());
   }
   auto stop = io.unixEventPort.onSignal(SIGTERM)
                   .exclusiveJoin(io.unixEventPort.onSignal(SIGINT))
                   .then([](siginfo_t info) { return info.si_signo; });
   auto signal = stop.exclusiveJoin(serving.then([]() { return 0; })).wait(io.waitScope);
   engine->flush();
-  std::cerr << "storaged: stopped by signal " << signal << std::endl;
+  KJ_LOG(INFO, "storaged stopped", signal);
   return 0;
 }
 

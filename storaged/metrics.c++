@@ -66,6 +66,8 @@ const char* refusalLabel(Refusal r) {
       return "connections";
     case Refusal::HTTP:
       return "http";
+    case Refusal::TOO_LATE:
+      return "too_late";
   }
   return "unknown";
 }

@@ -62,10 +62,11 @@ enum class Refusal : uint8_t {
   AUTHENTICATION,  // a wrong cluster secret, or too many attempts on one connection
   CONNECTIONS,     // the limit of open RPC connections was reached
   HTTP,            // an HTTP request refused: bad method, too large, too many connections
+  TOO_LATE,        // a coordinated write taken back: its sender had stopped waiting for it
 };
-constexpr size_t REFUSALS = 4;
+constexpr size_t REFUSALS = 5;
 
-const char* refusalLabel(Refusal r);  // stale | authentication | connections | http
+const char* refusalLabel(Refusal r);  // stale | authentication | connections | http | too_late
 
 class Metrics {
   // The node's request registry. The service records into it; nothing here does I/O.

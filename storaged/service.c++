@@ -281,6 +281,7 @@ class NodeImpl final : public wire::Node::Server {
     Dot minted{store_.self(), object.vv.counter(store_.self())};
     return store_.retract(kj::mv(key), minted, nowMicros())
         .then([this, patience](bool retracted) -> kj::Promise<void> {
+          if (shared_.metrics != nullptr) shared_.metrics->refused(Refusal::TOO_LATE);
           if (shared_.retracted++ % 100 == 0) {
             KJ_LOG(WARNING, "took back coordinated writes whose sender had given up",
                    patience / 1000, retracted, shared_.retracted);
@@ -496,6 +497,7 @@ struct Service::Shared {
   ServiceOptions options;
   NodeShared node;
   wire::Admin::Client admin;
+  uint64_t authenticationsRefused = 0;  // logged now and then
 };
 
 namespace {
@@ -557,6 +559,12 @@ class GatewayImpl final : public wire::Gateway::Server {
   void refusedAuthentication() {
     if (shared_.options.metrics != nullptr) {
       shared_.options.metrics->refused(Refusal::AUTHENTICATION);
+    }
+    // Neither secret is named: only that it happened, and how often.
+    uint64_t refused = ++shared_.authenticationsRefused;
+    if (refused % 100 == 1) {
+      KJ_LOG(WARNING, "refused an authentication: wrong cluster secret or too many attempts",
+             refused);
     }
   }
 };

@@ -59,6 +59,8 @@ class Server final : private kj::TaskSet::ErrorHandler {
   kj::TaskSet tasks_;
 
   void taskFailed(kj::Exception&& exception) override {
+    // A peer that hangs up is no event; anything else ending a connection is.
+    if (exception.getType() == kj::Exception::Type::DISCONNECTED) return;
     KJ_LOG(INFO, "connection ended with an error", exception);
   }
 };

@@ -148,6 +148,7 @@ bool NodePool::isSuspect(const std::string& address) const {
 }
 
 void NodePool::taskFailed(kj::Exception&& exception) {
+  if (exception.getType() == kj::Exception::Type::DISCONNECTED) return;  // the pool reconnects
   KJ_LOG(INFO, "connection watch failed", exception);
 }
 

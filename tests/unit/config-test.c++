@@ -153,6 +153,10 @@ TEST_CASE("config: words, a missing --data-dir and an unreadable file are refuse
              Catch::Contains("--durability: expected sync or buffered, got 'fast'"));
   CHECK_THAT(refused({"--data-dir", "d", "--admission", "maybe"}),
              Catch::Contains("--admission: expected on or off"));
+  CHECK(parse({"--engine", "memory"}).logLevel == "info");
+  CHECK(parse({"--engine", "memory", "--log-level", "warning"}).logLevel == "warning");
+  CHECK_THAT(refused({"--data-dir", "d", "--log-level", "verbose"}),
+             Catch::Contains("--log-level: expected info, warning or error, got 'verbose'"));
   CHECK_THAT(refused({"--config", "/nonexistent/dynkv.toml"}),
              Catch::Contains("cannot read config file '/nonexistent/dynkv.toml'"));
 }
