@@ -81,6 +81,12 @@ Member mergeMember(const Member& a, const Member& b) {
   return out;
 }
 
+ForceRemoval decideForceRemoval(MemberStatus status, bool suspected, bool evenIfAlive) {
+  if (status == MemberStatus::REMOVED) return ForceRemoval::ALREADY_REMOVED;
+  if (!suspected && !evenIfAlive) return ForceRemoval::REFUSE_ALIVE;
+  return ForceRemoval::REMOVE;
+}
+
 MembershipState::MembershipState() : map_(std::make_shared<const PartitionMap>()) {}
 
 const Member* MembershipState::find(uint64_t id) const {
@@ -135,6 +141,11 @@ void MembershipState::setStatus(uint64_t id, MemberStatus status) {
   auto& m = mutableMember(id);
   m.status = status;
   m.statusVersion++;
+}
+
+void MembershipState::forceRemove(uint64_t id) {
+  if (mutableMember(id).status == MemberStatus::REMOVED) return;
+  setStatus(id, MemberStatus::REMOVED);
 }
 
 std::vector<NodeInfo> MembershipState::ringMembers() const {

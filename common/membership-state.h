@@ -66,6 +66,21 @@ struct Member {
 Member mergeMember(const Member& a, const Member& b);
 // Field-wise join of two copies of the same node's record (a.info.id == b.info.id).
 
+enum class ForceRemoval : uint8_t {
+  // What `dynkv admin remove --force` does with a member (riak-admin's force-remove): a node
+  // that is dead for good is taken out of the ring at once, without the hand-off a leaving
+  // node does itself; the other replicas hold its data (N >= 2) and anti-entropy refills the
+  // partitions' new owners.
+  REMOVE,           // set it REMOVED now (it was joining, up, or leaving)
+  ALREADY_REMOVED,  // nothing to do: idempotent
+  REFUSE_ALIVE,     // the node asked does not suspect it (or it is that node itself): it is
+                    // alive, and `dynkv admin leave` hands its partitions off properly
+};
+
+ForceRemoval decideForceRemoval(MemberStatus status, bool suspected, bool evenIfAlive);
+// `suspected`: the asked node's failure detector believes the member down (never true of the
+// asked node itself). `evenIfAlive`: the operator insists; a live member is removed too.
+
 using MapPtr = std::shared_ptr<const PartitionMap>;
 
 class MembershipState {
@@ -91,6 +106,12 @@ class MembershipState {
 
   void setStatus(uint64_t id, MemberStatus status);
   // An admin change: status with statusVersion one past the current one.
+
+  void forceRemove(uint64_t id);
+  // Sets the member REMOVED at once (see ForceRemoval; the caller has decided): it leaves
+  // ringMembers(), so the designated node's next map spreads its partitions over the rest. The
+  // record stays, and its status version wins every merge with older copies (its own, should
+  // it come back), so gossip never resurrects it.
 
   std::vector<NodeInfo> ringMembers() const;
   // The members whose partitions the ring should hold: status UP, by id.

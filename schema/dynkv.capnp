@@ -281,6 +281,12 @@ interface Admin {
   repair @4 (partition :Int32) -> (report :RepairReport);
   # Runs an anti-entropy exchange now with every replica this node shares `partition` with
   # (-1: every partition it holds), and answers once they have ended.
+
+  forceRemove @5 (address :Text, evenIfAlive :Bool) -> ();
+  # Takes a node that is dead for good out of the ring at once (status removed), without the
+  # hand-off a leaving node does itself: the other replicas hold its data and anti-entropy
+  # refills the new owners. Refused (FAILED, "refused: ...") when the node asked does not
+  # suspect it, unless evenIfAlive: a live node should `leave`.
 }
 
 struct HintsHeld {

@@ -148,6 +148,13 @@ void GossipMembership::leave(const std::string& address) {
   KJ_LOG(INFO, "admin leave", address.c_str());
 }
 
+void GossipMembership::forceRemove(const std::string& address, bool evenIfAlive) {
+  apply(round_.forceRemove(address, nowMicros(), evenIfAlive));
+  persistNow();
+  KJ_LOG(WARNING, "admin remove --force: out of the ring without a hand-off", address.c_str(),
+         evenIfAlive);
+}
+
 void GossipMembership::status(wire::Admin::StatusResults::Builder out) {
   auto& state = round_.state();
   auto map = state.map();

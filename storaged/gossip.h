@@ -54,6 +54,7 @@ class GossipMembership final : public Membership, private kj::TaskSet::ErrorHand
   void gossip(wire::GossipState::Reader in, wire::GossipState::Builder out) override;
   void join(const std::string& address) override;
   void leave(const std::string& address) override;
+  void forceRemove(const std::string& address, bool evenIfAlive) override;
   void status(wire::Admin::StatusResults::Builder out) override;
 
   using MapListener = kj::Function<void(const PartitionMap& previous, const PartitionMap& now)>;

@@ -22,6 +22,9 @@ void Membership::join(const std::string&) {
 void Membership::leave(const std::string&) {
   KJ_FAIL_REQUIRE("this node has a fixed membership; leave is not possible");
 }
+void Membership::forceRemove(const std::string&, bool) {
+  KJ_FAIL_REQUIRE("this node has a fixed membership; remove is not possible");
+}
 void Membership::status(wire::Admin::StatusResults::Builder) {
   KJ_FAIL_REQUIRE("this node has a fixed membership and keeps no member status");
 }

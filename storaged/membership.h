@@ -31,6 +31,7 @@ class Membership {
   virtual void gossip(wire::GossipState::Reader in, wire::GossipState::Builder out);
   virtual void join(const std::string& address);
   virtual void leave(const std::string& address);
+  virtual void forceRemove(const std::string& address, bool evenIfAlive);
   virtual void status(wire::Admin::StatusResults::Builder out);
   // Peer and admin requests. The defaults refuse: a fixed membership has no gossip.
 };

@@ -463,6 +463,12 @@ class AdminImpl final : public wire::Admin::Server {
     return kj::READY_NOW;
   }
 
+  kj::Promise<void> forceRemove(ForceRemoveContext context) override {
+    auto params = context.getParams();
+    membership_.forceRemove(params.getAddress(), params.getEvenIfAlive());
+    return kj::READY_NOW;
+  }
+
   kj::Promise<void> status(StatusContext context) override {
     membership_.status(context.getResults());
     return kj::READY_NOW;

@@ -164,6 +164,80 @@ void AdminClient::leave(const std::string& address) {
   });
 }
 
+void AdminClient::forceRemove(const std::string& address, bool evenIfAlive) {
+  impl_->onFirstSeed([&](const std::string& seed) {
+    impl_->wait(impl_->pool.admin(seed).then([&](wire::Admin::Client admin) {
+      auto req = admin.forceRemoveRequest();
+      req.setAddress(address);
+      req.setEvenIfAlive(evenIfAlive);
+      return req.send().ignoreResult();
+    }));
+    return 0;
+  });
+}
+
+void AdminClient::joinWhenKnown(const std::string& address, std::chrono::milliseconds timeout,
+                                const std::function<void(const std::string&)>& progress) {
+  using Clock = std::chrono::steady_clock;
+  auto started = Clock::now();
+  auto deadline = started + timeout;
+  auto lastProgress = started;
+  std::string waitingFor;
+  for (;;) {
+    std::string seedView;
+    bool known = false;
+    try {
+      auto view = status();
+      for (auto& m : view.members) {
+        if (m.address != address) continue;
+        known = true;
+        if (m.status == "up") return;  // joined already: nothing to do
+      }
+      seedView = view.reporter + " does not know " + address + " yet (gossip brings a new "
+                 "node in within a few seconds)";
+    } catch (const std::exception& e) {
+      std::string what = e.what();
+      // A seed that refuses us (another cluster, a wrong secret) will not change its mind.
+      if (what.find("authentication") != std::string::npos ||
+          what.find("wrong cluster") != std::string::npos) {
+        throw;
+      }
+      seedView = "no seed answered (" + what + ")";
+    }
+    if (known) {
+      join(address);  // a refusal (FAILED) is the cluster's answer: thrown to the caller
+      return;
+    }
+    // Why the cluster may not know it: ask the node itself, so the message says which.
+    std::string nodeView;
+    try {
+      auto own = status(address);
+      nodeView = address + " answers, and knows " + std::to_string(own.members.size()) +
+                 " member" + (own.members.size() == 1 ? "" : "s");
+    } catch (const std::exception& e) {
+      nodeView = std::string("the node does not answer: ") + e.what();
+    }
+    waitingFor = seedView + "; " + nodeView;
+    auto now = Clock::now();
+    if (now >= deadline) {
+      char seconds[32];
+      snprintf(seconds, sizeof(seconds), "%.1f", double(timeout.count()) / 1000.0);
+      throw std::runtime_error(
+          "gave up after " + std::string(seconds) + " s waiting for " + address +
+          " to be known to the cluster: " + waitingFor + ". Check that storaged runs at " +
+          address + " and listens on that address, that it was started with --seeds naming "
+          "a node of this cluster, and that its cluster name and secret are this cluster's");
+    }
+    if (progress && now - lastProgress >= std::chrono::seconds(1)) {
+      progress(waitingFor);
+      lastProgress = now;
+    }
+    // Membership spreads by gossip rounds; the poll is the only way to observe it.
+    std::this_thread::sleep_for(std::min<Clock::duration>(std::chrono::milliseconds(200),
+                                                          deadline - now));
+  }
+}
+
 ClusterStatus AdminClient::status(const std::string& node) {
   auto ask = [&](const std::string& address) {
     auto response = impl_->wait(impl_->pool.admin(address).then(

@@ -112,7 +112,19 @@ class AdminClient {
 
   void join(const std::string& address);
   void leave(const std::string& address);
+  void forceRemove(const std::string& address, bool evenIfAlive = false);
   // Sent to the first seed that answers. Throw std::runtime_error with the node's reason.
+  // forceRemove (`admin remove --force`): the node is set removed at once, without a hand-off;
+  // the seed refuses ("refused: ...") a node it does not suspect, unless `evenIfAlive`.
+
+  void joinWhenKnown(const std::string& address, std::chrono::milliseconds timeout,
+                     const std::function<void(const std::string& waitingFor)>& progress = {});
+  // `admin join` for a node that may have just started: until `timeout`, asks the first seed
+  // that answers whether it knows `address` (gossip brings a new node in within a round or
+  // two), and joins it as soon as it does; at once if it is up already. About once a second
+  // while it waits, `progress` gets a line saying what it waits for (the seed's view, whether
+  // the node itself answers). Throws std::runtime_error when a seed refuses the join, or at
+  // the timeout with what was waited for and what to check.
 
   ClusterStatus status(const std::string& node = "");
   // From `node`, or from the first seed that answers.

@@ -46,8 +46,11 @@ struct CommandLine {
         ->check(CLI::Range(min, max));
   }
 
-  // How to reach the cluster: every command that talks to one takes these.
-  void connection(CLI::App* to) {
+  // How to reach the cluster: every command that talks to one takes these. `timeoutMeaning`:
+  // what --timeout bounds for this command.
+  void connection(CLI::App* to,
+                  const std::string& timeoutMeaning =
+                      "deadline of each call in milliseconds (default 2000)") {
     auto& i = invocation;
     to->add_option_function<std::string>(
           "--seeds",
@@ -67,8 +70,7 @@ struct CommandLine {
           },
           "the cluster's shared secret (default $DYNKV_SECRET, else none); never printed")
         ->type_name("SECRET");
-    number(to, "timeout", "MS", "deadline of each call in milliseconds (default 2000)", 1,
-           3600000, [this](int64_t v) {
+    number(to, "timeout", "MS", timeoutMeaning, 1, 3600000, [this](int64_t v) {
              invocation.timeoutMillis = uint32_t(v);
              invocation.timeoutGiven = true;
            });
@@ -146,16 +148,29 @@ struct CommandLine {
                            "tombstones, tree memory, rebuilding, hints held)");
     status->add_option("--node", i.node, "ask this node (default: the first seed that answers)")
         ->type_name("HOST:PORT");
+    status->add_flag("--all", i.all, "list removed members too (hidden by default)");
     connection(status);
 
-    auto* admin = command(&app, "admin", "join, leave, inspect or repair nodes");
+    auto* admin = command(&app, "admin", "join, leave, remove, inspect or repair nodes");
     admin->require_subcommand(1);
-    auto* join = command(admin, "join", "add a running node to the ring");
+    auto* join = command(admin, "join",
+                         "add a running node to the ring; waits until the cluster knows it");
     join->add_option("HOST:PORT", i.address, "the node's address")->required();
-    connection(join);
+    connection(join, "how long to wait for the node to be known to the cluster and joined, "
+                     "in milliseconds (default 30000)");
     auto* leave = command(admin, "leave", "hand a node's partitions off and remove it");
     leave->add_option("HOST:PORT", i.address, "the node's address")->required();
     connection(leave);
+    auto* remove = command(admin, "remove",
+                           "take a node that is dead for good out of the ring at once, "
+                           "without a hand-off (needs --force; a live node should leave)");
+    remove->add_option("HOST:PORT", i.address, "the node's address")->required();
+    remove->add_flag("--force", i.force,
+                     "required: the node's partitions go to others without a hand-off from "
+                     "it; the other replicas and anti-entropy refill them");
+    remove->add_flag("--even-if-alive", i.evenIfAlive,
+                     "remove it even though the node asked does not suspect it is down");
+    connection(remove);
     auto* inspect = command(admin, "inspect", "what that one node holds for KEY (no quorum)");
     inspect->add_option("HOST:PORT", i.address, "the node's address")->required();
     inspect->add_option("KEY", i.key, "the key")->required();
@@ -243,7 +258,37 @@ std::variant<Invocation, Exit> parseCommandLine(int argc, const char* const* arg
     return usageError("--seeds (or $DYNKV_SEEDS) names no node", invocation.command);
   }
   if (!commandLine.secretGiven) invocation.secret = fromEnvironment("DYNKV_SECRET").value_or("");
+  auto& command = invocation.command;
+  if (command == "admin remove" && !invocation.force) {
+    return usageError("admin remove takes a node out without a hand-off and needs --force "
+                      "(for a node that is dead for good); to take a live node out with a "
+                      "hand-off, use `dynkv admin leave " + invocation.address + "`",
+                      command);
+  }
+  if (command == "admin join" && !invocation.timeoutGiven) invocation.timeoutMillis = 30000;
+  if (command == "admin join" || command == "admin leave" || command == "admin remove" ||
+      command == "admin inspect") {
+    if (auto problem = addressProblem(invocation.address)) {
+      return usageError(*problem, command);
+    }
+  }
   return invocation;
+}
+
+std::optional<std::string> addressProblem(const std::string& address) {
+  auto colon = address.rfind(':');
+  std::string shown = address.size() > 64 ? address.substr(0, 64) + "..." : address;
+  auto problem = "bad node address '" + shown + "': expected HOST:PORT, ";
+  if (colon == std::string::npos) return problem + "and it has no :PORT";
+  auto host = address.substr(0, colon), port = address.substr(colon + 1);
+  if (host.empty()) return problem + "and it has no HOST";
+  if (host.find_first_of(" \t/") != std::string::npos) return problem + "and HOST is not one";
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) == 0 ||
+      std::stoul(port) > 65535) {
+    return problem + "with PORT a number from 1 to 65535";
+  }
+  return std::nullopt;
 }
 
 std::string userMessage(std::string message) {

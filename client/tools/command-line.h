@@ -14,10 +14,14 @@ namespace dynkv::cli {
 
 struct Invocation {
   std::string command;  // "get", "put", "del", "ring", "status", "admin join", "admin leave",
-                        // "admin inspect", "admin repair", "local up", "local down"
+                        // "admin remove", "admin inspect", "admin repair", "local up",
+                        // "local down"
   std::string key;      // get, put, del, admin inspect
   std::string value;    // put; "-": read standard input
-  std::string address;  // admin join, leave, inspect: HOST:PORT of the node
+  std::string address;  // admin join, leave, remove, inspect: HOST:PORT of the node (checked)
+  bool force = false;        // admin remove: always set (the parse refuses it without --force)
+  bool evenIfAlive = false;  // admin remove: even if the node asked does not suspect it
+  bool all = false;          // status: list removed members too
 
   std::vector<std::string> seeds;  // --seeds, else $DYNKV_SEEDS, else 127.0.0.1:7400
   std::string cluster = "dynkv";
@@ -25,7 +29,7 @@ struct Invocation {
   std::string ns;
   bool lww = false;
   std::optional<uint32_t> n, r, w;  // absent: the SDK's defaults
-  uint32_t timeoutMillis = 2000;
+  uint32_t timeoutMillis = 2000;   // admin join: how long to wait for the node (30000)
   bool timeoutGiven = false;        // data commands leave the SDK's default otherwise
   bool json = false;
   std::string context;              // put, del: the token of the read it supersedes
@@ -57,6 +61,10 @@ std::variant<Invocation, Exit> parseCommandLine(int argc, const char* const* arg
 // - a usage error — no command, an unknown command or flag (named), a missing or extra
 //   argument, a number that is not one or out of its range (never wrapped): code 2 (USAGE),
 //   `text` one line naming what is wrong, then where help is. Never contains the secret.
+
+std::optional<std::string> addressProblem(const std::string& address);
+// What is wrong with a node address given on the command line (HOST:PORT, PORT 1 to 65535),
+// in one line that quotes it (cut at 64 bytes); nullopt if nothing is.
 
 std::string userMessage(std::string message);
 // An error from the SDK, a node or the network in the user's terms, on one line: without kj's

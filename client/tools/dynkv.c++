@@ -1,5 +1,6 @@
 // The dynkv command-line tool: data commands against a cluster, and `local` to run one on
 // this machine.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -34,7 +35,9 @@ bool saysRefused(const std::string& message) {
 
 ExitCode exitCodeOf(const std::string& message) {
   // An admin call's failure, by what the node said: the admin client reports only text.
-  if (saysRefused(message)) return ExitCode::REFUSED;
+  if (saysRefused(message) || message.find("refused: ") != std::string::npos) {
+    return ExitCode::REFUSED;
+  }
   if (message.find("invalid argument") != std::string::npos) return ExitCode::USAGE;
   return ExitCode::UNAVAILABLE;
 }
@@ -170,6 +173,14 @@ nlohmann::ordered_json statsJson(const dynkv::NodeStats& s) {
 
 int status(const Invocation& args, dynkv::AdminClient& admin) {
   auto status = admin.status(args.node);
+  if (!args.all) {
+    // Removed members stay in every node's state (so gossip never brings them back), but they
+    // are history, not members: shown with --all only.
+    auto& members = status.members;
+    members.erase(std::remove_if(members.begin(), members.end(),
+                                 [](auto& m) { return m.status == "removed"; }),
+                  members.end());
+  }
   auto reports = memberReports(admin, status, std::chrono::milliseconds(args.timeoutMillis));
   auto reportOf = [&](const std::string& address) -> const MemberReport* {
     for (auto& r : reports) {
@@ -357,6 +368,22 @@ int inspect(const Invocation& args, dynkv::AdminClient& admin) {
   return code(values ? ExitCode::OK : ExitCode::NOT_FOUND);
 }
 
+void leaveAdvice(dynkv::AdminClient& admin, const std::string& address) {
+  // A leaving node hands its partitions off itself: one that is down stays leaving until it
+  // comes back. Say so when the cluster suspects it, and what takes a dead node out.
+  try {
+    for (auto& m : admin.status().members) {
+      if (m.address != address || !m.suspected) continue;
+      std::cerr << "dynkv: note: " << address << " looks down (suspected by the node asked); a "
+                << "leaving node hands its partitions off itself, so it stays leaving until it "
+                << "is back. If it is gone for good: dynkv admin remove --force " << address
+                << std::endl;
+    }
+  } catch (const std::exception&) {
+    // Advice only: the leave itself has been accepted.
+  }
+}
+
 int admin(const Invocation& args) {
   dynkv::AdminClient admin(args.seeds, args.cluster, args.secret);
   if (args.command == "status") return status(args, admin);
@@ -364,9 +391,16 @@ int admin(const Invocation& args) {
   if (args.command == "admin inspect") return inspect(args, admin);
   auto verb = args.command.substr(std::string("admin ").size());
   if (verb == "join") {
-    admin.join(args.address);
+    admin.joinWhenKnown(args.address, std::chrono::milliseconds(args.timeoutMillis),
+                        [](const std::string& waitingFor) {
+                          std::cerr << "dynkv: waiting: " << userMessage(waitingFor)
+                                    << std::endl;
+                        });
+  } else if (verb == "remove") {
+    admin.forceRemove(args.address, args.evenIfAlive);
   } else {
     admin.leave(args.address);
+    leaveAdvice(admin, args.address);
   }
   if (args.json) {
     std::cout << dynkv::cli::spacedDump({{"ok", true}, {verb, args.address}}) << std::endl;

@@ -12,6 +12,7 @@ enum class ExitCode : int {
   UNAVAILABLE = 3,  // no node answered, the quorum was not met, or the deadline passed; trying
                     // again later may succeed
   REFUSED = 4,      // a node refused: wrong cluster name or secret, or it rejected the write
+                    // or an admin change (remove --force of a node it sees alive)
 };
 
 inline constexpr char EXIT_CODE_TABLE[] =
@@ -21,6 +22,7 @@ inline constexpr char EXIT_CODE_TABLE[] =
     "  2  usage: unknown flag, missing argument, value out of range, bad context token,\n"
     "     value over the size limit\n"
     "  3  unavailable: no node reachable, quorum not met, deadline passed (retry later)\n"
-    "  4  refused: wrong cluster name or secret, or a node rejected the write\n";
+    "  4  refused: wrong cluster name or secret, or a node rejected the write or an\n"
+    "     admin change (admin remove --force of a node it does not suspect)\n";
 
 }  // namespace dynkv::cli

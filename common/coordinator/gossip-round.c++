@@ -289,6 +289,41 @@ GossipChanges GossipRound::leave(const std::string& address) {
   return changes;
 }
 
+GossipChanges GossipRound::forceRemove(const std::string& address, GossipMicros now,
+                                       bool evenIfAlive) {
+  // Checked first: the refusal below would print the address.
+  if (auto problem = checkNodeField("address", address.size())) {
+    kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::str(problem->c_str())));
+  }
+  GossipChanges changes;
+  auto member = byAddress(address);
+  if (member == nullptr) {
+    kj::throwFatalException(KJ_EXCEPTION(
+        FAILED, kj::str("unknown node: no member has the address ", address.c_str())));
+  }
+  auto id = member->info.id;
+  switch (decideForceRemoval(member->status, suspected(id, now), evenIfAlive)) {
+    case ForceRemoval::ALREADY_REMOVED:
+      return changes;
+    case ForceRemoval::REFUSE_ALIVE:
+      kj::throwFatalException(KJ_EXCEPTION(
+          FAILED,
+          kj::str("refused: ", address.c_str(), " is alive as far as ",
+                  options_.self.address.c_str(),
+                  " can tell (its failure detector does not suspect it). remove --force takes a "
+                  "node out without handing its partitions off, for a node that is dead for "
+                  "good; for a live node use `dynkv admin leave ",
+                  address.c_str(),
+                  "`. If it really must go now, add --even-if-alive.")));
+    case ForceRemoval::REMOVE:
+      break;
+  }
+  state_.forceRemove(id);
+  changes.durable = true;
+  eager_ = true;
+  return changes;
+}
+
 void GossipRound::observeVersion(uint64_t peerVersion) {
   // Someone has a newer map: gossip now instead of waiting for the next round.
   if (peerVersion > state_.map()->version()) eager_ = true;

@@ -141,6 +141,14 @@ class GossipRound {
   // address over NodeInfo::MAX_FIELD_BYTES (without echoing it), for an address no member has,
   // and for leaving a node that is not in the ring. Idempotent.
 
+  GossipChanges forceRemove(const std::string& address, GossipMicros now, bool evenIfAlive);
+  // Admin command `remove --force` (membership-state.h, ForceRemoval): sets the member at
+  // `address` REMOVED at once — joining, up, or leaving but dead before its hand-off ended —
+  // and the designated node maps the change at its next round. Refuses (FAILED, a message that
+  // starts "refused:" and names `dynkv admin leave`) a member this round does not suspect
+  // (ourselves included) unless `evenIfAlive`; throws as join() does for a bad or unknown
+  // address. Idempotent.
+
   void observeVersion(uint64_t peerVersion);
   // A peer or client carried this map version: if it is newer, the next round should be eager.
 

@@ -1,7 +1,8 @@
 // The shipped gossip round (common/coordinator/gossip-round.h) and the process's failure
 // detector (common/net/failure-detector.h) under a simulated network and clock, hundreds of
 // seeds: 100 nodes, operators joining new nodes and taking others out of the ring, with message
-// loss, a temporary partition and nodes crashing and restarting from what they had persisted.
+// loss, a temporary partition and nodes crashing and restarting from what they had persisted;
+// two nodes die for good (one of them while leaving) and are taken out with remove --force.
 //
 // Each simulated process is what storaged/gossip.c++ does around the round, step for step:
 // a round every second (50 ms after an admin change or a newer map), an exchange with the
@@ -16,7 +17,8 @@
 //   status the operators asked for (joined: up; left: removed; the rest: up), the same status
 //   versions and the same map version, and that map holds exactly the UP members;
 // - throughout, a node that has seen a member removed never sees it otherwise again (even
-//   after a restart), and no node's map holds a member it has as removed;
+//   after a restart), and no node's map holds a member it has as removed (a force-removed
+//   one excepted: it is removed first, and the designated node's next map drops it);
 // - once converged, rounds keep going but nothing is written to disk (heartbeats are not
 //   persisted).
 //
@@ -129,6 +131,7 @@ class MembershipSimulation {
   std::vector<Disk> disks_;
   std::map<size_t, MemberStatus> expected_;
   std::vector<std::set<uint64_t>> removedSeen_;  // per node: members it has seen removed
+  std::set<size_t> deadForGood_;  // killed, never restarted: `admin remove --force` takes them
 
   GossipRound& round(size_t i) { return *processes_[i].round; }
 
@@ -174,6 +177,21 @@ class MembershipSimulation {
       expected_[i] = MemberStatus::REMOVED;
       net_.at(uniform(2'000'000, 7'000'000), [this, i]() { admin(i, MemberStatus::LEAVING); });
     }
+    // Two ring members die for good: one while up, one just as an operator asked it to leave
+    // (so it never hands off). An operator force-removes both.
+    for (size_t k = LEAVERS; k < LEAVERS + 2; k++) {
+      size_t i = candidates[k];
+      bool leaving = k == LEAVERS + 1;
+      expected_[i] = MemberStatus::REMOVED;
+      deadForGood_.insert(i);
+      Micros at = uniform(2'000'000, 6'000'000);
+      net_.at(at, [this, i, leaving]() {
+        if (leaving) admin(i, MemberStatus::LEAVING);
+        net_.crash(i);
+        processes_[i] = Process{};
+      });
+      net_.at(at + 1'000'000, [this, i]() { forceRemove(i); });
+    }
 
     // A partition cutting a fifth of the nodes off for a while.
     std::vector<size_t> side;
@@ -194,7 +212,7 @@ class MembershipSimulation {
         processes_[i] = Process{};
       });
       net_.at(at + uniform(1'000'000, 3'000'000), [this, i]() {
-        if (net_.up(i) || !disks_[i].state) return;
+        if (net_.up(i) || !disks_[i].state || deadForGood_.count(i)) return;
         net_.restart(i);
         start(i);
       });
@@ -262,13 +280,21 @@ class MembershipSimulation {
     net_.after(i, round(i).takeEager() ? EAGER : INTERVAL, [this, i]() { gossipRound(i); });
   }
 
+  std::vector<size_t> commandTargets() {
+    // The running nodes an operator's command may go to. Not one about to die for good: a
+    // change it acknowledged and had no round to gossip would die with it (the operator would
+    // see the node gone, and repeat the command elsewhere).
+    std::vector<size_t> running;
+    for (size_t i = 0; i < NODES; i++) {
+      if (net_.up(i) && processes_[i].round && deadForGood_.count(i) == 0) running.push_back(i);
+    }
+    return running;
+  }
+
   void admin(size_t target, MemberStatus status) {
     // `dynkv admin join|leave ADDRESS` sent to a random running node; retried while that node
     // does not know the address yet (as the CLI's caller does on "unknown node").
-    std::vector<size_t> running;
-    for (size_t i = 0; i < NODES; i++) {
-      if (net_.up(i) && processes_[i].round) running.push_back(i);
-    }
+    auto running = commandTargets();
     auto retry = [this, target, status]() {
       net_.at(net_.now() + 500'000, [this, target, status]() { admin(target, status); });
     };
@@ -285,6 +311,22 @@ class MembershipSimulation {
       }
       apply(at, round(at).leave(address));
     }
+  }
+
+  void forceRemove(size_t target) {
+    // `dynkv admin remove --force ADDRESS` sent to a random running node; the operator tries
+    // again while that node still believes the target alive (the command is refused then).
+    auto running = commandTargets();
+    auto retry = [this, target]() {
+      net_.at(net_.now() + 500'000, [this, target]() { forceRemove(target); });
+    };
+    if (running.empty()) return retry();
+    size_t at = running[net_.rng()() % running.size()];
+    auto id = infos_[target].id;
+    if (round(at).state().find(id) == nullptr || !round(at).suspected(id, net_.now())) {
+      return retry();
+    }
+    apply(at, round(at).forceRemove(infos_[target].address, net_.now(), false));
   }
 
   uint64_t totalWrites() const {
@@ -309,7 +351,10 @@ class MembershipSimulation {
       }
       for (auto& node : state.map()->nodes()) {
         auto m = state.find(node.id);
-        if (m != nullptr && m->status == MemberStatus::REMOVED) {
+        // A force-removed node is removed before a map without it exists: the designated
+        // node's next round makes one. Only a node that left must be out of the map first.
+        bool forced = deadForGood_.count(size_t(node.id - 1)) != 0;
+        if (m != nullptr && m->status == MemberStatus::REMOVED && !forced) {
           return "node " + std::to_string(i + 1) + "'s map v" +
                  std::to_string(state.map()->version()) + " holds removed node " +
                  std::to_string(node.id);
@@ -322,6 +367,7 @@ class MembershipSimulation {
   std::string converged() {
     const MembershipState* reference = nullptr;
     for (size_t i = 0; i < NODES; i++) {
+      if (deadForGood_.count(i)) continue;
       if (!processes_[i].round) return "node " + std::to_string(i + 1) + " is not running";
       auto& state = round(i).state();
       auto who = "node " + std::to_string(i + 1) + ": ";

@@ -86,6 +86,67 @@ TEST_CASE("dynkv: commands, their arguments and defaults") {
   CHECK(invocation({"local", "up", "--dir", "d", "--http-port", "0"}).httpBasePort == 0);
 }
 
+TEST_CASE("dynkv: admin remove needs --force; --even-if-alive insists") {
+  auto remove = invocation({"admin", "remove", "--force", "10.0.0.4:7400"});
+  CHECK(remove.command == "admin remove");
+  CHECK(remove.address == "10.0.0.4:7400");
+  CHECK(remove.force);
+  CHECK_FALSE(remove.evenIfAlive);
+  auto insist = invocation({"admin", "remove", "h:1", "--force", "--even-if-alive", "--json"});
+  CHECK(insist.evenIfAlive);
+  CHECK(insist.json);
+
+  for (auto args : {std::vector<const char*>{"admin", "remove", "h:1"},
+                    std::vector<const char*>{"admin", "remove", "h:1", "--even-if-alive"}}) {
+    auto refused = exitOf(args);
+    CHECK(refused.code == int(ExitCode::USAGE));
+    CHECK(contains(refused.text, "--force"));
+    CHECK(contains(refused.text, "dynkv admin leave h:1"));
+  }
+  CHECK(exitOf({"admin", "remove", "--force"}).code == 2);  // no node
+  auto help = exitOf({"admin", "remove", "--help"});
+  CHECK(help.code == 0);
+  CHECK(contains(help.text, "--even-if-alive"));
+  CHECK(contains(exitOf({"--help"}).text, "admin remove --force"));  // in the exit codes
+}
+
+TEST_CASE("dynkv: status hides removed members unless --all") {
+  CHECK_FALSE(invocation({"status"}).all);
+  CHECK(invocation({"status", "--all", "--json"}).all);
+}
+
+TEST_CASE("dynkv: admin join waits 30 s for the node by default; --timeout says how long") {
+  auto join = invocation({"admin", "join", "127.0.0.1:7403"});
+  CHECK(join.timeoutMillis == 30000);
+  CHECK(invocation({"admin", "join", "127.0.0.1:7403", "--timeout", "5000"}).timeoutMillis ==
+        5000);
+  CHECK(invocation({"--timeout", "700", "admin", "join", "h:1"}).timeoutMillis == 700);
+  CHECK(invocation({"admin", "leave", "h:1"}).timeoutMillis == 2000);  // a call's deadline
+  CHECK(contains(exitOf({"admin", "join", "--help"}).text, "default 30000"));
+}
+
+TEST_CASE("dynkv: a node address that is not HOST:PORT is a usage error naming it") {
+  for (auto bad : {"localhost", "h:", ":7400", "h:0", "h:65536", "h:74x", "h:123456",
+                   "a b:1"}) {
+    INFO(bad);
+    for (auto verb : {"join", "leave", "remove"}) {
+      std::vector<const char*> args{"admin", verb, bad};
+      if (std::string(verb) == "remove") args.push_back("--force");
+      auto e = exitOf(args);
+      CHECK(e.code == int(ExitCode::USAGE));
+      CHECK(contains(e.text, std::string("bad node address '") + bad + "'"));
+      CHECK(contains(e.text, "HOST:PORT"));
+    }
+  }
+  std::string huge(5000, 'x');
+  auto e = exitOf({"admin", "join", huge.c_str()});
+  CHECK(e.code == 2);
+  CHECK(e.text.size() < 400);
+  for (auto good : {"h:1", "node-3.example.com:65535", "[::1]:7400", "10.0.0.1:7400"}) {
+    CHECK(invocation({"admin", "join", good}).address == good);
+  }
+}
+
 TEST_CASE("dynkv: seeds and secret fall back to the environment") {
   std::map<std::string, std::string> environment = {{"DYNKV_SEEDS", "a:1,b:2"},
                                                     {"DYNKV_SECRET", "s3cret"}};

@@ -291,5 +291,47 @@ TEST_CASE("gossip round: admin commands name known members; only ring members ma
   CHECK_FALSE(round.leave("a1").durable);
 }
 
+TEST_CASE("gossip round: remove --force takes a suspected member out at once, refuses a live "
+          "one and says to leave it") {
+  FakeLiveness liveness;
+  MembershipState state;
+  for (uint64_t id : {1, 2, 3}) state.merge(record(id, 1, MemberStatus::UP));
+  GossipRound round(options(1), state, liveness);
+  GossipMessage in;
+  in.members = {record(2, 2), record(3, 2, MemberStatus::LEAVING, 2)};
+  round.receive(in, 0);  // both heard from: alive as far as liveness says
+  round.beginRound(0, 0);
+  REQUIRE(round.state().map()->indexOf(2));
+
+  CHECK_THROWS_WITH(round.forceRemove("nowhere", 0, false), Catch::Contains("unknown node"));
+  for (auto address : {"a1", "a2"}) {  // ourselves, and a live member
+    try {
+      round.forceRemove(address, 0, false);
+      FAIL("a live member was removed");
+    } catch (const kj::Exception& e) {
+      std::string description = e.getDescription().cStr();
+      CHECK_THAT(description, Catch::StartsWith("refused: "));
+      CHECK_THAT(description, Catch::Contains(std::string("dynkv admin leave ") + address));
+    }
+  }
+  CHECK(round.state().find(2)->status == MemberStatus::UP);
+
+  liveness.down = {"a2", "a3"};
+  CHECK(round.forceRemove("a2", 0, false).durable);
+  CHECK(round.forceRemove("a3", 0, false).durable);  // leaving, dead before its hand-off
+  CHECK_FALSE(round.forceRemove("a2", 0, false).durable);  // idempotent
+  CHECK(round.state().find(2)->status == MemberStatus::REMOVED);
+  CHECK(round.state().find(3)->status == MemberStatus::REMOVED);
+  CHECK(round.takeEager());
+  CHECK_FALSE(round.beginRound(1000, 0).adopted.empty());  // we are designated: a new map
+  CHECK_FALSE(round.state().map()->indexOf(2));
+  CHECK(round.state().map()->nodes().size() == 1);
+
+  // Insisting removes a live member too.
+  liveness.down.clear();
+  CHECK(round.forceRemove("a1", 1000, true).durable);
+  CHECK(round.state().find(1)->status == MemberStatus::REMOVED);
+}
+
 }  // namespace
 }  // namespace dynkv

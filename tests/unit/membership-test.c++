@@ -123,6 +123,88 @@ TEST_CASE("membership: the designated node maps exactly the up members and other
   CHECK(a.map()->version() == b.map()->version());
 }
 
+TEST_CASE("membership: force-remove of a dead node spreads its partitions over the rest") {
+  MembershipState state;
+  for (uint64_t id : {10, 20, 30, 40}) {
+    Member m;
+    m.info.id = id;
+    m.info.address = "n" + std::to_string(id);
+    state.merge(m);
+    state.setStatus(id, MemberStatus::UP);
+  }
+  state.adoptMap(state.recomputedMap(8, 10));
+  REQUIRE(state.map()->indexOf(40));
+
+  state.forceRemove(40);
+  CHECK(state.find(40)->status == MemberStatus::REMOVED);
+  CHECK_FALSE(state.mapIsCurrent());
+  auto next = state.recomputedMap(8, 10);
+  REQUIRE(next);
+  CHECK(next->version() > state.map()->version());
+  CHECK_FALSE(next->indexOf(40));
+  CHECK(next->nodes().size() == 3);
+  uint32_t owned = 0;
+  for (auto share : next->shares()) owned += share;
+  CHECK(owned == next->partitionCount());
+  // Every partition still has three distinct replicas, none of them the removed node.
+  for (uint32_t p = 0; p < next->partitionCount(); p++) {
+    CHECK(next->preferenceList(p, 3, 0).nodes.size() == 3);
+  }
+  state.adoptMap(next);
+  CHECK(state.mapIsCurrent());
+
+  // Idempotent: a second removal changes nothing.
+  auto version = state.find(40)->statusVersion;
+  state.forceRemove(40);
+  CHECK(state.find(40)->statusVersion == version);
+}
+
+TEST_CASE("membership: a removed record survives gossip merges, the node's own copies too") {
+  MembershipState admin, stale;
+  Member dead;
+  dead.info.id = 7;
+  dead.info.address = "n7";
+  dead.status = MemberStatus::UP;
+  dead.statusVersion = 3;
+  dead.heartbeat = 40;
+  admin.merge(dead);
+  stale.merge(dead);
+  admin.forceRemove(7);
+
+  // The node comes back with the state it had on disk, heartbeat racing ahead; a node that
+  // missed the removal still has it up; another had it leaving at the same version.
+  Member back = dead;
+  back.generation = 2;
+  back.heartbeat = 1000;
+  Member leaving = dead;
+  leaving.status = MemberStatus::LEAVING;
+  admin.merge(back);
+  admin.merge(leaving);
+  stale.merge(back);
+  stale.merge(admin);
+  admin.merge(stale);
+  for (auto* state : {&admin, &stale}) {
+    CHECK(state->find(7)->status == MemberStatus::REMOVED);
+    CHECK(state->find(7)->heartbeat == 1000);  // liveness still merges: the record is kept
+    CHECK(state->ringMembers().empty());
+  }
+}
+
+TEST_CASE("membership: remove --force takes dead nodes, refuses live ones unless insisted") {
+  using S = MemberStatus;
+  for (auto status : {S::JOINING, S::UP, S::LEAVING}) {
+    INFO(toString(status));
+    CHECK(decideForceRemoval(status, true, false) == ForceRemoval::REMOVE);
+    CHECK(decideForceRemoval(status, false, false) == ForceRemoval::REFUSE_ALIVE);
+    CHECK(decideForceRemoval(status, false, true) == ForceRemoval::REMOVE);
+  }
+  for (bool suspected : {true, false}) {
+    for (bool insist : {true, false}) {
+      CHECK(decideForceRemoval(S::REMOVED, suspected, insist) == ForceRemoval::ALREADY_REMOVED);
+    }
+  }
+}
+
 TEST_CASE("phi accrual: suspicion grows with silence, scaled by the heartbeat history") {
   PhiAccrual::Options options;
   options.minStdDevMillis = 50;
