@@ -39,7 +39,9 @@ std::string bytesOf(const Words& words) {
   return std::string(bytes.asChars().begin(), bytes.size());
 }
 
-std::string selector(int path, const std::string& input) { return std::string(1, char(path)) + input; }
+std::string selector(int path, const std::string& input) {
+  return std::string(1, char(path)) + input;
+}
 
 Object valueObject() {
   Object o;
