@@ -37,7 +37,9 @@ void encodeGossipMessage(const GossipMessage& message, wire::GossipState::Builde
 
 GossipMessage decodeGossipMessage(wire::GossipState::Reader in) {
   GossipMessage message;
-  message.members.reserve(in.getMembers().size());
+  // No reserve() for the count the list claims: a list of empty structs costs its sender
+  // nothing per element, so a few bytes could claim millions of records (gigabytes reserved
+  // before the first record is refused). Each record decoded holds bytes that were sent.
   for (auto record : in.getMembers()) message.members.push_back(decodeMember(record));
   message.mapVersion = in.getMapVersion();
   if (in.getHasMap()) {
