@@ -1,6 +1,7 @@
 #include "codec.h"
 
 #include <algorithm>
+#include <cstring>
 #include <capnp/message.h>
 #include <capnp/serialize-packed.h>
 #include <capnp/serialize.h>
@@ -16,6 +17,15 @@ Actor decodeActor(wire::Actor::Reader a) { return Actor{a.getNode(), a.getEpoch(
 void encodeActor(const Actor& a, wire::Actor::Builder out) {
   out.setNode(a.node);
   out.setEpoch(a.epoch);
+}
+
+std::string textField(capnp::Text::Reader text, const char* field) {
+  // Text on the wire may hold a NUL byte; our strings go back out through c_str() (kj's
+  // StringPtr from a std::string, an address given to the resolver), which would cut them
+  // there. A record that reads differently on each side of a hop never converges: refuse it.
+  KJ_REQUIRE(memchr(text.begin(), 0, text.size()) == nullptr, "text field holds a NUL byte",
+             field);
+  return std::string(text.begin(), text.size());
 }
 
 }  // namespace
@@ -123,6 +133,10 @@ Object decodeObject(wire::Object::Reader in, const Limits& limits) {
   if (object.kind == Versioning::LAST_WRITE_WINS) {
     KJ_REQUIRE(object.siblings.size() <= 1 && object.vv.empty(),
                "a last-write-wins object holds at most one version and no version vector");
+    // Canonical form: a last-write-wins version has the zero dot (versions are ordered by
+    // time). A dot a peer sent anyway would make the same version compare, and digest,
+    // differently on each replica, until a sync zeroed it.
+    for (auto& s : object.siblings) s.dot = Dot{};
   } else {
     for (auto& s : object.siblings) {
       KJ_REQUIRE(object.vv.covers(s.dot), "object's version vector does not cover a sibling");
@@ -220,9 +234,9 @@ PartitionMap decodePartitionMap(wire::PartitionMap::Reader in) {
   for (auto n : wireNodes) {
     NodeInfo info;
     info.id = n.getId();
-    info.name = n.getName();
-    info.address = n.getAddress();
-    info.zone = n.getZone();
+    info.name = textField(n.getName(), "name");
+    info.address = textField(n.getAddress(), "address");
+    info.zone = textField(n.getZone(), "zone");
     info.weight = n.getWeight();
     nodes.push_back(std::move(info));
   }
@@ -255,9 +269,9 @@ Member decodeMember(wire::Member::Reader in) {
   Member m;
   auto info = in.getInfo();
   m.info.id = info.getId();
-  m.info.name = info.getName();
-  m.info.address = info.getAddress();
-  m.info.zone = info.getZone();
+  m.info.name = textField(info.getName(), "name");
+  m.info.address = textField(info.getAddress(), "address");
+  m.info.zone = textField(info.getZone(), "zone");
   m.info.weight = info.getWeight();
   KJ_REQUIRE(m.info.id != 0, "member record without a node id");
   if (auto problem = checkNodeInfo(m.info)) {
@@ -287,7 +301,7 @@ Member decodeMember(wire::Member::Reader in) {
   if (auto problem = checkNodeField("http address", http.size())) {
     kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::str(problem->c_str()), m.info.id));
   }
-  m.httpAddress = std::string(http.cStr(), http.size());
+  m.httpAddress = textField(http, "http address");
   return m;
 }
 

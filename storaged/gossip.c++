@@ -23,7 +23,9 @@ GossipRoundOptions roundOptions(const GossipOptions& options) {
   return o;
 }
 
-void encode(const GossipMessage& message, wire::GossipState::Builder out) {
+}  // namespace
+
+void encodeGossipMessage(const GossipMessage& message, wire::GossipState::Builder out) {
   auto members = out.initMembers(message.members.size());
   for (size_t i = 0; i < message.members.size(); i++) encodeMember(message.members[i], members[i]);
   out.setMapVersion(message.mapVersion);
@@ -33,9 +35,11 @@ void encode(const GossipMessage& message, wire::GossipState::Builder out) {
   }
 }
 
-GossipMessage decode(wire::GossipState::Reader in) {
+GossipMessage decodeGossipMessage(wire::GossipState::Reader in) {
   GossipMessage message;
-  message.members.reserve(in.getMembers().size());
+  // No reserve() for the count the list claims: a list of empty structs costs its sender
+  // nothing per element, so a few bytes could claim millions of records (gigabytes reserved
+  // before the first record is refused). Each record decoded holds bytes that were sent.
   for (auto record : in.getMembers()) message.members.push_back(decodeMember(record));
   message.mapVersion = in.getMapVersion();
   if (in.getHasMap()) {
@@ -43,8 +47,6 @@ GossipMessage decode(wire::GossipState::Reader in) {
   }
   return message;
 }
-
-}  // namespace
 
 GossipMembership::GossipMembership(GossipOptions options, GroupCommit& commits, NodePool& pool,
                                    FailureDetector& detector, kj::Timer& timer)
@@ -113,12 +115,12 @@ void GossipMembership::gossip(wire::GossipState::Reader in, wire::GossipState::B
   // The whole message is decoded, and so validated, before any of it is applied: one bad
   // record (an oversized name, say) refuses the message, and the sender gets the error.
   GossipMessage message;
-  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { message = decode(in); })) {
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { message = decodeGossipMessage(in); })) {
     logRefusal(*e);
     kj::throwFatalException(kj::mv(*e));
   }
   apply(round_.receive(kj::mv(message), nowMicros()));
-  encode(round_.reply(in.getMapVersion()), out);
+  encodeGossipMessage(round_.reply(in.getMapVersion()), out);
 }
 
 void GossipMembership::logRefusal(const kj::Exception& exception) {
@@ -209,14 +211,14 @@ kj::Promise<void> GossipMembership::exchange() {
       [message = kj::mv(picked->message)](
           wire::Peer::Client peer) -> kj::Promise<capnp::Response<wire::Peer::GossipResults>> {
         auto request = peer.gossipRequest();
-        encode(message, request.initState());
+        encodeGossipMessage(message, request.initState());
         return request.send();
       });
   return timer_.timeoutAfter(2 * kj::SECONDS, kj::mv(call))
       .then(
           [this, target](capnp::Response<wire::Peer::GossipResults>&& response) {
             pool_.reportSuccess(target);
-            apply(round_.receive(decode(response.getState()), nowMicros()));
+            apply(round_.receive(decodeGossipMessage(response.getState()), nowMicros()));
           },
           [this, target](kj::Exception&& e) {
             pool_.reportFailure(target, e);
@@ -254,7 +256,7 @@ void GossipMembership::writeState(WriteTransaction& txn) {
   // liveness afresh, and others' come back by gossip).
   writes_++;
   capnp::MallocMessageBuilder message;
-  encode(round_.snapshot(), message.initRoot<wire::GossipState>());
+  encodeGossipMessage(round_.snapshot(), message.initRoot<wire::GossipState>());
   auto words = capnp::messageToFlatArray(message);
   txn.put(Table::META, kj::arrayPtr(MEMBERSHIP_KEY, sizeof(MEMBERSHIP_KEY)), words.asBytes());
 }

@@ -39,6 +39,12 @@ struct GossipOptions {
   uint32_t seedEvery = 10;  // gossip with a seed at least every this many rounds
 };
 
+void encodeGossipMessage(const GossipMessage& message, wire::GossipState::Builder out);
+GossipMessage decodeGossipMessage(wire::GossipState::Reader in);
+// A gossip exchange on the wire, and as kept in the data directory. Decoding validates every
+// record (decodeMember) and the map (decodePartitionMap) and throws (FAILED) on the first that
+// is malformed, so nothing of a bad message is used.
+
 class GossipMembership final : public Membership, private kj::TaskSet::ErrorHandler {
  public:
   GossipMembership(GossipOptions options, GroupCommit& commits, NodePool& pool,

@@ -189,6 +189,15 @@ kj::Promise<void> HintStore::removeHint(const Hint& delivered) {
   });
 }
 
+std::string HintStore::storedKey(uint64_t ownerId, const std::string& storageKey) {
+  return hintKey(ownerId, storageKey);
+}
+
+HintStore::Hint HintStore::decodeStored(Bytes key, Bytes value, const Limits& limits) {
+  auto parsed = parseHintKey(key);
+  return Hint{parsed.owner, decodeStorageKey(parsed.storageKey), objectFromBytes(value, limits)};
+}
+
 HintStore::HintPage HintStore::hintsFor(uint64_t ownerId, const std::string& after,
                                         size_t max) const {
   HintPage page;
@@ -203,10 +212,8 @@ HintStore::HintPage HintStore::hintsFor(uint64_t ownerId, const std::string& aft
         page.end = false;
         return false;
       }
-      auto parsed = parseHintKey(key);
-      page.hints.push_back(
-          Hint{ownerId, decodeStorageKey(parsed.storageKey), objectFromBytes(value, limits_)});
-      page.next.assign(parsed.storageKey.asChars().begin(), parsed.storageKey.size());
+      page.hints.push_back(decodeStored(key, value, limits_));
+      page.next.assign(key.asChars().begin() + 8, key.size() - 8);
       return true;
     });
   });

@@ -62,6 +62,12 @@ class HintStore {
   // storage key `after` (empty: from the first). Reads only that owner's hints: O(max),
   // whatever else is held.
 
+  static std::string storedKey(uint64_t ownerId, const std::string& storageKey);
+  static Hint decodeStored(Bytes key, Bytes value, const Limits& limits);
+  // A hint as kept in Table::HINTS: the key is [owner id: 8 bytes big-endian][encoded storage
+  // key], the value objectToWords of the object. Decoding throws (FAILED) on a malformed key
+  // or an object that objectFromBytes refuses (what a damaged data directory may hold).
+
   kj::Promise<void> removeHint(const Hint& delivered);
   // Deletes a delivered hint, unless it changed since it was read (then it stays for the next
   // round). Removing one that is not held changes nothing.

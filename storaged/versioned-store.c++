@@ -206,7 +206,10 @@ VersionedStore::PartitionChunk VersionedStore::scanPartition(uint32_t partition,
                                                              const std::string& after,
                                                              size_t maxBytes) {
   PartitionChunk chunk;
-  auto [first, end] = partitionRange(partition);
+  // Not a structured binding: C++17 (and clang) does not let the lambda below capture one.
+  auto range = partitionRange(partition);
+  const std::string& first = range.first;
+  const std::string& end = range.second;
   std::string begin = after.empty() ? first : after + std::string(1, '\0');  // the next key after
   size_t bytes = 0;
   chunk.done = true;

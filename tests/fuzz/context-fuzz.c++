@@ -1,0 +1,45 @@
+// libFuzzer target: the opaque context of a read, as it comes back from outside. The first
+// byte picks the form, the rest is its input:
+//   even  the context bytes a server-driven call carries (decodeReadContext, storaged);
+//   odd   the printable token a user passes on a command line or from a script
+//         (Context::fromToken, the SDK: base64, then the same decoder).
+// Refusal is fine (a message, or Error(INVALID_ARGUMENT) from the SDK). A context accepted must
+// hold at most MAX_DECODED_VV_ENTRIES entries and read back the same after encoding, as bytes
+// and as a token.
+#include <dynkv/types.h>
+
+#include <optional>
+#include <string>
+
+#include "codec.h"
+#include "context.h"
+#include "fuzz-support.h"
+#include "read-context.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace dynkv;
+  using namespace dynkv::fuzz;
+  if (size == 0) return 0;
+  std::string_view bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
+  ReadContext context;
+  if (data[0] % 2 == 0) {
+    if (decodeReadContext(bytes, context)) return 0;
+  } else {
+    try {
+      context = decodeContext(Context::fromToken(bytes));
+    } catch (const Error& e) {
+      require(e.kind() == ErrorKind::INVALID_ARGUMENT, "a bad token is an invalid argument");
+      return 0;
+    }
+  }
+
+  require(context.vv.size() <= MAX_DECODED_VV_ENTRIES, "vv within MAX_DECODED_VV_ENTRIES");
+  ReadContext again;
+  require(!decodeReadContext(encodeReadContext(context), again), "encoded context decodes");
+  require(again.vv == context.vv && again.fastest == context.fastest, "bytes round trip");
+  auto token = encodeContext(context.vv, context.fastest).token();
+  auto fromToken = decodeContext(Context::fromToken(token));
+  require(fromToken.vv == context.vv && fromToken.fastest == context.fastest,
+          "token round trip");
+  return 0;
+}
