@@ -302,17 +302,22 @@ GossipChanges GossipRound::forceRemove(const std::string& address, GossipMicros 
         FAILED, kj::str("unknown node: no member has the address ", address.c_str())));
   }
   auto id = member->info.id;
-  switch (decideForceRemoval(member->status, suspected(id, now), evenIfAlive)) {
+  // Dead means heard from since this process started, and suspected since: a node this one
+  // has not heard from yet (it restarted a moment ago) is no evidence either way.
+  bool heard = heard_.count(id) != 0;
+  switch (decideForceRemoval(member->status, heard && suspected(id, now), evenIfAlive)) {
     case ForceRemoval::ALREADY_REMOVED:
       return changes;
     case ForceRemoval::REFUSE_ALIVE:
       kj::throwFatalException(KJ_EXCEPTION(
           FAILED,
-          kj::str("refused: ", address.c_str(), " is alive as far as ",
+          kj::str("refused: ", address.c_str(),
+                  heard ? " is alive as far as " : " has not been heard from since ",
                   options_.self.address.c_str(),
-                  " can tell (its failure detector does not suspect it). remove --force takes a "
-                  "node out without handing its partitions off, for a node that is dead for "
-                  "good; for a live node use `dynkv admin leave ",
+                  heard ? " can tell (its failure detector does not suspect it)"
+                        : " started, so it cannot tell whether it is dead",
+                  ". remove --force takes a node out without handing its partitions off, for a "
+                  "node that is dead for good; for a live node use `dynkv admin leave ",
                   address.c_str(),
                   "`. If it really must go now, add --even-if-alive.")));
     case ForceRemoval::REMOVE:

@@ -146,7 +146,7 @@ class GossipRound {
   // `address` REMOVED at once — joining, up, or leaving but dead before its hand-off ended —
   // and the designated node maps the change at its next round. Refuses (FAILED, a message that
   // starts "refused:" and names `dynkv admin leave`) a member this round does not suspect
-  // (ourselves included) unless `evenIfAlive`; throws as join() does for a bad or unknown
+  // (ourselves included), or has not heard from since it started, unless `evenIfAlive`; throws as join() does for a bad or unknown
   // address. Idempotent.
 
   void observeVersion(uint64_t peerVersion);

@@ -25,6 +25,8 @@
 // DYNKV_SIM_SEED=N replays one seed; DYNKV_SIM_SEEDS=K runs K seeds (default 500);
 // DYNKV_SIM_TRACE=1 prints, each simulated second after the last fault, what still keeps the
 // nodes from agreeing.
+#include <kj/exception.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -313,20 +315,28 @@ class MembershipSimulation {
     }
   }
 
-  void forceRemove(size_t target) {
+  void forceRemove(size_t target, int refusals = 0) {
     // `dynkv admin remove --force ADDRESS` sent to a random running node; the operator tries
-    // again while that node still believes the target alive (the command is refused then).
+    // again while that node still believes the target alive, or has not heard from it since
+    // it restarted (the command is refused then), and after ten refusals insists
+    // (--even-if-alive), as when every node restarted after the target died.
     auto running = commandTargets();
-    auto retry = [this, target]() {
-      net_.at(net_.now() + 500'000, [this, target]() { forceRemove(target); });
+    auto retry = [this, target](int refused) {
+      net_.at(net_.now() + 500'000, [this, target, refused]() { forceRemove(target, refused); });
     };
-    if (running.empty()) return retry();
+    if (running.empty()) return retry(refusals);
     size_t at = running[net_.rng()() % running.size()];
     auto id = infos_[target].id;
     if (round(at).state().find(id) == nullptr || !round(at).suspected(id, net_.now())) {
-      return retry();
+      return retry(refusals);
     }
-    apply(at, round(at).forceRemove(infos_[target].address, net_.now(), false));
+    bool insist = refusals >= 10;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+      apply(at, round(at).forceRemove(infos_[target].address, net_.now(), insist));
+    })) {
+      REQUIRE_THAT(e->getDescription().cStr(), Catch::StartsWith("refused: "));
+      return retry(refusals + 1);
+    }
   }
 
   uint64_t totalWrites() const {

@@ -333,5 +333,19 @@ TEST_CASE("gossip round: remove --force takes a suspected member out at once, re
   CHECK(round.state().find(1)->status == MemberStatus::REMOVED);
 }
 
+TEST_CASE("gossip round: remove --force refuses a member not heard from since this node started") {
+  // Restarted a moment ago, this node's detector knows nothing of a2 yet: no evidence it is
+  // dead, so the operator must ask a node that has been up longer, or insist.
+  FakeLiveness liveness;
+  MembershipState state;
+  for (uint64_t id : {1, 2}) state.merge(record(id, 1, MemberStatus::UP));
+  GossipRound round(options(1), state, liveness);
+  liveness.down = {"a2"};
+  CHECK_THROWS_WITH(round.forceRemove("a2", 0, false),
+                    Catch::Contains("refused: a2 has not been heard from since a1 started"));
+  CHECK(round.state().find(2)->status == MemberStatus::UP);
+  CHECK(round.forceRemove("a2", 0, true).durable);
+}
+
 }  // namespace
 }  // namespace dynkv
