@@ -279,7 +279,17 @@ class Bench {
   uint64_t mapVersion() const { return transport_.map().version(); }
 
   kj::Promise<void> run() {
-    return waitForView(0).then([this]() { return load(); }).then([this]() { return measure(); });
+    return waitForView(0)
+        .then([this]() {
+          size_t nodes = clusterNodes();
+          if (nodes < o_.n) {
+            // The preference lists are shorter than N: say so before figures that mislead.
+            fprintf(stderr, "%sdynkv-bench: warning: N=%u but the cluster has %zu node%s\n",
+                    isatty(2) ? "\r" : "", o_.n, nodes, nodes == 1 ? "" : "s");
+          }
+          return load();
+        })
+        .then([this]() { return measure(); });
   }
 
   void interrupt() {
