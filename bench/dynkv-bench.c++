@@ -25,8 +25,12 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <variant>
+
+#include <CLI/CLI.hpp>
 
 #include "anti-entropy.h"
+#include "dynkv-version.h"
 #include "own-cluster.h"
 #include "report.h"
 #include "transport.h"
@@ -34,42 +38,6 @@
 
 namespace dynkv::bench {
 namespace {
-
-const char USAGE[] =
-    "usage: dynkv-bench [options]\n"
-    "\n"
-    "Measures get and put latency with client-driven coordination (the SDK) and\n"
-    "server-driven coordination (each request to a random node, which coordinates it), in\n"
-    "interleaved blocks on one cluster, against a transport floor: a no-op RPC fanned out\n"
-    "R-of-N like a quorum read. Without --seeds it starts its own local cluster.\n"
-    "\n"
-    "  --seeds HOST:PORT,...    an existing cluster (default: start a local one)\n"
-    "  --nodes K                local cluster size (default 5)\n"
-    "  --durability sync|buffered   local cluster durability (default buffered)\n"
-    "  --ops N                  measured operations per mode (default 20000)\n"
-    "  --duration SEC           measure for SEC seconds in all instead of --ops\n"
-    "  --inflight K             requests outstanding at once (default 1; 64 for throughput)\n"
-    "  --workload a|b|c|f|w     YCSB core workload (default a); w: writes only\n"
-    "  --workload anti-entropy  instead: what repairing a diverged replica costs, on a\n"
-    "                           local 3-node cluster of its own: get p99.9 idle, during\n"
-    "                           anti-entropy's repair with and without admission control,\n"
-    "                           bytes exchanged and time to converge (--keys, --value-size,\n"
-    "                           --inflight (default 4), --duration: the idle phase (default\n"
-    "                           10), --durability, --timeout, --json, --keep, and:)\n"
-    "  --ae-interval-ms MS      its cluster's anti-entropy interval (default 1000)\n"
-    "  --converge-timeout SEC   how long it waits for the trees to converge (default 300)\n"
-    "  --keys K                 key space (default 100000), loaded before measuring\n"
-    "  --value-size B           bytes per value (default 100)\n"
-    "  --dist uniform|zipfian   key distribution (default zipfian, theta 0.99, scrambled)\n"
-    "  --mode client|server|both    coordination modes to measure (default both)\n"
-    "  --n N --r R --w W        quorum (default 3/2/2)\n"
-    "  --namespace vc|lww       vector-clock (default) or last-write-wins namespace\n"
-    "  --timeout MS             per-request deadline (default 2000)\n"
-    "  --block OPS              operations per interleaved block (default max(200, 32*K))\n"
-    "  --json FILE              write the results as JSON (microseconds)\n"
-    "  --plot FILE.svg          draw the latency CDFs with gnuplot\n"
-    "  --cluster NAME --secret S    cluster credentials (default dynkv, none)\n"
-    "  --keep                   leave the local cluster's directory (logs) behind\n";
 
 enum class Mode { FLOOR, CLIENT, SERVER };
 
@@ -98,15 +66,8 @@ struct Options {
   double convergeTimeout = 300;
 };
 
-uint64_t parseCount(const std::string& flag, const std::string& value, uint64_t min, uint64_t max) {
-  try {
-    size_t used = 0;
-    auto v = std::stoull(value, &used);
-    if (used == value.size() && v >= min && v <= max) return v;
-  } catch (const std::exception&) {
-  }
-  throw std::invalid_argument(flag + ": expected a number from " + std::to_string(min) + " to " +
-                              std::to_string(max) + ", got '" + value + "'");
+std::string versionText() {
+  return std::string("dynkv-bench ") + DYNKV_VERSION + " (git " + DYNKV_GIT_REVISION + ")";
 }
 
 std::vector<std::string> splitList(const std::string& s) {
@@ -121,89 +82,136 @@ std::vector<std::string> splitList(const std::string& s) {
   return out;
 }
 
-Options parseOptions(int argc, char** argv) {
+struct Exit {
+  // Answered without running: print `text` (stdout when `code` is 0, else stderr), exit `code`.
+  int code;
+  std::string text;
+};
+
+Exit usageError(const std::string& message) {
+  return {2, "dynkv-bench: " + message + "\nRun `dynkv-bench --help` for its flags.\n"};
+}
+
+// The command line, parsed without running anything (CLI11, strict like `dynkv`'s): the
+// options, or what to print and the exit code — 0 for --help and --version, 2 for a usage
+// error (an unknown flag, named; a value not one of the choices or out of its range).
+std::variant<Options, Exit> parseOptions(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; i++) {
-    std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") throw std::invalid_argument(USAGE);
-    if (flag == "--keep") {
-      o.keep = true;
-      continue;
+  CLI::App app{
+      "dynkv-bench: measures get and put latency with client-driven coordination (the SDK)\n"
+      "and server-driven coordination (each request to a random node, which coordinates it),\n"
+      "in interleaved blocks on one cluster, against a transport floor: a no-op RPC fanned\n"
+      "out R-of-N like a quorum read. Without --seeds it starts its own local cluster.",
+      "dynkv-bench"};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.set_version_flag("--version", versionText(), "print the version and git revision");
+  // A whole number, refused (never wrapped) outside [min, max]; CLI11 shows the range.
+  auto number = [&app](const std::string& flag, const std::string& valueName, auto& into,
+                       const std::string& meaning, uint64_t min, uint64_t max) {
+    return app.add_option("--" + flag, into, meaning)
+        ->type_name(valueName)
+        ->check(CLI::Range(min, max));
+  };
+  std::string seeds, workload = "a", dist = "zipfian", mode = "both", kind = "vc";
+  app.add_option("--seeds", seeds, "an existing cluster (default: start a local one)")
+      ->type_name("HOST:PORT,...");
+  number("nodes", "K", o.nodes, "local cluster size (default 5)", 1, 64);
+  app.add_option("--durability", o.durability, "local cluster durability (default buffered)")
+      ->type_name("sync|buffered")
+      ->check(CLI::IsMember({"sync", "buffered"}));
+  number("ops", "N", o.ops, "measured operations per mode (default 20000)", 1,
+         uint64_t(1) << 40);
+  auto* duration = number("duration", "SEC", o.duration,
+                          "measure for SEC seconds in all instead of --ops; with --workload "
+                          "anti-entropy: the idle phase (default 10)",
+                          1, 86400);
+  auto* inflight = number("inflight", "K", o.inflight,
+                          "requests outstanding at once (default 1; 64 for throughput; "
+                          "anti-entropy: 4)",
+                          1, 4096);
+  app.add_option("--workload", workload,
+                 "YCSB core workload (default a); w: writes only; anti-entropy: instead, what "
+                 "repairing a diverged replica costs, on a local 3-node cluster of its own: "
+                 "get p99.9 idle, during anti-entropy's repair with and without admission "
+                 "control, bytes exchanged and time to converge (takes --keys, --value-size, "
+                 "--inflight, --duration, --durability, --timeout, --json, --keep, "
+                 "--ae-interval-ms, --converge-timeout)")
+      ->type_name("a|b|c|f|w|anti-entropy")
+      ->check(CLI::IsMember({"a", "b", "c", "f", "w", "A", "B", "C", "F", "W", "anti-entropy"}));
+  number("ae-interval-ms", "MS", o.aeIntervalMillis,
+         "anti-entropy workload: its cluster's anti-entropy interval (default 1000)", 100,
+         3600000);
+  number("converge-timeout", "SEC", o.convergeTimeout,
+         "anti-entropy workload: how long to wait for the trees to converge (default 300)", 1,
+         86400);
+  number("keys", "K", o.keys, "key space, loaded before measuring (default 100000)", 1,
+         uint64_t(1) << 32);
+  number("value-size", "B", o.valueSize, "bytes per value (default 100)", 0, 1 << 20);
+  app.add_option("--dist", dist, "key distribution (default zipfian, theta 0.99, scrambled)")
+      ->type_name("uniform|zipfian")
+      ->check(CLI::IsMember({"uniform", "zipfian"}));
+  app.add_option("--mode", mode, "coordination modes to measure (default both)")
+      ->type_name("client|server|both")
+      ->check(CLI::IsMember({"client", "server", "both"}));
+  number("n", "N", o.n, "replicas per key (default 3)", 1, 64);
+  number("r", "R", o.r, "replies a read waits for (default 2)", 1, 64);
+  number("w", "W", o.w, "acknowledgements a write waits for (default 2)", 1, 64);
+  app.add_option("--namespace", kind, "vector-clock (default) or last-write-wins namespace")
+      ->type_name("vc|lww")
+      ->check(CLI::IsMember({"vc", "vector-clock", "lww", "last-write-wins"}));
+  number("timeout", "MS", o.timeoutMillis, "per-request deadline (default 2000)", 1, 600000);
+  number("block", "OPS", o.block,
+         "operations per interleaved block (default max(200, 32 * --inflight))", 1,
+         uint64_t(1) << 32);
+  app.add_option("--json", o.json, "write the results as JSON (microseconds)")
+      ->type_name("FILE");
+  app.add_option("--plot", o.plot,
+                 "draw the latency CDFs with gnuplot (not installed by dynkv-bench: "
+                 "apt-get install gnuplot-nox)")
+      ->type_name("FILE.svg");
+  app.add_option("--cluster", o.cluster, "the cluster's name (default dynkv)")
+      ->type_name("NAME");
+  app.add_option("--secret", o.secret, "the cluster's shared secret (default none)")
+      ->type_name("SECRET");
+  app.add_flag("--keep", o.keep, "leave the local cluster's directory (logs) behind");
+  app.footer("exit codes: 0 done, 1 a failure (cluster, plot), 2 usage, 130 interrupted");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    return Exit{0, app.help()};
+  } catch (const CLI::CallForVersion&) {
+    return Exit{0, versionText() + "\n"};
+  } catch (const CLI::ExtrasError&) {
+    // Name the unknown flags but not what follows them: a mistyped --secret's value is the
+    // secret.
+    std::string flags, strays;
+    for (auto& arg : app.remaining(true)) {
+      auto& list = arg.size() > 1 && arg[0] == '-' ? flags : strays;
+      list += (list.empty() ? "" : " ") + arg;
     }
-    if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value\n" + USAGE);
-    std::string v = argv[++i];
-    if (flag == "--seeds") {
-      o.seeds = splitList(v);
-    } else if (flag == "--nodes") {
-      o.nodes = uint32_t(parseCount(flag, v, 1, 64));
-    } else if (flag == "--durability") {
-      if (v != "sync" && v != "buffered") {
-        throw std::invalid_argument("--durability: expected sync or buffered, got '" + v + "'");
-      }
-      o.durability = v;
-    } else if (flag == "--ops") {
-      o.ops = parseCount(flag, v, 1, uint64_t(1) << 40);
-    } else if (flag == "--duration") {
-      o.duration = double(parseCount(flag, v, 1, 86400));
-      o.durationGiven = true;
-    } else if (flag == "--inflight") {
-      o.inflight = uint32_t(parseCount(flag, v, 1, 4096));
-      o.inflightGiven = true;
-    } else if (flag == "--workload") {
-      o.antiEntropy = v == "anti-entropy";
-      if (!o.antiEntropy) o.workload = Workload::parse(v);
-    } else if (flag == "--ae-interval-ms") {
-      o.aeIntervalMillis = uint32_t(parseCount(flag, v, 100, 3600000));
-    } else if (flag == "--converge-timeout") {
-      o.convergeTimeout = double(parseCount(flag, v, 1, 86400));
-    } else if (flag == "--keys") {
-      o.keys = parseCount(flag, v, 1, uint64_t(1) << 32);
-    } else if (flag == "--value-size") {
-      o.valueSize = uint32_t(parseCount(flag, v, 0, 1 << 20));
-    } else if (flag == "--dist") {
-      if (v != "uniform" && v != "zipfian") {
-        throw std::invalid_argument("--dist: expected uniform or zipfian, got '" + v + "'");
-      }
-      o.zipfian = v == "zipfian";
-    } else if (flag == "--mode") {
-      if (v != "client" && v != "server" && v != "both") {
-        throw std::invalid_argument("--mode: expected client, server or both, got '" + v + "'");
-      }
-      o.client = v != "server";
-      o.server = v != "client";
-    } else if (flag == "--n") {
-      o.n = uint32_t(parseCount(flag, v, 1, 64));
-    } else if (flag == "--r") {
-      o.r = uint32_t(parseCount(flag, v, 1, 64));
-    } else if (flag == "--w") {
-      o.w = uint32_t(parseCount(flag, v, 1, 64));
-    } else if (flag == "--namespace") {
-      if (v == "vc" || v == "vector-clock") {
-        o.kind = NamespaceKind::VECTOR_CLOCK;
-      } else if (v == "lww" || v == "last-write-wins") {
-        o.kind = NamespaceKind::LAST_WRITE_WINS;
-      } else {
-        throw std::invalid_argument("--namespace: expected vc or lww, got '" + v + "'");
-      }
-    } else if (flag == "--timeout") {
-      o.timeoutMillis = uint32_t(parseCount(flag, v, 1, 600000));
-    } else if (flag == "--block") {
-      o.block = parseCount(flag, v, 1, uint64_t(1) << 32);
-    } else if (flag == "--json") {
-      o.json = v;
-    } else if (flag == "--plot") {
-      o.plot = v;
-    } else if (flag == "--cluster") {
-      o.cluster = v;
-    } else if (flag == "--secret") {
-      o.secret = v;
-    } else {
-      throw std::invalid_argument("unknown option " + flag + "\n" + USAGE);
-    }
+    return usageError(flags.empty() ? "unexpected argument: " + strays
+                                    : "unknown flag: " + flags);
+  } catch (const CLI::ParseError& e) {
+    return usageError(e.what());
   }
-  if (o.r > o.n || o.w > o.n) throw std::invalid_argument("R and W must not exceed N");
+  o.seeds = splitList(seeds);
+  o.durationGiven = duration->count() > 0;
+  o.inflightGiven = inflight->count() > 0;
+  o.antiEntropy = workload == "anti-entropy";
+  if (!o.antiEntropy) o.workload = Workload::parse(workload);
+  o.zipfian = dist == "zipfian";
+  o.client = mode != "server";
+  o.server = mode != "client";
+  o.kind = kind == "lww" || kind == "last-write-wins" ? NamespaceKind::LAST_WRITE_WINS
+                                                      : NamespaceKind::VECTOR_CLOCK;
+  if (app.count("--seeds") && o.seeds.empty()) return usageError("--seeds names no node");
+  if (o.r > o.n || o.w > o.n) {
+    return usageError("R (" + std::to_string(o.r) + ") and W (" + std::to_string(o.w) +
+                      ") must not exceed N (" + std::to_string(o.n) + ")");
+  }
   if (o.seeds.empty() && o.n > o.nodes) {
-    throw std::invalid_argument("N=" + std::to_string(o.n) + " needs at least that many nodes");
+    return usageError("N=" + std::to_string(o.n) + " needs at least that many nodes (--nodes " +
+                      std::to_string(o.nodes) + ")");
   }
   if (o.block == 0) o.block = std::max<uint64_t>(200, uint64_t(o.inflight) * 32);
   return o;
@@ -266,8 +274,22 @@ class Bench {
   Results results;
   bool interrupted = false;
 
+  // The cluster as it answered: the members of its partition map (fetched before the run).
+  size_t clusterNodes() const { return transport_.map().nodes().size(); }
+  uint64_t mapVersion() const { return transport_.map().version(); }
+
   kj::Promise<void> run() {
-    return waitForView(0).then([this]() { return load(); }).then([this]() { return measure(); });
+    return waitForView(0)
+        .then([this]() {
+          size_t nodes = clusterNodes();
+          if (nodes < o_.n) {
+            // The preference lists are shorter than N: say so before figures that mislead.
+            fprintf(stderr, "%sdynkv-bench: warning: N=%u but the cluster has %zu node%s\n",
+                    isatty(2) ? "\r" : "", o_.n, nodes, nodes == 1 ? "" : "s");
+          }
+          return load();
+        })
+        .then([this]() { return measure(); });
   }
 
   void interrupt() {
@@ -583,7 +605,8 @@ std::string commandLine(int argc, char** argv) {
   return out;
 }
 
-RunDescription describe(const Options& o, const std::string& command, size_t nodes) {
+RunDescription describe(const Options& o, const std::string& command, size_t nodes,
+                        uint64_t mapVersion) {
   RunDescription d;
   d.command = command;
   auto num = [](double v) {
@@ -594,13 +617,15 @@ RunDescription describe(const Options& o, const std::string& command, size_t nod
   d.settings = {
       {"cluster", o.seeds.empty() ? "local, " + std::to_string(nodes) + " nodes, " + o.durability +
                                         " durability"
-                                  : "--seeds, " + std::to_string(nodes) + " nodes"},
+                                  : "--seeds, " + std::to_string(nodes) +
+                                        " nodes (its partition map, version " +
+                                        std::to_string(mapVersion) + ")"},
       {"workload", std::string(1, o.workload.name) + " (" + o.workload.description + ")"},
       {"keys",
        std::to_string(o.keys) + ", " + (o.zipfian ? "zipfian 0.99 (scrambled)" : "uniform")},
       {"value size", std::to_string(o.valueSize) + " B"},
-      {"quorum",
-       "N=" + std::to_string(o.n) + " R=" + std::to_string(o.r) + " W=" + std::to_string(o.w)},
+      {"quorum", "N=" + std::to_string(o.n) + " R=" + std::to_string(o.r) +
+                     " W=" + std::to_string(o.w) + " (per request: a cluster has no default)"},
       {"namespace",
        o.kind == NamespaceKind::LAST_WRITE_WINS ? "last-write-wins" : "vector clock (DVV)"},
       {"in flight", std::to_string(o.inflight)},
@@ -633,9 +658,20 @@ int runAntiEntropy(const Options& o, const std::string& command) {
 }
 
 int run(int argc, char** argv) {
-  Options o = parseOptions(argc, argv);
+  auto parsed = parseOptions(argc, argv);
+  if (auto* exit = std::get_if<Exit>(&parsed)) {
+    fputs(exit->text.c_str(), exit->code == 0 ? stdout : stderr);
+    return exit->code;
+  }
+  const Options& o = std::get<Options>(parsed);
   if (o.antiEntropy) return runAntiEntropy(o, commandLine(argc, argv));
-  if (!o.plot.empty()) gnuplotAvailable(true);  // say now, not after the run, if it is missing
+  if (!o.plot.empty() && !gnuplotAvailable()) {
+    // Say now, not after the run; the table and --json are written all the same.
+    fprintf(stderr,
+            "dynkv-bench: --plot needs gnuplot, which is not installed (apt-get install "
+            "gnuplot-nox); the run goes on and leaves the plot script at %s.gp\n",
+            o.plot.c_str());
+  }
 
   std::optional<OwnCluster> own;
   std::vector<std::string> seeds = o.seeds;
@@ -668,8 +704,9 @@ int run(int argc, char** argv) {
   bench.run().exclusiveJoin(kj::mv(stop)).wait(io.waitScope);
   bench.endProgress();
 
-  size_t nodes = own ? o.nodes : o.seeds.size();
-  auto description = describe(o, commandLine(argc, argv), nodes);
+  // The cluster's own count, not the seeds given: one seed of a 3-node cluster is 3 nodes.
+  auto description =
+      describe(o, commandLine(argc, argv), bench.clusterNodes(), bench.mapVersion());
   printReport(stdout, description, bench.results);
   int status = bench.interrupted ? 130 : 0;
   if (!o.json.empty()) {
@@ -695,10 +732,6 @@ int main(int argc, char** argv) {
   try {
     return dynkv::bench::run(argc, argv);
   } catch (const std::invalid_argument& e) {
-    if (std::string(e.what()) == dynkv::bench::USAGE) {
-      std::cout << e.what();  // --help
-      return 0;
-    }
     std::cerr << "dynkv-bench: " << e.what() << std::endl;
     return 2;
   } catch (const kj::Exception& e) {

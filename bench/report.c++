@@ -251,26 +251,9 @@ void writeJson(const std::string& path, const RunDescription& run, const Results
   if (!file) throw std::runtime_error("cannot write " + path);
 }
 
-bool gnuplotAvailable(bool install) {
-  if (system("command -v gnuplot >/dev/null 2>&1") == 0) return true;
-  if (!install) return false;
-  if (geteuid() != 0) {
-    fprintf(stderr,
-            "dynkv-bench: --plot needs gnuplot; install it with: "
-            "sudo apt-get install gnuplot-nox\n");
-    return false;
-  }
-  fprintf(stderr, "dynkv-bench: --plot needs gnuplot; installing gnuplot-nox with apt-get\n");
-  const char* installCmd =
-      "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
-      "gnuplot-nox >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && "
-      "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
-      "gnuplot-nox >/dev/null 2>&1)";
-  if (system(installCmd) != 0 || system("command -v gnuplot >/dev/null 2>&1") != 0) {
-    fprintf(stderr, "dynkv-bench: could not install gnuplot-nox; the plot will not be drawn\n");
-    return false;
-  }
-  return true;
+bool gnuplotAvailable() {
+  // Never installs it: a benchmark that runs apt-get as root changes the machine it measures.
+  return system("command -v gnuplot >/dev/null 2>&1") == 0;
 }
 
 bool writePlot(const std::string& svgPath, const RunDescription& run, const Results& r,
@@ -348,7 +331,7 @@ bool writePlot(const std::string& svgPath, const RunDescription& run, const Resu
       return false;
     }
   }
-  if (!gnuplotAvailable(false)) {
+  if (!gnuplotAvailable()) {
     message = "gnuplot is not installed (apt-get install gnuplot-nox); the plot script is at " +
               script + " (run: gnuplot " + script + ")";
     return false;

@@ -59,9 +59,8 @@ void printReport(FILE* out, const RunDescription& run, const Results& results);
 void writeJson(const std::string& path, const RunDescription& run, const Results& results);
 // Throws std::runtime_error if the file cannot be written.
 
-bool gnuplotAvailable(bool install);
-// Whether `gnuplot` is on PATH. With install, first tries `apt-get install gnuplot-nox` (as
-// root) if it is not, saying so on stderr.
+bool gnuplotAvailable();
+// Whether `gnuplot` is on PATH. Never installs it (apt-get install gnuplot-nox does).
 
 bool writePlot(const std::string& svgPath, const RunDescription& run, const Results& results,
                std::string& message);

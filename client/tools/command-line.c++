@@ -190,6 +190,9 @@ struct CommandLine {
     up->add_option("--dir", i.dir, "the cluster's directory")->type_name("DIR")->required();
     number(up, "nodes", "N", "how many nodes (default 3; a restart keeps the cluster's)", 1,
            64, [&i](int64_t v) { i.nodes = uint32_t(v); });
+    up->add_option("--listen", i.host, "the address every node binds and is reached on "
+                   "(default 127.0.0.1; a restart keeps the cluster's)")
+        ->type_name("ADDR");
     number(up, "base-port", "PORT", "node K listens on PORT+K-1 (default 7400)", 1, 65535,
            [&i](int64_t v) { i.basePort = uint16_t(v); });
     number(up, "http-port", "PORT", "node K serves /metrics and its status page over HTTP on "

@@ -38,6 +38,7 @@ struct Invocation {
 
   std::string dir;                  // local up, local down
   uint32_t nodes = 3;
+  std::string host = "127.0.0.1";   // local up: --listen, the address the nodes bind
   uint16_t basePort = 7400;
   std::optional<uint16_t> httpBasePort;  // local up: node K's HTTP port is this + K-1 (0: none);
                                          // unset: basePort + 80

@@ -63,6 +63,7 @@ int local(const Invocation& args) {
   dynkv::LocalClusterOptions options;
   options.dir = args.dir;
   options.nodes = args.nodes;
+  options.host = args.host;
   options.basePort = args.basePort;
   // By default each node gets an HTTP port 80 above its RPC port (7480, 7481, ... for the
   // default base port), so `dynkv local up` always has status pages to open.
@@ -71,7 +72,14 @@ int local(const Invocation& args) {
   if (!args.durability.empty()) options.extraArgs = {"--durability", args.durability};
   dynkv::LocalCluster cluster(options);
   if (args.command == "local up") {
-    size_t started = cluster.up();
+    size_t started = 0;
+    try {
+      started = cluster.up();
+    } catch (const dynkv::PortInUse& e) {
+      // Nothing was started: say which port, and how to choose others.
+      std::cerr << "dynkv: " << e.what() << std::endl;
+      return code(ExitCode::UNAVAILABLE);
+    }
     std::cerr << "dynkv: " << cluster.size() << " nodes running in " << cluster.dir() << " ("
               << started << " started)" << std::endl;
     std::cout << cluster.seedList() << std::endl;

@@ -10,7 +10,7 @@ enum class ExitCode : int {
   USAGE = 2,        // the command line is wrong: an unknown flag, a value out of range, a bad
                     // context token, a value over the size limit
   UNAVAILABLE = 3,  // no node answered, the quorum was not met, or the deadline passed; trying
-                    // again later may succeed
+                    // again later may succeed. Also: a port `local up` needs is taken
   REFUSED = 4,      // a node refused: wrong cluster name or secret, or it rejected the write
                     // or an admin change (remove --force of a node it sees alive)
 };
@@ -21,7 +21,8 @@ inline constexpr char EXIT_CODE_TABLE[] =
     "  1  not found: get or admin inspect of a key that holds no value\n"
     "  2  usage: unknown flag, missing argument, value out of range, bad context token,\n"
     "     value over the size limit\n"
-    "  3  unavailable: no node reachable, quorum not met, deadline passed (retry later)\n"
+    "  3  unavailable: no node reachable, quorum not met, deadline passed (retry later);\n"
+    "     local up: a port it needs is taken\n"
     "  4  refused: wrong cluster name or secret, or a node rejected the write or an\n"
     "     admin change (admin remove --force of a node it does not suspect)\n";
 

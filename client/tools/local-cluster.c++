@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -43,16 +44,51 @@ std::string readFile(const std::string& path) {
   return s.str();
 }
 
-bool canConnect(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+// A TCP socket for host:port (a numeric address or a name), or -1 with `error` set.
+int socketFor(const std::string& host, uint16_t port, sockaddr_storage& addr, socklen_t& length,
+              std::string& error) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  int status = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
+  if (status != 0 || found == nullptr) {
+    error = "cannot resolve '" + host + "': " + gai_strerror(status);
+    return -1;
+  }
+  memcpy(&addr, found->ai_addr, found->ai_addrlen);
+  length = found->ai_addrlen;
+  int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) error = strerror(errno);
+  freeaddrinfo(found);
+  return fd;
+}
+
+bool canConnect(const std::string& host, uint16_t port) {
+  sockaddr_storage addr;
+  socklen_t length;
+  std::string error;
+  int fd = socketFor(host, port, addr, length, error);
   if (fd < 0) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), length) == 0;
   close(fd);
   return ok;
+}
+
+// Why host:port cannot be bound (as storaged binds it: SO_REUSEADDR, so a port in TIME_WAIT
+// after an earlier run is free), or "" if it can.
+std::string bindProblem(const std::string& host, uint16_t port) {
+  sockaddr_storage addr;
+  socklen_t length;
+  std::string error;
+  int fd = socketFor(host, port, addr, length, error);
+  if (fd < 0) return error;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), length) != 0) error = strerror(errno);
+  close(fd);
+  return error;
 }
 
 bool alive(pid_t pid) {
@@ -85,6 +121,7 @@ LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(opt
       if (eq == std::string::npos) continue;
       auto name = line.substr(0, eq), value = line.substr(eq + 1);
       if (name == "nodes") options_.nodes = uint32_t(std::stoul(value));
+      if (name == "host") options_.host = value;
       if (name == "base-port") options_.basePort = uint16_t(std::stoul(value));
       if (name == "http-base-port") options_.httpBasePort = uint16_t(std::stoul(value));
       if (name == "arg") extra.push_back(value);
@@ -97,7 +134,8 @@ LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(opt
     }
     makeDirs(options_.dir);
     std::ofstream out(conf);
-    out << "nodes=" << options_.nodes << "\nbase-port=" << options_.basePort
+    out << "nodes=" << options_.nodes << "\nhost=" << options_.host
+        << "\nbase-port=" << options_.basePort
         << "\nhttp-base-port=" << options_.httpBasePort
         << "\ncluster=" << options_.cluster << "\n";
     for (auto& a : options_.extraArgs) out << "arg=" << a << "\n";
@@ -123,10 +161,15 @@ std::string LocalCluster::findStoraged() {
   return "storaged";
 }
 
+std::string LocalCluster::hostPort(uint32_t port) const {
+  bool v6 = options_.host.find(':') != std::string::npos;
+  return (v6 ? "[" + options_.host + "]" : options_.host) + ":" + std::to_string(port);
+}
+
 std::vector<std::string> LocalCluster::seeds() const {
   std::vector<std::string> out;
   for (uint32_t i = 0; i < options_.nodes; i++) {
-    out.push_back("127.0.0.1:" + std::to_string(options_.basePort + i));
+    out.push_back(hostPort(options_.basePort + i));
   }
   return out;
 }
@@ -135,7 +178,7 @@ std::vector<std::string> LocalCluster::httpAddresses() const {
   std::vector<std::string> out;
   if (options_.httpBasePort == 0) return out;
   for (uint32_t i = 0; i < options_.nodes; i++) {
-    out.push_back("127.0.0.1:" + std::to_string(options_.httpBasePort + i));
+    out.push_back(hostPort(options_.httpBasePort + i));
   }
   return out;
 }
@@ -203,7 +246,7 @@ void LocalCluster::start(size_t node, const std::vector<std::string>& moreArgs) 
 void LocalCluster::waitListening(size_t node, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   uint16_t port = uint16_t(options_.basePort + node);
-  while (!canConnect(port)) {
+  while (!canConnect(options_.host, port)) {
     if (!running(node)) {
       throw std::runtime_error("node " + std::to_string(node + 1) + " (" + seeds()[node] +
                                ") exited; its log ends:\n" + logTail(node));
@@ -218,7 +261,31 @@ void LocalCluster::waitListening(size_t node, std::chrono::milliseconds timeout)
   }
 }
 
+void LocalCluster::checkPorts() const {
+  // Before starting anything: a node that cannot bind its port exits, and one whose port
+  // another cluster holds would have us wait for, and join, that cluster's node instead.
+  for (size_t i = 0; i < options_.nodes; i++) {
+    if (running(i)) continue;
+    std::vector<std::pair<uint32_t, std::string>> ports = {
+        {uint32_t(options_.basePort + i), "RPC"}};
+    if (options_.httpBasePort != 0) {
+      ports.push_back({uint32_t(options_.httpBasePort + i), "HTTP"});
+    }
+    for (auto& [port, what] : ports) {
+      auto problem =
+          port > 65535 ? std::string("beyond 65535") : bindProblem(options_.host, uint16_t(port));
+      if (problem.empty()) continue;
+      throw PortInUse("node " + std::to_string(i + 1) + " cannot use port " +
+                      std::to_string(port) + " (its " + what + " port) on " + options_.host +
+                      ": " + problem + "; another program or cluster holds it. Pick other " +
+                      "ports with --base-port (RPC: PORT+K-1) and --http-port (HTTP: " +
+                      "default base port + 80), or stop what holds it.");
+    }
+  }
+}
+
 size_t LocalCluster::up(std::chrono::milliseconds timeout) {
+  checkPorts();
   size_t started = 0;
   for (size_t i = 0; i < options_.nodes; i++) {
     if (running(i)) continue;

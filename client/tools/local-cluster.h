@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <stdexcept>
 #include <string>
 #include <sys/types.h>
 #include <vector>
@@ -13,28 +14,36 @@ namespace dynkv {
 
 struct LocalClusterOptions {
   std::string dir;
+  std::string host = "127.0.0.1";      // the address every node binds and is reached on
   uint32_t nodes = 3;
   uint16_t basePort = 7400;
   uint16_t httpBasePort = 0;           // node K serves HTTP (/metrics, status page) on
-                                       // 127.0.0.1:httpBasePort+K-1; 0: no HTTP port
+                                       // host:httpBasePort+K-1; 0: no HTTP port
   std::string storaged;                // path of the storaged binary; empty: findStoraged()
   std::vector<std::string> extraArgs;  // passed to every storaged (e.g. --durability buffered)
   std::string cluster = "dynkv";       // cluster name: tests give each cluster its own, so a
                                        // node of one can never gossip its way into another
 };
 
+class PortInUse : public std::runtime_error {
+  // A port the cluster needs is held by another program (or another cluster): thrown by
+  // up() before it starts any node. The message names the port and how to pick others.
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 class LocalCluster {
  public:
   explicit LocalCluster(LocalClusterOptions options);
-  // If DIR/cluster.conf exists, its node count, base port and extra arguments win over
+  // If DIR/cluster.conf exists, its node count, host, ports and extra arguments win over
   // `options` (a cluster keeps its shape); otherwise `options` are written there.
 
   static std::string findStoraged();
   // $DYNKV_STORAGED, else storaged beside this executable (or in ../storaged/ of a build
   // tree), else "storaged" on PATH.
 
-  std::vector<std::string> seeds() const;  // 127.0.0.1:PORT of every node
-  std::vector<std::string> httpAddresses() const;  // 127.0.0.1:PORT of each node's HTTP port;
+  std::vector<std::string> seeds() const;  // HOST:PORT of every node
+  std::vector<std::string> httpAddresses() const;  // HOST:PORT of each node's HTTP port;
                                                    // empty when the nodes serve none
   std::string seedList() const;            // the same, comma-separated
   size_t size() const { return options_.nodes; }
@@ -42,7 +51,9 @@ class LocalCluster {
   const std::string& clusterName() const { return options_.cluster; }
 
   size_t up(std::chrono::milliseconds timeout = std::chrono::seconds(30));
-  // Starts every node that is not running, waits until all accept connections, joins to the
+  // First checks, by binding each, that every port a node not running needs (RPC and HTTP) is
+  // free; throws PortInUse naming the first taken one, having started nothing. Then starts
+  // every node that is not running, waits until all accept connections, joins to the
   // ring any that is not in it yet (`dynkv admin join`, the same path an operator takes), and
   // waits until the cluster has settled (waitSettled). Returns how many it started. Throws
   // std::runtime_error naming the node (and the end of its log) if one does not come up.
@@ -67,6 +78,8 @@ class LocalCluster {
  private:
   LocalClusterOptions options_;
   std::string logTail(size_t node) const;
+  std::string hostPort(uint32_t port) const;
+  void checkPorts() const;
 };
 
 }  // namespace dynkv

@@ -82,6 +82,8 @@ TEST_CASE("dynkv: commands, their arguments and defaults") {
   CHECK(up.basePort == 20000);
   CHECK(up.durability == "buffered");
   CHECK_FALSE(up.httpBasePort);  // the default follows the base port (dynkv.c++)
+  CHECK(up.host == "127.0.0.1");
+  CHECK(invocation({"local", "up", "--dir", "d", "--listen", "10.1.2.3"}).host == "10.1.2.3");
   CHECK(invocation({"local", "up", "--dir", "d", "--http-port", "9000"}).httpBasePort == 9000);
   CHECK(invocation({"local", "up", "--dir", "d", "--http-port", "0"}).httpBasePort == 0);
 }
