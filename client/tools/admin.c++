@@ -404,6 +404,24 @@ RepairReport AdminClient::repair(const std::string& node, std::optional<uint32_t
   }
 }
 
+SnapshotReport AdminClient::snapshot(const std::string& node, const std::string& dir,
+                                     std::chrono::milliseconds timeout) {
+  auto copying = impl_->pool.admin(node)
+                     .then([dir](wire::Admin::Client admin) {
+                       auto request = admin.snapshotRequest();
+                       request.setDir(dir);
+                       return request.send();
+                     })
+                     .then([](capnp::Response<wire::Admin::SnapshotResults> response) {
+                       return SnapshotReport{response.getBytes(), response.getKeys()};
+                     });
+  try {
+    return impl_->wait(kj::mv(copying), timeout);
+  } catch (const kj::Exception& e) {
+    throw std::runtime_error(describe(node, e));
+  }
+}
+
 void joinToRing(const std::vector<std::string>& seeds, const std::string& cluster,
                 const std::vector<std::string>& addresses,
                 std::chrono::steady_clock::time_point deadline) {

@@ -352,6 +352,29 @@ int repair(const Invocation& args, dynkv::AdminClient& admin) {
   return exitCode;
 }
 
+int snapshot(const Invocation& args, dynkv::AdminClient& admin) {
+  auto started = std::chrono::steady_clock::now();
+  auto report =
+      admin.snapshot(args.node, args.snapshotDir, std::chrono::milliseconds(args.timeoutMillis));
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (args.json) {
+    std::cout << dynkv::cli::spacedDump({{"ok", true},
+                                         {"node", args.node},
+                                         {"dir", args.snapshotDir},
+                                         {"bytes", report.bytes},
+                                         {"keys", report.keys},
+                                         {"seconds", seconds}})
+              << std::endl;
+  } else {
+    char took[32];
+    snprintf(took, sizeof(took), "%.1f s", seconds);
+    std::cout << "ok: snapshot of " << args.node << " in " << args.snapshotDir << " on its host: "
+              << report.bytes << " bytes, " << report.keys << " keys, " << took << std::endl;
+  }
+  return 0;
+}
+
 int inspect(const Invocation& args, dynkv::AdminClient& admin) {
   auto values = admin.localValues(args.address, args.key, args.ns);
   if (args.json) {
@@ -389,6 +412,7 @@ int admin(const Invocation& args) {
   if (args.command == "status") return status(args, admin);
   if (args.command == "admin repair") return repair(args, admin);
   if (args.command == "admin inspect") return inspect(args, admin);
+  if (args.command == "admin snapshot") return snapshot(args, admin);
   auto verb = args.command.substr(std::string("admin ").size());
   if (verb == "join") {
     admin.joinWhenKnown(args.address, std::chrono::milliseconds(args.timeoutMillis),
