@@ -345,6 +345,13 @@ std::optional<LocalCopy> AdminClient::localCopy(const std::string& node, const s
       }
     }
     copy.digest = digestOf(object);
+    for (auto& e : object.vv.entries()) {
+      char entry[64];
+      snprintf(entry, sizeof(entry), "%s%llx.%llx:%llu", copy.versionVector.empty() ? "" : " ",
+               (unsigned long long)e.actor.node, (unsigned long long)e.actor.epoch,
+               (unsigned long long)e.counter);
+      copy.versionVector += entry;
+    }
     return copy;
   } catch (const kj::Exception& e) {
     throw std::runtime_error(node + ": " + e.getDescription().cStr());

@@ -40,6 +40,7 @@ struct LocalCopy {
   uint32_t tombstones = 0;          // deletion siblings
   std::string digest;               // hex; equal on two nodes iff they hold the same version
                                     // vector, dots, timestamps and values (in any order)
+  std::string versionVector;        // "NODE.EPOCH:COUNTER ..." (ids in hex), in actor order
 };
 
 struct ClusterStatus {

@@ -78,7 +78,8 @@ struct CommandLine {
   }
 
   void keySpace(CLI::App* to) {
-    to->add_option("--ns", invocation.ns, "namespace of KEY (default: the default namespace)")
+    to->add_option("--ns,--namespace", invocation.ns,
+                   "namespace of KEY (default: the default namespace)")
         ->type_name("NAMESPACE");
   }
 
@@ -138,6 +139,15 @@ struct CommandLine {
         ->type_name("TOKEN");
     connection(del);
     quorum(del);
+
+    auto* where = command(&app, "where",
+                          "KEY's partition, its preference list and fallbacks, and what each of "
+                          "those nodes holds for it (no quorum, no read repair)");
+    where->add_option("KEY", i.key, "the key")->required();
+    keySpace(where);
+    number(where, "n", "N", "replicas of the key (default 3)", 1, 64,
+           [&i](int64_t v) { i.n = uint32_t(v); });
+    connection(where);
 
     auto* ring = command(&app, "ring", "print the partition map: nodes and their shares");
     connection(ring);

@@ -15,9 +15,9 @@ namespace dynkv::cli {
 struct Invocation {
   std::string command;  // "get", "put", "del", "ring", "status", "admin join", "admin leave",
                         // "admin remove", "admin inspect", "admin repair",
-                        // "admin snapshot", "local up",
+                        // "admin snapshot", "where", "local up",
                         // "local down"
-  std::string key;      // get, put, del, admin inspect
+  std::string key;      // get, put, del, admin inspect, where
   std::string value;    // put; "-": read standard input
   std::string address;  // admin join, leave, remove, inspect: HOST:PORT of the node (checked)
   bool force = false;        // admin remove: always set (the parse refuses it without --force)

@@ -145,6 +145,18 @@ TEST_CASE("dynkv: admin snapshot takes --node and an absolute DIR; waits 10 min 
   CHECK(exitOf({"admin", "snapshot", "--node", "h:1"}).code == 2);  // DIR is required
 }
 
+TEST_CASE("dynkv: where takes KEY, --namespace (or --ns) and --n") {
+  auto where = invocation({"where", "cart:alice", "--namespace", "carts", "--n", "5", "--json"});
+  CHECK(where.command == "where");
+  CHECK(where.key == "cart:alice");
+  CHECK(where.ns == "carts");
+  CHECK(where.n == 5u);
+  CHECK(where.json);
+  CHECK(invocation({"where", "k", "--ns", "x"}).ns == "x");
+  CHECK_FALSE(invocation({"where", "k"}).n.has_value());
+  CHECK(exitOf({"where"}).code == 2);
+}
+
 TEST_CASE("dynkv: a node address that is not HOST:PORT is a usage error naming it") {
   for (auto bad : {"localhost", "h:", ":7400", "h:0", "h:65536", "h:74x", "h:123456",
                    "a b:1"}) {
