@@ -4,6 +4,7 @@
 #include <kj/time.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -418,7 +419,9 @@ class AdminImpl final : public wire::Admin::Server {
                                           "absolute path on the node's host, not '",
                                           dir.c_str(), "'"));
     }
-    if (snapshotting_) return refuse("not started: another snapshot is still being taken");
+    // Until its thread ends, not until its caller stops waiting: a caller that hangs up does not
+    // stop the copy.
+    if (snapshotRunning_) return refuse("not started: another snapshot is still being taken");
     std::error_code error;
     auto status = fs::status(dir, error);
     if (fs::exists(status)) {
@@ -434,18 +437,20 @@ class AdminImpl final : public wire::Admin::Server {
     // read transaction run there beside the loop's writes) and reports back across threads.
     if (snapshotThread_.joinable()) snapshotThread_.join();  // the last one, already finished
     auto paf = kj::newPromiseAndCrossThreadFulfiller<StorageEngine::SnapshotInfo>();
-    snapshotting_ = true;
+    snapshotRunning_ = true;
     // The fulfiller is held here, not by the thread, and released only once that has been
     // joined.
     snapshotFulfiller_ = kj::mv(paf.fulfiller);
     const kj::CrossThreadPromiseFulfiller<StorageEngine::SnapshotInfo>* fulfiller =
         snapshotFulfiller_.get();
-    snapshotThread_ = std::thread([engine = engine_, dir, fulfiller]() {
+    std::atomic<bool>& running = snapshotRunning_;
+    snapshotThread_ = std::thread([engine = engine_, dir, fulfiller, &running]() {
       KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
                      fulfiller->fulfill(engine->snapshot(dir.c_str()));
                    })) {
         fulfiller->reject(kj::mv(*e));
       }
+      running = false;
     });
     return paf.promise
         .then(
@@ -457,8 +462,7 @@ class AdminImpl final : public wire::Admin::Server {
             [dir](kj::Exception&& e) {
               KJ_LOG(WARNING, "snapshot failed", dir, e);
               kj::throwFatalException(kj::mv(e));
-            })
-        .attach(kj::defer([this]() { snapshotting_ = false; }));
+            });
   }
 
   kj::Promise<void> nodeStats(NodeStatsContext context) override {
@@ -546,7 +550,7 @@ class AdminImpl final : public wire::Admin::Server {
   AntiEntropy* antiEntropy_;
   BackgroundAdmission* admission_;
   StorageEngine* engine_;
-  bool snapshotting_ = false;
+  std::atomic<bool> snapshotRunning_{false};
   kj::Own<kj::CrossThreadPromiseFulfiller<StorageEngine::SnapshotInfo>> snapshotFulfiller_;
   std::thread snapshotThread_;  // the last snapshot's; joined before the next starts
 };
