@@ -287,6 +287,12 @@ interface Admin {
   # hand-off a leaving node does itself: the other replicas hold its data and anti-entropy
   # refills the new owners. Refused (FAILED, "refused: ...") when the node asked does not
   # suspect it, unless evenIfAlive: a live node should `leave`.
+
+  snapshot @6 (dir :Text) -> (bytes :UInt64, keys :UInt64);
+  # Copies this node's whole storage (LMDB environment, its identity included), consistent and
+  # compacted, into `dir` on the node's host while the node keeps serving; answers the copy's
+  # size and the objects it holds. `dir` must be absolute and must not exist or be empty
+  # ("invalid argument: ..." / "refused: ..." otherwise); one snapshot at a time per node.
 }
 
 struct HintsHeld {

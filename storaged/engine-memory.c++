@@ -195,6 +195,12 @@ class MemoryEngine final : public StorageEngine {
 
   Durability durability() const override { return Durability::SYNC; }
 
+  SnapshotInfo snapshot(kj::StringPtr directory) override {
+    kj::throwFatalException(KJ_EXCEPTION(
+        FAILED, kj::str("refused: this node keeps its data in memory (engine \"memory\"): "
+                        "there is nothing on disk to snapshot into ", directory)));
+  }
+
  private:
   kj::Own<Snapshot> current;
   bool writing = false;

@@ -80,6 +80,20 @@ class StorageEngine {
   // concurrently with transactions (LMDB's mdb_env_sync only syncs the file).
 
   virtual Durability durability() const = 0;
+
+  struct SnapshotInfo {
+    uint64_t bytes = 0;  // the size of the copy's data file
+    uint64_t keys = 0;   // objects stored (the OBJECTS table's entries) as the copy began
+  };
+
+  virtual SnapshotInfo snapshot(kj::StringPtr directory) = 0;
+  // Writes a consistent, compacted copy of the whole environment (every table, the node's
+  // identity included) into `directory`, which must exist and be empty; a node restored from
+  // it is the same node as of the moment the copy's read transaction began. Blocks for as long
+  // as the copy takes, so the caller runs it on a thread of its own: like flush(), it may be
+  // made from another thread, concurrently with transactions (the copy reads in its own LMDB
+  // read transaction). Throws kj::Exception naming `directory` and the cause if it cannot
+  // (the in-memory engine always refuses: it has nothing on disk to copy).
 };
 
 struct LmdbOptions {

@@ -162,6 +162,7 @@ int run(const Config& config) {
   serviceOptions.transfers = &transfers;
   serviceOptions.antiEntropy = &antiEntropy;
   serviceOptions.admission = &admission;
+  serviceOptions.engine = engine.get();
   Metrics metrics;  // what /metrics exports: requests, refusals, connections
   serviceOptions.metrics = &metrics;
   Service service(store, hints, membership, timer, kj::mv(serviceOptions));

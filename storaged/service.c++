@@ -4,6 +4,10 @@
 #include <kj/time.h>
 
 #include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <string>
+#include <thread>
 #include <unordered_map>
 
 #include "admission.h"
@@ -389,12 +393,77 @@ class PeerImpl final : public wire::Peer::Server {
 class AdminImpl final : public wire::Admin::Server {
  public:
   AdminImpl(VersionedStore& store, HintStore& hints, Membership& membership,
-            AntiEntropy* antiEntropy, BackgroundAdmission* admission)
+            AntiEntropy* antiEntropy, BackgroundAdmission* admission, StorageEngine* engine)
       : store_(store),
         hints_(hints),
         membership_(membership),
         antiEntropy_(antiEntropy),
-        admission_(admission) {}
+        admission_(admission),
+        engine_(engine) {}
+
+  ~AdminImpl() noexcept(false) {
+    // A snapshot still copying holds the engine: wait for it rather than pull the engine out
+    // from under it.
+    if (snapshotThread_.joinable()) snapshotThread_.join();
+  }
+
+  kj::Promise<void> snapshot(SnapshotContext context) override {
+    KJ_REQUIRE(engine_ != nullptr, "this node cannot take snapshots");
+    std::string dir = context.getParams().getDir();
+    namespace fs = std::filesystem;
+    auto refuse = [&](kj::StringPtr why) {
+      return KJ_EXCEPTION(FAILED, kj::str("refused: snapshot directory ", dir.c_str(), " ", why));
+    };
+    if (dir.empty() || !fs::path(dir).is_absolute()) {
+      return KJ_EXCEPTION(FAILED, kj::str("invalid argument: the snapshot directory must be an "
+                                          "absolute path on the node's host, not '",
+                                          dir.c_str(), "'"));
+    }
+    // Until its thread ends, not until its caller stops waiting: a caller that hangs up does not
+    // stop the copy.
+    if (snapshotRunning_) return refuse("not started: another snapshot is still being taken");
+    std::error_code error;
+    auto status = fs::status(dir, error);
+    if (fs::exists(status)) {
+      if (!fs::is_directory(status)) return refuse("exists and is not a directory");
+      if (!fs::is_empty(dir, error) || error) {
+        return refuse("exists and is not empty: name a new or empty directory");
+      }
+    } else if (!fs::create_directories(dir, error) && error) {
+      return KJ_EXCEPTION(FAILED, kj::str("cannot create snapshot directory ", dir.c_str(), ": ",
+                                          error.message().c_str()));
+    }
+    // The copy can take minutes for a large store: it runs on a thread of its own (LMDB lets a
+    // read transaction run there beside the loop's writes) and reports back across threads.
+    if (snapshotThread_.joinable()) snapshotThread_.join();  // the last one, already finished
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<StorageEngine::SnapshotInfo>();
+    snapshotRunning_ = true;
+    // The fulfiller is held here, not by the thread, and released only once that has been
+    // joined.
+    snapshotFulfiller_ = kj::mv(paf.fulfiller);
+    const kj::CrossThreadPromiseFulfiller<StorageEngine::SnapshotInfo>* fulfiller =
+        snapshotFulfiller_.get();
+    std::atomic<bool>& running = snapshotRunning_;
+    snapshotThread_ = std::thread([engine = engine_, dir, fulfiller, &running]() {
+      KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                     fulfiller->fulfill(engine->snapshot(dir.c_str()));
+                   })) {
+        fulfiller->reject(kj::mv(*e));
+      }
+      running = false;
+    });
+    return paf.promise
+        .then(
+            [context](StorageEngine::SnapshotInfo info) mutable {
+              auto results = context.getResults();
+              results.setBytes(info.bytes);
+              results.setKeys(info.keys);
+            },
+            [dir](kj::Exception&& e) {
+              KJ_LOG(WARNING, "snapshot failed", dir, e);
+              kj::throwFatalException(kj::mv(e));
+            });
+  }
 
   kj::Promise<void> nodeStats(NodeStatsContext context) override {
     fillNodeStats(store_, hints_, membership_, antiEntropy_, admission_,
@@ -480,6 +549,10 @@ class AdminImpl final : public wire::Admin::Server {
   Membership& membership_;
   AntiEntropy* antiEntropy_;
   BackgroundAdmission* admission_;
+  StorageEngine* engine_;
+  std::atomic<bool> snapshotRunning_{false};
+  kj::Own<kj::CrossThreadPromiseFulfiller<StorageEngine::SnapshotInfo>> snapshotFulfiller_;
+  std::thread snapshotThread_;  // the last snapshot's; joined before the next starts
 };
 
 }  // namespace
@@ -494,7 +567,7 @@ struct Service::Shared {
         options(kj::mv(optionsParam)),
         node(store, hints, membership, options),
         admin(kj::heap<AdminImpl>(store, hints, membership, options.antiEntropy,
-                                  options.admission)) {}
+                                  options.admission, options.engine)) {}
 
   VersionedStore& store;
   HintStore& hints;

@@ -37,6 +37,9 @@ struct ServiceOptions {
   BackgroundAdmission* admission = nullptr;
   // Each replica call's storage latency is a foreground sample of it (LocalReplica); null:
   // not measured.
+  StorageEngine* engine = nullptr;
+  // Admin.snapshot copies it (on a thread of its own); null: snapshot fails as unimplemented.
+  // Must outlive the service.
   Metrics* metrics = nullptr;
   // Every Node call's latency and outcome, stale and authentication refusals are recorded in
   // it (the HTTP port's /metrics); null: not recorded. Must outlive the service.

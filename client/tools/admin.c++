@@ -345,6 +345,13 @@ std::optional<LocalCopy> AdminClient::localCopy(const std::string& node, const s
       }
     }
     copy.digest = digestOf(object);
+    for (auto& e : object.vv.entries()) {
+      char entry[64];
+      snprintf(entry, sizeof(entry), "%s%llx.%llx:%llu", copy.versionVector.empty() ? "" : " ",
+               (unsigned long long)e.actor.node, (unsigned long long)e.actor.epoch,
+               (unsigned long long)e.counter);
+      copy.versionVector += entry;
+    }
     return copy;
   } catch (const kj::Exception& e) {
     throw std::runtime_error(node + ": " + e.getDescription().cStr());
@@ -399,6 +406,24 @@ RepairReport AdminClient::repair(const std::string& node, std::optional<uint32_t
   }
   try {
     return impl_->wait(kj::mv(repairing), timeout);
+  } catch (const kj::Exception& e) {
+    throw std::runtime_error(describe(node, e));
+  }
+}
+
+SnapshotReport AdminClient::snapshot(const std::string& node, const std::string& dir,
+                                     std::chrono::milliseconds timeout) {
+  auto copying = impl_->pool.admin(node)
+                     .then([dir](wire::Admin::Client admin) {
+                       auto request = admin.snapshotRequest();
+                       request.setDir(dir);
+                       return request.send();
+                     })
+                     .then([](capnp::Response<wire::Admin::SnapshotResults> response) {
+                       return SnapshotReport{response.getBytes(), response.getKeys()};
+                     });
+  try {
+    return impl_->wait(kj::mv(copying), timeout);
   } catch (const kj::Exception& e) {
     throw std::runtime_error(describe(node, e));
   }

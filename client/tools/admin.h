@@ -40,6 +40,7 @@ struct LocalCopy {
   uint32_t tombstones = 0;          // deletion siblings
   std::string digest;               // hex; equal on two nodes iff they hold the same version
                                     // vector, dots, timestamps and values (in any order)
+  std::string versionVector;        // "NODE.EPOCH:COUNTER ..." (ids in hex), in actor order
 };
 
 struct ClusterStatus {
@@ -104,6 +105,11 @@ struct RepairReport {
   std::string message;  // why exchanges failed, if any did
 };
 
+struct SnapshotReport {
+  uint64_t bytes = 0;  // the snapshot's data file
+  uint64_t keys = 0;   // objects in the node's store as the copy began
+};
+
 class AdminClient {
  public:
   AdminClient(std::vector<std::string> seeds, std::string cluster = "dynkv",
@@ -159,6 +165,14 @@ class AdminClient {
   // fails is skipped). Throws std::runtime_error naming the node with its reason: a partition
   // out of range ("invalid argument: partition P does not exist; the ring has Q (0 to Q-1)"),
   // a node not in a ring yet, no answer within `timeout`.
+
+  SnapshotReport snapshot(const std::string& node, const std::string& dir,
+                          std::chrono::milliseconds timeout = std::chrono::minutes(10));
+  // Has `node` copy its whole store, consistent and compacted, into `dir` on its own host while
+  // it keeps serving (Admin.snapshot), and waits for the copy. Throws std::runtime_error naming
+  // the node with its reason: `dir` not absolute ("invalid argument: ..."), existing and not
+  // empty, or another snapshot running ("refused: ..."), the copy failing, no answer within
+  // `timeout` (the copy may still finish on the node).
 
  private:
   struct Impl;

@@ -78,7 +78,8 @@ struct CommandLine {
   }
 
   void keySpace(CLI::App* to) {
-    to->add_option("--ns", invocation.ns, "namespace of KEY (default: the default namespace)")
+    to->add_option("--ns,--namespace", invocation.ns,
+                   "namespace of KEY (default: the default namespace)")
         ->type_name("NAMESPACE");
   }
 
@@ -139,6 +140,15 @@ struct CommandLine {
     connection(del);
     quorum(del);
 
+    auto* where = command(&app, "where",
+                          "KEY's partition, its preference list and fallbacks, and what each of "
+                          "those nodes holds for it (no quorum, no read repair)");
+    where->add_option("KEY", i.key, "the key")->required();
+    keySpace(where);
+    number(where, "n", "N", "replicas of the key (default 3)", 1, 64,
+           [&i](int64_t v) { i.n = uint32_t(v); });
+    connection(where);
+
     auto* ring = command(&app, "ring", "print the partition map: nodes and their shares");
     connection(ring);
 
@@ -151,7 +161,8 @@ struct CommandLine {
     status->add_flag("--all", i.all, "list removed members too (hidden by default)");
     connection(status);
 
-    auto* admin = command(&app, "admin", "join, leave, remove, inspect or repair nodes");
+    auto* admin = command(&app, "admin",
+                          "join, leave, remove, inspect, repair or snapshot nodes");
     admin->require_subcommand(1);
     auto* join = command(admin, "join",
                          "add a running node to the ring; waits until the cluster knows it");
@@ -183,6 +194,17 @@ struct CommandLine {
     repair->add_option("--node", i.node, "on this node only (default: every member in turn)")
         ->type_name("HOST:PORT");
     connection(repair);
+
+    auto* snapshot = command(admin, "snapshot",
+                             "copy a node's whole store, consistent and compacted, into DIR on "
+                             "that node's host while it keeps serving (restore: README.md)");
+    snapshot->add_option("DIR", i.snapshotDir,
+                         "an absolute path on the node's host that does not exist or is empty")
+        ->required();
+    snapshot->add_option("--node", i.node, "the node to snapshot")
+        ->type_name("HOST:PORT")
+        ->required();
+    connection(snapshot, "how long to wait for the copy, in milliseconds (default 600000)");
 
     auto* local = command(&app, "local", "run a cluster of storaged processes on loopback");
     local->require_subcommand(1);
@@ -269,6 +291,15 @@ std::variant<Invocation, Exit> parseCommandLine(int argc, const char* const* arg
                       command);
   }
   if (command == "admin join" && !invocation.timeoutGiven) invocation.timeoutMillis = 30000;
+  if (command == "admin snapshot") {
+    if (!invocation.timeoutGiven) invocation.timeoutMillis = 600000;
+    if (auto problem = addressProblem(invocation.node)) return usageError(*problem, command);
+    if (invocation.snapshotDir.empty() || invocation.snapshotDir[0] != '/') {
+      return usageError("the snapshot directory must be an absolute path on the node's host, "
+                        "not '" + invocation.snapshotDir + "'",
+                        command);
+    }
+  }
   if (command == "admin join" || command == "admin leave" || command == "admin remove" ||
       command == "admin inspect") {
     if (auto problem = addressProblem(invocation.address)) {

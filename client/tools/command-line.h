@@ -14,9 +14,10 @@ namespace dynkv::cli {
 
 struct Invocation {
   std::string command;  // "get", "put", "del", "ring", "status", "admin join", "admin leave",
-                        // "admin remove", "admin inspect", "admin repair", "local up",
+                        // "admin remove", "admin inspect", "admin repair",
+                        // "admin snapshot", "where", "local up",
                         // "local down"
-  std::string key;      // get, put, del, admin inspect
+  std::string key;      // get, put, del, admin inspect, where
   std::string value;    // put; "-": read standard input
   std::string address;  // admin join, leave, remove, inspect: HOST:PORT of the node (checked)
   bool force = false;        // admin remove: always set (the parse refuses it without --force)
@@ -29,11 +30,14 @@ struct Invocation {
   std::string ns;
   bool lww = false;
   std::optional<uint32_t> n, r, w;  // absent: the SDK's defaults
-  uint32_t timeoutMillis = 2000;   // admin join: how long to wait for the node (30000)
+  uint32_t timeoutMillis = 2000;   // admin join: how long to wait for the node (30000);
+                                   // admin snapshot: for the copy (600000)
   bool timeoutGiven = false;        // data commands leave the SDK's default otherwise
   bool json = false;
   std::string context;              // put, del: the token of the read it supersedes
-  std::string node;                 // status, admin repair: ask that node only
+  std::string node;                 // status, admin repair: ask that node only; admin
+                                    // snapshot: the node to copy (required, checked)
+  std::string snapshotDir;          // admin snapshot: absolute, on the node's host
   std::optional<uint32_t> partition;  // admin repair
 
   std::string dir;                  // local up, local down

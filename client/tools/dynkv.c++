@@ -17,6 +17,7 @@
 #include "admin.h"
 #include "command-line.h"
 #include "exit-codes.h"
+#include "hash.h"
 #include "json-output.h"
 #include "local-cluster.h"
 
@@ -360,6 +361,110 @@ int repair(const Invocation& args, dynkv::AdminClient& admin) {
   return exitCode;
 }
 
+int snapshot(const Invocation& args, dynkv::AdminClient& admin) {
+  auto started = std::chrono::steady_clock::now();
+  auto report =
+      admin.snapshot(args.node, args.snapshotDir, std::chrono::milliseconds(args.timeoutMillis));
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (args.json) {
+    std::cout << dynkv::cli::spacedDump({{"ok", true},
+                                         {"node", args.node},
+                                         {"dir", args.snapshotDir},
+                                         {"bytes", report.bytes},
+                                         {"keys", report.keys},
+                                         {"seconds", seconds}})
+              << std::endl;
+  } else {
+    char took[32];
+    snprintf(took, sizeof(took), "%.1f s", seconds);
+    std::cout << "ok: snapshot of " << args.node << " in " << args.snapshotDir << " on its host: "
+              << report.bytes << " bytes, " << report.keys << " keys, " << took << std::endl;
+  }
+  return 0;
+}
+
+// ---- where ----
+
+int where(const Invocation& args, dynkv::AdminClient& admin) {
+  // The map the first seed that answers routes by: the SDK would compute the same list.
+  std::optional<dynkv::PartitionMap> map;
+  std::string problems;
+  for (auto& seed : args.seeds) {
+    try {
+      map = admin.map(seed);
+      break;
+    } catch (const std::exception& e) {
+      problems += (problems.empty() ? "" : "; ") + std::string(e.what());
+    }
+  }
+  if (!map) throw std::runtime_error("no seed answered: " + problems);
+  uint32_t n = args.n.value_or(3);
+  uint32_t partition = map->partitionOf(dynkv::keyHash(args.ns, args.key));
+  auto list = map->preferenceList(partition, n, n);
+  bool anyPrimaryAnswered = false;
+  auto nodes = nlohmann::ordered_json::array();
+  if (!args.json) {
+    std::cout << "key " << args.key << (args.ns.empty() ? "" : " in namespace " + args.ns)
+              << ": partition " << partition << " of " << map->partitionCount() << " (map v"
+              << map->version() << ")\n";
+  }
+  for (size_t i = 0; i < list.nodes.size(); i++) {
+    auto& node = map->nodes()[list.nodes[i]];
+    bool primary = i < list.primaries;
+    std::string role = primary ? "replica " + std::to_string(i + 1) : "fallback";
+    nlohmann::ordered_json entry = {{"address", node.address}, {"role", role}};
+    std::string line;
+    try {
+      auto copy = admin.localCopy(node.address, args.key, args.ns);
+      anyPrimaryAnswered |= primary;
+      if (!copy) {
+        entry["found"] = false;
+        line = "(nothing)";
+      } else {
+        entry["found"] = true;
+        entry["siblings"] = copy->values.size() + copy->tombstones;
+        entry["tombstones"] = copy->tombstones;
+        entry["tombstone"] = copy->values.empty();
+        entry["version_vector"] = copy->versionVector;
+        entry["digest"] = copy->digest;
+        line = std::to_string(copy->values.size() + copy->tombstones) + " sibling" +
+               (copy->values.size() + copy->tombstones == 1 ? "" : "s") +
+               (copy->values.empty() ? " (tombstone)"
+                : copy->tombstones ? " (" + std::to_string(copy->tombstones) + " tombstone" +
+                                         (copy->tombstones == 1 ? ")" : "s)")
+                                   : "") +
+               "  vv [" + copy->versionVector + "]  digest " + copy->digest;
+      }
+    } catch (const std::exception& e) {
+      std::string what = e.what();
+      if (what.rfind(node.address + ": ", 0) == 0) what = what.substr(node.address.size() + 2);
+      entry["error"] = userMessage(what);
+      line = "no answer: " + userMessage(what);
+    }
+    if (args.json) {
+      nodes.push_back(entry);
+    } else {
+      char head[96];
+      snprintf(head, sizeof(head), "  %-11s %-22s ", role.c_str(), node.address.c_str());
+      std::cout << head << line << "\n";
+    }
+  }
+  if (args.json) {
+    nlohmann::ordered_json out = {{"key", args.key},
+                                  {"namespace", args.ns},
+                                  {"partition", partition},
+                                  {"partitions", map->partitionCount()},
+                                  {"map_version", map->version()},
+                                  {"n", n},
+                                  {"nodes", nodes}};
+    std::cout << dynkv::cli::spacedDump(out) << std::endl;
+  } else {
+    std::cout << std::flush;
+  }
+  return code(anyPrimaryAnswered ? ExitCode::OK : ExitCode::UNAVAILABLE);
+}
+
 int inspect(const Invocation& args, dynkv::AdminClient& admin) {
   auto values = admin.localValues(args.address, args.key, args.ns);
   if (args.json) {
@@ -397,6 +502,8 @@ int admin(const Invocation& args) {
   if (args.command == "status") return status(args, admin);
   if (args.command == "admin repair") return repair(args, admin);
   if (args.command == "admin inspect") return inspect(args, admin);
+  if (args.command == "admin snapshot") return snapshot(args, admin);
+  if (args.command == "where") return where(args, admin);
   auto verb = args.command.substr(std::string("admin ").size());
   if (verb == "join") {
     admin.joinWhenKnown(args.address, std::chrono::milliseconds(args.timeoutMillis),
@@ -507,7 +614,9 @@ std::optional<std::string> environmentVariable(const std::string& name) {
 
 int run(const Invocation& args) {
   if (args.command.rfind("local ", 0) == 0) return local(args);
-  if (args.command == "status" || args.command.rfind("admin ", 0) == 0) return admin(args);
+  if (args.command == "status" || args.command == "where" || args.command.rfind("admin ", 0) == 0) {
+    return admin(args);
+  }
   return data(args);
 }
 

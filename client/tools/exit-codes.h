@@ -12,7 +12,8 @@ enum class ExitCode : int {
   UNAVAILABLE = 3,  // no node answered, the quorum was not met, or the deadline passed; trying
                     // again later may succeed. Also: a port `local up` needs is taken
   REFUSED = 4,      // a node refused: wrong cluster name or secret, or it rejected the write
-                    // or an admin change (remove --force of a node it sees alive)
+                    // or an admin change (remove --force of a node it sees alive, a snapshot
+                    // into a directory that is not empty)
 };
 
 inline constexpr char EXIT_CODE_TABLE[] =
@@ -24,6 +25,7 @@ inline constexpr char EXIT_CODE_TABLE[] =
     "  3  unavailable: no node reachable, quorum not met, deadline passed (retry later);\n"
     "     local up: a port it needs is taken\n"
     "  4  refused: wrong cluster name or secret, or a node rejected the write or an\n"
-    "     admin change (admin remove --force of a node it does not suspect)\n";
+    "     admin change (admin remove --force of a node it does not suspect, admin\n"
+    "     snapshot into a directory that is not empty)\n";
 
 }  // namespace dynkv::cli

@@ -127,6 +127,38 @@ TEST_CASE("dynkv: admin join waits 30 s for the node by default; --timeout says 
   CHECK(contains(exitOf({"admin", "join", "--help"}).text, "default 30000"));
 }
 
+TEST_CASE("dynkv: admin snapshot takes --node and an absolute DIR; waits 10 min by default") {
+  auto snapshot = invocation({"admin", "snapshot", "--node", "127.0.0.1:7401", "/srv/snap"});
+  CHECK(snapshot.command == "admin snapshot");
+  CHECK(snapshot.node == "127.0.0.1:7401");
+  CHECK(snapshot.snapshotDir == "/srv/snap");
+  CHECK(snapshot.timeoutMillis == 600000);
+  CHECK(invocation({"admin", "snapshot", "--node", "h:1", "/s", "--timeout", "900"})
+            .timeoutMillis == 900);
+
+  auto relative = exitOf({"admin", "snapshot", "--node", "h:1", "snap"});
+  CHECK(relative.code == 2);
+  CHECK(contains(relative.text, "absolute path"));
+  CHECK(contains(relative.text, "'snap'"));
+  CHECK(exitOf({"admin", "snapshot", "/srv/snap"}).code == 2);  // --node is required
+  auto badNode = exitOf({"admin", "snapshot", "--node", "h", "/srv/snap"});
+  CHECK(badNode.code == 2);
+  CHECK(contains(badNode.text, "bad node address 'h'"));
+  CHECK(exitOf({"admin", "snapshot", "--node", "h:1"}).code == 2);  // DIR is required
+}
+
+TEST_CASE("dynkv: where takes KEY, --namespace (or --ns) and --n") {
+  auto where = invocation({"where", "cart:alice", "--namespace", "carts", "--n", "5", "--json"});
+  CHECK(where.command == "where");
+  CHECK(where.key == "cart:alice");
+  CHECK(where.ns == "carts");
+  CHECK(where.n == 5u);
+  CHECK(where.json);
+  CHECK(invocation({"where", "k", "--ns", "x"}).ns == "x");
+  CHECK_FALSE(invocation({"where", "k"}).n.has_value());
+  CHECK(exitOf({"where"}).code == 2);
+}
+
 TEST_CASE("dynkv: a node address that is not HOST:PORT is a usage error naming it") {
   for (auto bad : {"localhost", "h:", ":7400", "h:0", "h:65536", "h:74x", "h:123456",
                    "a b:1"}) {

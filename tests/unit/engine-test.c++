@@ -13,6 +13,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -374,6 +375,45 @@ TEST_CASE("LMDB keeps committed data across a reopen", "[engine][lmdb]") {
   }
   auto engine = fixture.open();
   CHECK(scan(*engine, Table::OBJECTS) == Entries{{"buffered", "object"}, {"sync", "object"}});
+}
+
+TEST_CASE("an LMDB snapshot, taken from another thread, opens as the same store",
+          "[engine][lmdb]") {
+  LmdbFixture fixture;
+  auto engine = fixture.open();
+  put(*engine, Table::OBJECTS, "a", "1");
+  put(*engine, Table::OBJECTS, "b", "2");
+  put(*engine, Table::META, "identity", "me");
+  std::string copy = fixture.dir.path + "/snapshot";
+  std::filesystem::create_directories(copy);
+  StorageEngine::SnapshotInfo info;
+  // The daemon runs it off its event loop thread: so does the test.
+  std::thread([&]() { info = engine->snapshot(copy.c_str()); }).join();
+  CHECK(info.keys == 2);
+  CHECK(info.bytes > 0);
+  put(*engine, Table::OBJECTS, "c", "after the snapshot");
+
+  auto restored = openLmdbEngine(LmdbOptions{kj::str(copy.c_str())});
+  CHECK(scan(*restored, Table::OBJECTS) == Entries{{"a", "1"}, {"b", "2"}});
+  CHECK(get(*restored, Table::META, "identity") == "me");
+}
+
+TEST_CASE("a snapshot names what went wrong; the memory engine refuses one", "[engine]") {
+  LmdbFixture fixture;
+  auto engine = fixture.open();
+  std::string missing = fixture.dir.path + "/no/such/dir";
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { engine->snapshot(missing.c_str()); })) {
+    CHECK_THAT(e->getDescription().cStr(), Catch::Contains(missing));
+  } else {
+    FAIL("a snapshot into a missing directory succeeded");
+  }
+  auto memory = newMemoryEngine();
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { memory->snapshot("/tmp/x"); })) {
+    CHECK_THAT(e->getDescription().cStr(), Catch::Contains("refused: this node keeps its data in "
+                                                           "memory"));
+  } else {
+    FAIL("the memory engine took a snapshot");
+  }
 }
 
 TEST_CASE("LMDB reports a full map and keeps what was committed", "[engine][lmdb]") {

@@ -67,6 +67,7 @@ class FaultyEngine final : public StorageEngine {
     flushed_.notify_all();
   }
   Durability durability() const override { return durability_.value_or(inner_->durability()); }
+  SnapshotInfo snapshot(kj::StringPtr directory) override { return inner_->snapshot(directory); }
 
   bool awaitFlushes(int n) {
     // Waits for the flusher thread's n-th flush (an event, not a time); false if it never
