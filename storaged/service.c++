@@ -117,8 +117,10 @@ void refuseIfStale(RequestAge& age, NodeShared& shared, int64_t sentAtMicros,
                      : what == Stale::REPLICATE    ? "replicate"
                                                    : "aePush";
   if (refused++ % 1000 == 0) {
+    int64_t waitedMs = waited / 1000;
+    uint64_t patienceMs = patienceMicros / 1000;
     KJ_LOG(WARNING, "refused stale write requests: this node read them too late", call,
-           waited / 1000, patienceMicros / 1000, refused);
+           waitedMs, patienceMs, refused);
   }
   const char* consequence =
       what == Stale::COORDINATE_PUT
@@ -279,16 +281,17 @@ class NodeImpl final : public wire::Node::Server {
   kj::Promise<void> retractUnanswered(StorageKey key, const Object& object, uint64_t patience) {
     // The version is committed, but its writer stopped waiting before it was (this node was
     // paused, or cut off, between reading the request and answering): the writer has had the
-    // write coordinated by another replica, and this second version of it, which no answer
-    // ever showed, would outlive a delete made with that replica's context. Taken back here;
+    // write coordinated by another replica, and this version of it, which no answer ever
+    // showed, would outlive a delete made with that replica's context. Taken back here;
     // the sender never sees this answer.
     Dot minted{store_.self(), object.vv.counter(store_.self())};
     return store_.retract(kj::mv(key), minted, nowMicros())
         .then([this, patience](bool retracted) -> kj::Promise<void> {
           if (shared_.metrics != nullptr) shared_.metrics->refused(Refusal::TOO_LATE);
           if (shared_.retracted++ % 100 == 0) {
+            uint64_t patienceMs = patience / 1000, takenBack = shared_.retracted;
             KJ_LOG(WARNING, "took back coordinated writes whose sender had given up",
-                   patience / 1000, retracted, shared_.retracted);
+                   patienceMs, retracted, takenBack);
           }
           return KJ_EXCEPTION(FAILED, kj::str("too late: the write was coordinated after its "
                                               "sender stopped waiting (", patience / 1000,
