@@ -31,17 +31,14 @@ done
 [[ -n $base ]] || fail "no free port range found"
 
 hold() {
-  # Another program listening on port $1 until killed; returns once it listens (polled: a
-  # process we do not wait on has no event to await).
-  python3 -c 'import socket, sys, time
-s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(600)' \
-    "$1" &
-  holder=$!
-  local deadline=$((SECONDS + 10))
-  until port_listening "$1"; do
-    ((SECONDS < deadline)) || fail "the port holder did not listen on $1"
-    sleep 0.02
-  done
+  # Another program listening on port $1 until killed; returns once it says it listens.
+  coproc HOLDER { exec python3 -c 'import signal, socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
+print("listening", flush=True); signal.pause()' "$1"; }
+  holder=$HOLDER_PID
+  local line=
+  read -r -t 10 line <&"${HOLDER[0]}"
+  [[ $line == listening ]] || fail "the port holder did not listen on $1"
 }
 
 release() {
