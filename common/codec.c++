@@ -93,7 +93,30 @@ void encodeObject(const Object& object, wire::Object::Builder out) {
     } else {
       b.setTombstone();
     }
+    b.setWriteId(s.writeId);
   }
+  auto superseded = out.initSuperseded(object.superseded.size());
+  for (uint i = 0; i < object.superseded.size(); i++) {
+    superseded[i].setWriteId(object.superseded[i].writeId);
+    superseded[i].setTimestamp(object.superseded[i].timestamp);
+  }
+}
+
+void encodeWriteIds(const std::vector<uint64_t>& ids, capnp::List<uint64_t>::Builder out) {
+  for (uint i = 0; i < ids.size(); i++) out.set(i, ids[i]);
+}
+
+std::vector<uint64_t> decodeWriteIds(capnp::List<uint64_t>::Reader in) {
+  KJ_REQUIRE(in.size() <= Limits::MAX_SIBLINGS, "too many write ids: a context names at most "
+             "one per sibling", in.size(), Limits::MAX_SIBLINGS);
+  std::vector<uint64_t> ids;
+  ids.reserve(in.size());
+  for (uint64_t id : in) {
+    if (id != 0) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
 }
 
 Object decodeObject(wire::Object::Reader in, const Limits& limits) {
@@ -109,6 +132,7 @@ Object decodeObject(wire::Object::Reader in, const Limits& limits) {
     sibling.dot.actor = decodeActor(s.getDot().getActor());
     sibling.dot.counter = s.getDot().getCounter();
     sibling.timestamp = s.getTimestamp();
+    sibling.writeId = s.getWriteId();
     switch (s.which()) {
       case wire::Sibling::VALUE: {
         auto v = s.getValue();
@@ -136,10 +160,32 @@ Object decodeObject(wire::Object::Reader in, const Limits& limits) {
     // Canonical form: a last-write-wins version has the zero dot (versions are ordered by
     // time). A dot a peer sent anyway would make the same version compare, and digest,
     // differently on each replica, until a sync zeroed it.
-    for (auto& s : object.siblings) s.dot = Dot{};
+    for (auto& s : object.siblings) {
+      s.dot = Dot{};
+      s.writeId = 0;  // likewise: the last write wins, twins or not
+    }
+    KJ_REQUIRE(in.getSuperseded().size() == 0,
+               "a last-write-wins object names no superseded writes");
   } else {
     for (auto& s : object.siblings) {
       KJ_REQUIRE(object.vv.covers(s.dot), "object's version vector does not cover a sibling");
+    }
+    auto superseded = in.getSuperseded();
+    KJ_REQUIRE(superseded.size() <= Object::MAX_SUPERSEDED,
+               "object names too many superseded writes", superseded.size(),
+               Object::MAX_SUPERSEDED);
+    object.superseded.reserve(superseded.size());
+    for (auto w : superseded) {
+      KJ_REQUIRE(w.getWriteId() != 0, "a superseded write without an id");
+      KJ_REQUIRE(object.superseded.empty() || object.superseded.back().writeId < w.getWriteId(),
+                 "superseded writes out of order or repeated");
+      object.superseded.push_back(SupersededWrite{w.getWriteId(), w.getTimestamp()});
+    }
+    for (auto& s : object.siblings) {
+      // Canonical form: a superseded write's versions are dropped wherever they meet the record.
+      for (auto& w : object.superseded) {
+        KJ_REQUIRE(s.writeId != w.writeId, "object holds a version of a write it names superseded");
+      }
     }
   }
   return object;

@@ -31,6 +31,12 @@ VersionVector decodeVersionVector(capnp::List<wire::VvEntry>::Reader in);
 
 void encodeObject(const Object& object, wire::Object::Builder out);
 
+void encodeWriteIds(const std::vector<uint64_t>& ids, capnp::List<uint64_t>::Builder out);
+// `out` must have been initialised with ids.size() elements.
+std::vector<uint64_t> decodeWriteIds(capnp::List<uint64_t>::Reader in);
+// A context's write ids (WriteContext::writeIds): at most Limits::MAX_SIBLINGS, returned
+// sorted, unique and without 0.
+
 Object decodeObject(wire::Object::Reader in, const Limits& limits);
 // Validates value sizes against `limits`, the sibling count, and the LWW shape; returns the
 // object in canonical form.

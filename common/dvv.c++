@@ -54,6 +54,49 @@ bool hasDot(const std::vector<Sibling>& siblings, const Dot& dot) {
   return false;
 }
 
+bool isSuperseded(const std::vector<SupersededWrite>& superseded, uint64_t writeId) {
+  if (writeId == 0) return false;
+  auto it = std::lower_bound(
+      superseded.begin(), superseded.end(), writeId,
+      [](const SupersededWrite& w, uint64_t id) { return w.writeId < id; });
+  return it != superseded.end() && it->writeId == writeId;
+}
+
+// Brings `superseded` to canonical form (one entry per write, the latest time it was
+// superseded; the newest MAX_SUPERSEDED; sorted by id) and drops every sibling of a write it
+// names: the twins of a superseded version. Keeping the newest by (timestamp, id) is a
+// deterministic choice from the union, so sync stays commutative; with at most
+// MAX_SUPERSEDED entries in play it is associative too.
+void dropSuperseded(Object& object) {
+  auto& superseded = object.superseded;
+  std::sort(superseded.begin(), superseded.end(),
+            [](const SupersededWrite& a, const SupersededWrite& b) {
+              return std::tie(a.writeId, b.timestamp) < std::tie(b.writeId, a.timestamp);
+            });
+  superseded.erase(std::unique(superseded.begin(), superseded.end(),
+                               [](const SupersededWrite& a, const SupersededWrite& b) {
+                                 return a.writeId == b.writeId;
+                               }),
+                   superseded.end());
+  if (superseded.size() > Object::MAX_SUPERSEDED) {
+    std::sort(superseded.begin(), superseded.end(),
+              [](const SupersededWrite& a, const SupersededWrite& b) {
+                return std::tie(b.timestamp, b.writeId) < std::tie(a.timestamp, a.writeId);
+              });
+    superseded.resize(Object::MAX_SUPERSEDED);
+    std::sort(superseded.begin(), superseded.end(),
+              [](const SupersededWrite& a, const SupersededWrite& b) {
+                return a.writeId < b.writeId;
+              });
+  }
+  auto& siblings = object.siblings;
+  siblings.erase(std::remove_if(siblings.begin(), siblings.end(),
+                                [&superseded](const Sibling& s) {
+                                  return isSuperseded(superseded, s.writeId);
+                                }),
+                 siblings.end());
+}
+
 Object syncLastWriteWins(const Object& a, const Object& b) {
   const Sibling* best = nullptr;
   for (auto* side : {&a, &b}) {
@@ -66,6 +109,7 @@ Object syncLastWriteWins(const Object& a, const Object& b) {
   if (best != nullptr) {
     Sibling winner = *best;
     winner.dot = ZERO_DOT;  // canonical form: LWW versions are ordered by time, not by dots
+    winner.writeId = 0;     // and the last one wins: there are no twins to recognise
     result.siblings.push_back(std::move(winner));
   }
   return result;
@@ -146,12 +190,35 @@ bool Object::allTombstones() const {
                      [](const Sibling& s) { return s.isTombstone(); });
 }
 
-Object coordinatePut(const Object& local, const Actor& self, const VersionVector& context,
+std::vector<uint64_t> writeIdsOf(const Object& object) {
+  std::vector<uint64_t> ids;
+  for (auto& s : object.siblings) {
+    if (s.writeId != 0) ids.push_back(s.writeId);
+  }
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
+
+std::vector<Sibling> distinctWrites(const Object& object) {
+  std::vector<Sibling> out;
+  out.reserve(object.siblings.size());
+  for (auto& s : object.siblings) {
+    bool twin = s.writeId != 0 && std::any_of(out.begin(), out.end(), [&s](const Sibling& o) {
+                  return o.writeId == s.writeId;
+                });
+    if (!twin) out.push_back(s);
+  }
+  return out;
+}
+
+Object coordinatePut(const Object& local, const Actor& self, const WriteContext& writeContext,
                      std::optional<std::string> value, int64_t nowMicros,
-                     uint64_t usedCounters) {
+                     uint64_t usedCounters, uint64_t writeId) {
   KJ_REQUIRE(local.kind == Versioning::VECTOR_CLOCK || local.empty(),
              "coordinatePut on a last-write-wins object; LWW writes are built by the client");
 
+  const VersionVector& context = writeContext.vv;
   Object result;
   result.kind = Versioning::VECTOR_CLOCK;
 
@@ -178,8 +245,15 @@ Object coordinatePut(const Object& local, const Actor& self, const VersionVector
   result.vv = local.vv;
   result.vv.merge(context);
   result.vv.set(self, counter, nowMicros);
-  result.siblings.push_back(Sibling{dot, nowMicros, std::move(value)});
+  result.siblings.push_back(Sibling{dot, nowMicros, std::move(value), writeId});
   canonicalize(result.siblings);
+  // The writes the writer saw are superseded wherever a version of them turns up: here, a twin
+  // its context's vv does not cover (one whose answer never reached the writer).
+  result.superseded = local.superseded;
+  for (uint64_t id : writeContext.writeIds) {
+    if (id != 0) result.superseded.push_back(SupersededWrite{id, nowMicros});
+  }
+  dropSuperseded(result);
 
   std::vector<Actor> keep;
   keep.reserve(result.siblings.size());
@@ -194,7 +268,9 @@ Object retract(const Object& local, const Dot& dot, const Actor& self, int64_t n
                              [&dot](const Sibling& s) { return s.dot == dot; });
   if (minted == local.siblings.end()) return local;
   if (local.siblings.size() == 1) {
-    return coordinatePut(local, self, local.vv, std::nullopt, nowMicros, usedCounters);
+    // Superseding by the vv alone: naming the write would drop its twin too.
+    return coordinatePut(local, self, WriteContext{local.vv, {}}, std::nullopt, nowMicros,
+                         usedCounters);
   }
   Object result = local;
   result.siblings.erase(result.siblings.begin() + (minted - local.siblings.begin()));
@@ -227,6 +303,9 @@ Object sync(const Object& a, const Object& b) {
   canonicalize(result.siblings);
   result.vv = a.vv;
   result.vv.merge(b.vv);
+  result.superseded = a.superseded;
+  result.superseded.insert(result.superseded.end(), b.superseded.begin(), b.superseded.end());
+  dropSuperseded(result);
   return result;
 }
 

@@ -102,36 +102,80 @@ struct Sibling {
   Dot dot;                           // zero dot in last-write-wins objects
   int64_t timestamp = 0;             // coordinator's (or LWW writer's) wall clock, microseconds
   std::optional<std::string> value;  // nullopt: a tombstone
+  uint64_t writeId = 0;
+  // The writer's name for the write this version belongs to (0: unnamed, and always 0 in
+  // last-write-wins objects). A writer that gets no answer has the same write coordinated by
+  // another replica: each attempt mints its own dot, but all carry the write's id, so they are
+  // known as one write (twins) and a write that supersedes one of them supersedes them all.
 
   bool isTombstone() const { return !value.has_value(); }
   bool operator==(const Sibling& o) const {
-    return dot == o.dot && timestamp == o.timestamp && value == o.value;
+    return dot == o.dot && timestamp == o.timestamp && value == o.value && writeId == o.writeId;
   }
   bool operator!=(const Sibling& o) const { return !(*this == o); }
 };
 
+struct SupersededWrite {
+  // A named write (Sibling::writeId) that a later write has seen and replaced: every version
+  // of it, wherever one turns up, is superseded.
+  uint64_t writeId = 0;
+  int64_t timestamp = 0;  // when it was superseded (the superseding write's timestamp)
+
+  bool operator==(const SupersededWrite& o) const {
+    return writeId == o.writeId && timestamp == o.timestamp;
+  }
+  bool operator!=(const SupersededWrite& o) const { return !(*this == o); }
+};
+
 struct Object {
-  // Canonical form: siblings sorted by dot (LWW: exactly one sibling), so two objects holding
-  // the same versions compare equal and serialize to the same bytes.
+  // Canonical form: siblings sorted by dot (LWW: exactly one sibling), superseded sorted by
+  // write id, no sibling of a superseded write; so two objects holding the same versions
+  // compare equal and serialize to the same bytes.
+  static constexpr size_t MAX_SUPERSEDED = 8;
+  // The most superseded writes an object remembers (the newest by `timestamp`). Twins are
+  // minted within one call's retries, so a few suffice; past that an old twin that turns up
+  // again comes back as a sibling (shown, never lost) instead of being dropped.
+
   Versioning kind = Versioning::VECTOR_CLOCK;
   VersionVector vv;
   std::vector<Sibling> siblings;
+  std::vector<SupersededWrite> superseded;  // empty in last-write-wins objects
 
   bool empty() const { return siblings.empty(); }
   bool allTombstones() const;
   bool operator==(const Object& o) const {
-    return kind == o.kind && vv == o.vv && siblings == o.siblings;
+    return kind == o.kind && vv == o.vv && siblings == o.siblings && superseded == o.superseded;
   }
   bool operator!=(const Object& o) const { return !(*this == o); }
 };
 
-Object coordinatePut(const Object& local, const Actor& self, const VersionVector& context,
+struct WriteContext {
+  // What a write supersedes: the version vector of what its writer read (or last wrote) and
+  // the ids of the named writes among the versions it saw (writeIdsOf). A version vector
+  // alone is a context too: one that names no writes.
+  VersionVector vv;
+  std::vector<uint64_t> writeIds;  // sorted, unique, no 0
+
+  WriteContext() = default;
+  WriteContext(VersionVector vvParam, std::vector<uint64_t> ids = {})  // NOLINT: implicit
+      : vv(std::move(vvParam)), writeIds(std::move(ids)) {}
+};
+
+std::vector<uint64_t> writeIdsOf(const Object& object);
+// The ids of the named writes among the object's siblings, sorted, without duplicates.
+
+std::vector<Sibling> distinctWrites(const Object& object);
+// The object's siblings as a reader should see them: one per write (the first of twins, by
+// dot), so a write coordinated twice does not show its value twice.
+
+Object coordinatePut(const Object& local, const Actor& self, const WriteContext& context,
                      std::optional<std::string> value, int64_t nowMicros,
-                     uint64_t usedCounters = 0);
+                     uint64_t usedCounters = 0, uint64_t writeId = 0);
 // The coordinator replica's update (DESIGN.md): drop siblings whose dot `context` covers,
-// mint dot (self, max(vv[self], context[self], usedCounters) + 1), set vv = merge(vv, context) with
-// vv[self] = the new counter (timestamp nowMicros), add the new sibling, then truncate vv to
-// MAX_ENTRIES keeping the actors of surviving siblings. `local` must be VECTOR_CLOCK (or
+// remember context.writeIds as superseded (dropping their twins), mint dot
+// (self, max(vv[self], context[self], usedCounters) + 1), set vv = merge(vv, context) with
+// vv[self] = the new counter (timestamp nowMicros), add the new sibling (named `writeId`),
+// then truncate vv to MAX_ENTRIES keeping the actors of surviving siblings. `local` must be VECTOR_CLOCK (or
 // empty). nullopt value writes a tombstone. Throws (FAILED, "invalid argument: ...") when the
 // new counter would pass Dot::MAX_COUNTER (a forged context), before anything is decided.
 //
@@ -149,13 +193,16 @@ Object retract(const Object& local, const Dot& dot, const Actor& self, int64_t n
 // other would leave this one standing). Removes the sibling of `dot` and keeps the vv, which
 // still covers it, so every copy it reached drops it on sync. If no sibling would be left, the
 // result is a tombstone minted as coordinatePut does (context local.vv): an object without
-// siblings syncs as nothing and would not take the version back anywhere. Returns `local`
-// unchanged if `dot` is not one of its siblings (a later write superseded it already).
+// siblings syncs as nothing and would not take the version back anywhere. The write is not
+// marked superseded: its twin, minted by the replica the writer turned to, must live on.
+// Returns `local` unchanged if `dot` is not one of its siblings (a later write superseded
+// it already).
 
 Object sync(const Object& a, const Object& b);
 // Merge of two replicas' objects. VECTOR_CLOCK: keep each sibling that the other side also
-// has or whose dot the other side's vv does not cover; vv = merge. LAST_WRITE_WINS: keep the
-// sibling with the greatest (timestamp, tombstone < value, value bytes). Commutative,
+// has or whose dot the other side's vv does not cover and whose write neither side knows as
+// superseded; vv = merge; superseded = the union, newest MAX_SUPERSEDED. LAST_WRITE_WINS: keep
+// the sibling with the greatest (timestamp, tombstone < value, value bytes). Commutative,
 // associative, idempotent; an empty object is the identity. Both sides must be of the same
 // kind unless one is empty (KJ_REQUIRE).
 

@@ -15,11 +15,17 @@ namespace {
 constexpr size_t MAX_CONTEXT_BYTES = 64 * 1024;
 }  // namespace
 
+ReadContext contextOf(const Object& object, uint64_t fastest) {
+  return ReadContext{WriteContext{object.vv, writeIdsOf(object)}, fastest};
+}
+
 std::string encodeReadContext(const ReadContext& context) {
   capnp::MallocMessageBuilder message;
   auto root = message.initRoot<wire::ReadContext>();
-  encodeVersionVector(context.vv, root.initVv(context.vv.size()));
+  encodeVersionVector(context.seen.vv, root.initVv(context.seen.vv.size()));
   root.setFastest(context.fastest);
+  auto& ids = context.seen.writeIds;
+  encodeWriteIds(ids, root.initWriteIds(ids.size()));
   auto words = capnp::messageToFlatArray(message);
   auto bytes = words.asBytes();
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
@@ -37,7 +43,8 @@ std::optional<std::string> decodeReadContext(std::string_view bytes, ReadContext
   KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
                  capnp::FlatArrayMessageReader reader(words);
                  auto root = reader.getRoot<wire::ReadContext>();
-                 out.vv = decodeVersionVector(root.getVv());
+                 out.seen.vv = decodeVersionVector(root.getVv());
+                 out.seen.writeIds = decodeWriteIds(root.getWriteIds());
                  out.fastest = root.getFastest();
                })) {
     return std::string("context is malformed: ") + e->getDescription().cStr();

@@ -15,10 +15,13 @@
 namespace dynkv {
 
 struct ReadContext {
-  VersionVector vv;      // what the read saw: a put with this context supersedes all of it
+  WriteContext seen;     // what the read saw: a put with this context supersedes all of it
   uint64_t fastest = 0;  // node id of the replica that answered first (the next put's
                          // coordinator, the paper's section 6.4); 0 if unknown
 };
+
+ReadContext contextOf(const Object& object, uint64_t fastest);
+// The context of a read (or write) that returned `object`: its vv and its named writes.
 
 std::string encodeReadContext(const ReadContext& context);
 

@@ -30,6 +30,13 @@ struct Sibling {
     value @3 :Data;
     tombstone @4 :Void;
   }
+  writeId @5 :UInt64;    # the writer's name for the write; its retries' versions share it (0: none)
+}
+
+struct SupersededWrite {
+  # A named write a later write has seen: every version of it is superseded.
+  writeId @0 :UInt64;
+  timestamp @1 :Int64;   # when it was superseded, microseconds since the Unix epoch
 }
 
 enum NamespaceKind {
@@ -41,6 +48,7 @@ struct Object {
   kind @0 :NamespaceKind;
   vv @1 :List(VvEntry);
   siblings @2 :List(Sibling);
+  superseded @3 :List(SupersededWrite);   # sorted by writeId; at most Object::MAX_SUPERSEDED
 }
 
 struct Key {
@@ -91,8 +99,11 @@ interface Node {
   # The node's local copy of the object.
 
   coordinatePut @1 (mapVersion :UInt64, key :Key, kind :NamespaceKind, context :List(VvEntry),
-                    value :Data, tombstone :Bool, sentAtMicros :Int64, patienceMicros :UInt64)
+                    value :Data, tombstone :Bool, sentAtMicros :Int64, patienceMicros :UInt64,
+                    writeId :UInt64, supersedes :List(UInt64))
                 -> (mapVersion :UInt64, object :Object);
+  # writeId names the write (every retry of it elsewhere carries the same one); supersedes
+  # names the writes among the versions the context was read from (dvv.h, WriteContext).
   # Acts as coordinator replica: mints a new dot for this node, stores, and returns the
   # whole stored object for the client to replicate. sentAtMicros is the sender's monotonic
   # clock when it sent the request, patienceMicros how long it waits for the answer before it
@@ -355,4 +366,5 @@ struct ReadContext {
   vv @0 :List(VvEntry);   # the merged version vector of the read
   fastest @1 :UInt64;     # id of the replica that answered the read first: the next put's
                           # coordinator, as in the paper (§6.4)
+  writeIds @2 :List(UInt64);  # the named writes among the versions read (sorted, unique)
 }

@@ -53,9 +53,9 @@ kj::Promise<std::optional<Object>> LocalReplica::get(StorageKey key) {
   return kj::mv(local);
 }
 
-kj::Promise<Object> LocalReplica::coordinatePut(StorageKey key, VersionVector context,
+kj::Promise<Object> LocalReplica::coordinatePut(StorageKey key, WriteContext context,
                                                 std::optional<std::string> value,
-                                                int64_t nowMicros) {
+                                                int64_t nowMicros, uint64_t writeId) {
   if (value) {
     if (auto error = checkValue(store_.limits(), *value)) {
       KJ_FAIL_REQUIRE("invalid argument", *error);
@@ -63,7 +63,7 @@ kj::Promise<Object> LocalReplica::coordinatePut(StorageKey key, VersionVector co
   }
   return timed([&]() {
     return store_.coordinatePut(kj::mv(key), Versioning::VECTOR_CLOCK, kj::mv(context),
-                                kj::mv(value), nowMicros);
+                                kj::mv(value), nowMicros, writeId);
   });
 }
 

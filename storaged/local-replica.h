@@ -40,10 +40,12 @@ class LocalReplica {
   // (TransferManager::readThrough), failing OVERLOADED if no previous owner answers. Only the
   // local read is a foreground sample.
 
-  kj::Promise<Object> coordinatePut(StorageKey key, VersionVector context,
-                                    std::optional<std::string> value, int64_t nowMicros);
-  // Mints a version over `context` with this node's actor and stores it (VersionedStore::coordinatePut;
-  // value nullopt: a tombstone). Throws "invalid argument" when the value breaks a limit.
+  kj::Promise<Object> coordinatePut(StorageKey key, WriteContext context,
+                                    std::optional<std::string> value, int64_t nowMicros,
+                                    uint64_t writeId);
+  // Mints a version of write `writeId` over `context` with this node's actor and stores it
+  // (VersionedStore::coordinatePut; value nullopt: a tombstone). Throws "invalid argument"
+  // when the value breaks a limit.
 
   kj::Promise<void> replicate(StorageKey key, Object object, uint64_t hintFor);
   // Stores sync(local, object), or, with hintFor != 0, keeps it as a hint for that owner.

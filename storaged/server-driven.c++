@@ -97,11 +97,12 @@ kj::Promise<Reply<std::optional<Object>>> ServerDriven::NodeReplicas::get(const 
 }
 
 kj::Promise<Reply<Object>> ServerDriven::NodeReplicas::coordinatePut(
-    const NodeInfo& node, const ReplicaKey& key, const VersionVector& context,
-    const std::optional<std::string>& value) {
-  if (node.id != self_) return remote_.coordinatePut(node, key, context, value);
-  return asReply(kj::evalNow(
-      [&]() { return local_.coordinatePut(storageKey(key), context, value, nowMicros()); }));
+    const NodeInfo& node, const ReplicaKey& key, const WriteContext& context,
+    const std::optional<std::string>& value, uint64_t writeId) {
+  if (node.id != self_) return remote_.coordinatePut(node, key, context, value, writeId);
+  return asReply(kj::evalNow([&]() {
+    return local_.coordinatePut(storageKey(key), context, value, nowMicros(), writeId);
+  }));
 }
 
 kj::Promise<void> ServerDriven::NodeReplicas::replicate(const NodeInfo& node, const ReplicaKey& key,
@@ -161,14 +162,14 @@ kj::Promise<void> ServerDriven::coordinateGet(CoordinateGetContext context) {
       setError(results.initError(), *outcome.failure);
       return;
     }
-    auto& merged = outcome.merged.siblings;
+    auto merged = distinctWrites(outcome.merged);
     auto siblings = results.initSiblings(merged.size());
     for (size_t i = 0; i < merged.size(); i++) {
       siblings[i].setValue(asData(merged[i].value.value_or("")));
       siblings[i].setDeleted(merged[i].isTombstone());
       siblings[i].setTimestamp(merged[i].timestamp);
     }
-    auto bytes = encodeReadContext(ReadContext{outcome.merged.vv, outcome.fastest});
+    auto bytes = encodeReadContext(contextOf(outcome.merged, outcome.fastest));
     results.setContext(asData(bytes));
   });
 }
@@ -201,7 +202,7 @@ kj::Promise<void> ServerDriven::coordinateWrite(CoordinateWriteContext context) 
       setError(results.initError(), *outcome.failure);
       return;
     }
-    auto bytes = encodeReadContext(ReadContext{outcome.object.vv, outcome.coordinator});
+    auto bytes = encodeReadContext(contextOf(outcome.object, outcome.coordinator));
     results.setContext(asData(bytes));
   });
 }

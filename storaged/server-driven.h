@@ -52,8 +52,9 @@ class ServerDriven {
     kj::Promise<Reply<std::optional<Object>>> get(const NodeInfo& node,
                                                   const ReplicaKey& key) override;
     kj::Promise<Reply<Object>> coordinatePut(const NodeInfo& node, const ReplicaKey& key,
-                                             const VersionVector& context,
-                                             const std::optional<std::string>& value) override;
+                                             const WriteContext& context,
+                                             const std::optional<std::string>& value,
+                                             uint64_t writeId) override;
     kj::Promise<void> replicate(const NodeInfo& node, const ReplicaKey& key, const Object& object,
                                 uint64_t hintFor) override;
     void timedOut(const NodeInfo& node) override;

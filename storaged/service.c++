@@ -195,10 +195,12 @@ class NodeImpl final : public wire::Node::Server {
                   params.getPatienceMicros(), Stale::COORDINATE_PUT);
     std::optional<std::string> value;
     if (!params.getTombstone()) value = std::string(asStringView(params.getValue()));
-    auto vv = decodeVersionVector(params.getContext());
+    WriteContext seen(decodeVersionVector(params.getContext()),
+                      decodeWriteIds(params.getSupersedes()));
     int64_t sentAt = params.getSentAtMicros();
     uint64_t patience = params.getPatienceMicros();
-    return local_.coordinatePut(key, kj::mv(vv), kj::mv(value), nowMicros())
+    return local_.coordinatePut(key, kj::mv(seen), kj::mv(value), nowMicros(),
+                                params.getWriteId())
         .then([this, context, map, key, sentAt, patience](Object object) mutable
               -> kj::Promise<void> {
           if (abandonedRequest(age_->age.ageAt(sentAt, monotonicMicros()), patience)) {

@@ -82,12 +82,12 @@ std::optional<Object> VersionedStore::get(const StorageKey& key) {
 }
 
 kj::Promise<Object> VersionedStore::coordinatePut(StorageKey key, Versioning kind,
-                                                  VersionVector context,
+                                                  WriteContext context,
                                                   std::optional<std::string> value,
-                                                  int64_t nowMicros) {
+                                                  int64_t nowMicros, uint64_t writeId) {
   return commits_.write<Object>([this, engineKey = encodeStorageKey(key), kind,
-                                 context = kj::mv(context), value = kj::mv(value),
-                                 nowMicros](BatchTransaction& txn) {
+                                 context = kj::mv(context), value = kj::mv(value), nowMicros,
+                                 writeId](BatchTransaction& txn) {
     // Every refusal is decided before anything is written, so it fails this write alone.
     Object current;
     KJ_IF_MAYBE(bytes, txn.get(Table::OBJECTS, bytesOf(engineKey))) {
@@ -97,7 +97,8 @@ kj::Promise<Object> VersionedStore::coordinatePut(StorageKey key, Versioning kin
       kj::throwFatalException(KJ_EXCEPTION(FAILED, "namespace kind mismatch: the stored object is "
                                                    "last-write-wins, the write is vector-clock"));
     }
-    auto result = dynkv::coordinatePut(current, self_, context, value, nowMicros, usedCounters_);
+    auto result =
+        dynkv::coordinatePut(current, self_, context, value, nowMicros, usedCounters_, writeId);
     if (auto problem = checkStorable(result, limits_)) {
       kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::str(problem->c_str())));
     }

@@ -39,16 +39,18 @@ class VersionedStore {
   // owners of the key (a fallback's read answers with the writes it stands in for); nullopt
   // if none. Sees every committed write, none still queued.
 
-  kj::Promise<Object> coordinatePut(StorageKey key, Versioning kind, VersionVector context,
-                                    std::optional<std::string> value, int64_t nowMicros);
+  kj::Promise<Object> coordinatePut(StorageKey key, Versioning kind, WriteContext context,
+                                    std::optional<std::string> value, int64_t nowMicros,
+                                    uint64_t writeId = 0);
   // The coordinator replica's write: dvv coordinatePut with this node's actor over the local
   // copy as the batch finds it, with a counter above every one this incarnation has minted for
   // any key (a collected tombstone must not let a counter come round again: dvv.h). That
   // high-water mark is leased in blocks of COUNTER_LEASE in the META table, written in the
-  // batch that crosses the lease, so a restart resumes above anything minted before it. Refuses, with a message, a write to a key whose stored object
-  // has another kind, or one that would leave more than Limits::MAX_SIBLINGS siblings (the
-  // message says to read, resolve and write with the context); a refusal fails only this
-  // write. Resolves to the stored object once committed.
+  // batch that crosses the lease, so a restart resumes above anything minted before it.
+  // Refuses, with a message, a write to a key whose stored object has another kind, or one
+  // that would leave more than Limits::MAX_SIBLINGS siblings (the message says to read,
+  // resolve and write with the context); a refusal fails only this write. Resolves to the
+  // stored object once committed.
 
   kj::Promise<bool> retract(StorageKey key, Dot dot, int64_t nowMicros);
   // Takes back the version `dot` that coordinatePut minted here, once its writer is known to

@@ -54,16 +54,16 @@ Error toError(const CallFailure& failure, const PartitionMap& map) {
 Result<GetResult> toGetResult(ReadOutcome outcome, const PartitionMap& map) {
   if (outcome.failure) return toError(*outcome.failure, map);
   GetResult result;
-  for (auto& s : outcome.merged.siblings) {
+  for (auto& s : distinctWrites(outcome.merged)) {
     result.siblings.push_back(Version{s.value.value_or(""), s.isTombstone(), s.timestamp});
   }
-  result.context = encodeContext(outcome.merged.vv, outcome.fastest);
+  result.context = encodeContext(contextOf(outcome.merged, outcome.fastest));
   return result;
 }
 
 Result<Context> toContext(WriteOutcome outcome, const PartitionMap& map) {
   if (outcome.failure) return toError(*outcome.failure, map);
-  return encodeContext(outcome.object.vv, outcome.coordinator);
+  return encodeContext(contextOf(outcome.object, outcome.coordinator));
 }
 
 class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHandler {

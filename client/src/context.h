@@ -9,7 +9,7 @@
 
 namespace dynkv {
 
-Context encodeContext(const VersionVector& vv, uint64_t fastest);
+Context encodeContext(const ReadContext& context);
 
 ReadContext decodeContext(const Context& context);
 // Throws Error(INVALID_ARGUMENT) when the bytes are not a context.

@@ -48,8 +48,8 @@ std::string Context::token() const {
   return std::string(text.cStr(), text.size());
 }
 
-Context encodeContext(const VersionVector& vv, uint64_t fastest) {
-  return Context(encodeReadContext(ReadContext{vv, fastest}));
+Context encodeContext(const ReadContext& context) {
+  return Context(encodeReadContext(context));
 }
 
 ReadContext decodeContext(const Context& context) {

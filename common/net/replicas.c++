@@ -89,17 +89,21 @@ kj::Promise<Reply<std::optional<Object>>> PooledReplicas::get(const NodeInfo& no
 
 kj::Promise<Reply<Object>> PooledReplicas::coordinatePut(const NodeInfo& node,
                                                          const ReplicaKey& key,
-                                                         const VersionVector& context,
-                                                         const std::optional<std::string>& value) {
+                                                         const WriteContext& context,
+                                                         const std::optional<std::string>& value,
+                                                         uint64_t writeId) {
   using Response = capnp::Response<wire::Node::CoordinatePutResults>;
-  auto sent = pool_.node(node.address).then([&key, &context, &value](wire::Node::Client client) {
+  auto sent = pool_.node(node.address).then([&key, &context, &value,
+                                             writeId](wire::Node::Client client) {
     auto request = client.coordinatePutRequest();
     request.setMapVersion(key.mapVersion);
     setKey(request.initKey(), key);
     request.setKind(wire::NamespaceKind::VECTOR_CLOCK);
     request.setSentAtMicros(monotonicMicros());
     request.setPatienceMicros(uint64_t(std::max<int64_t>(0, key.patienceMicros)));
-    encodeVersionVector(context, request.initContext(context.size()));
+    encodeVersionVector(context.vv, request.initContext(context.vv.size()));
+    encodeWriteIds(context.writeIds, request.initSupersedes(context.writeIds.size()));
+    request.setWriteId(writeId);
     if (value) {
       request.setValue(asData(*value));
     } else {

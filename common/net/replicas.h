@@ -54,10 +54,12 @@ class Replicas {
   // The replica's copy of the key; nullopt if it holds none.
 
   virtual kj::Promise<Reply<Object>> coordinatePut(const NodeInfo& node, const ReplicaKey& key,
-                                                   const VersionVector& context,
-                                                   const std::optional<std::string>& value) = 0;
+                                                   const WriteContext& context,
+                                                   const std::optional<std::string>& value,
+                                                   uint64_t writeId) = 0;
   // A vector-clock write coordinated by this replica: it mints a version superseding
-  // `context` (value nullopt: a tombstone), stores it, and answers with the stored object.
+  // `context` (value nullopt: a tombstone), named `writeId` (the same for every replica the
+  // call asks to coordinate it), stores it, and answers with the stored object.
 
   virtual kj::Promise<void> replicate(const NodeInfo& node, const ReplicaKey& key,
                                       const Object& object, uint64_t hintFor) = 0;
@@ -89,8 +91,9 @@ class PooledReplicas final : public Replicas {
   kj::Promise<Reply<std::optional<Object>>> get(const NodeInfo& node,
                                                 const ReplicaKey& key) override;
   kj::Promise<Reply<Object>> coordinatePut(const NodeInfo& node, const ReplicaKey& key,
-                                           const VersionVector& context,
-                                           const std::optional<std::string>& value) override;
+                                           const WriteContext& context,
+                                           const std::optional<std::string>& value,
+                                           uint64_t writeId) override;
   kj::Promise<void> replicate(const NodeInfo& node, const ReplicaKey& key, const Object& object,
                               uint64_t hintFor) override;
   void timedOut(const NodeInfo& node) override;

@@ -3,6 +3,8 @@
 // it says and feeds back what happens.
 #include "request-driver.h"
 
+#include <random>
+
 #include <kj/debug.h>
 
 #include "hash.h"
@@ -188,7 +190,8 @@ class RequestDriver::WriteRun final : public kj::Refcounted {
   void coordinate(size_t slot) {
     driver_.await(
         *this, slot, node(slot),
-        driver_.replicas_.coordinatePut(node(slot), key_, write_.context.vv, write_.value),
+        driver_.replicas_.coordinatePut(node(slot), key_, write_.context.seen, write_.value,
+                                        write_.writeId),
         [self = kj::addRef(*this), slot](Reply<Object>&& reply) mutable {
           if (auto* failed = std::get_if<ReplicaFailed>(&reply)) {
             self->fail(slot, failed->error, kj::mv(failed->detail));
@@ -237,6 +240,11 @@ kj::Promise<ReadOutcome> RequestDriver::read(CoordinatedCall call) {
 }
 
 kj::Promise<WriteOutcome> RequestDriver::write(CoordinatedCall call, Write write) {
+  if (write.writeId == 0) {
+    // 64 random bits: two writes of one key share a name by chance once in ~10^19.
+    thread_local std::mt19937_64 names{std::random_device{}()};
+    while (write.writeId == 0) write.writeId = names();
+  }
   if (auto failure = tooFewNodes(*call.map, "W", call.quorum.w)) {
     WriteOutcome outcome;
     outcome.failure = kj::mv(failure);

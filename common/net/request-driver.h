@@ -68,6 +68,9 @@ struct Write {
   std::optional<std::string> value;  // nullopt: a tombstone (remove)
   ReadContext context;               // of the read the write supersedes; empty: a blind write
   int64_t nowMicros = 0;             // the timestamp of a last-write-wins write
+  uint64_t writeId = 0;
+  // The write's name, carried by every replica asked to coordinate it (dvv.h, Sibling): 0
+  // draws a random one. A caller that retries the same write names it itself.
 };
 
 class RequestDriver final : private kj::TaskSet::ErrorHandler {

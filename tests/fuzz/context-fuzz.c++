@@ -6,6 +6,7 @@
 // Refusal is fine (a message, or Error(INVALID_ARGUMENT) from the SDK). A context accepted must
 // hold at most MAX_DECODED_VV_ENTRIES entries and read back the same after encoding, as bytes
 // and as a token.
+#include <algorithm>
 #include <dynkv/types.h>
 
 #include <optional>
@@ -33,13 +34,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
 
-  require(context.vv.size() <= MAX_DECODED_VV_ENTRIES, "vv within MAX_DECODED_VV_ENTRIES");
+  auto& seen = context.seen;
+  require(seen.vv.size() <= MAX_DECODED_VV_ENTRIES, "vv within MAX_DECODED_VV_ENTRIES");
+  require(seen.writeIds.size() <= Limits::MAX_SIBLINGS, "write ids within MAX_SIBLINGS");
+  require(std::is_sorted(seen.writeIds.begin(), seen.writeIds.end()) &&
+              std::adjacent_find(seen.writeIds.begin(), seen.writeIds.end()) ==
+                  seen.writeIds.end() &&
+              std::count(seen.writeIds.begin(), seen.writeIds.end(), 0) == 0,
+          "write ids sorted, unique, not 0");
+  auto same = [&context](const ReadContext& other) {
+    return other.seen.vv == context.seen.vv && other.seen.writeIds == context.seen.writeIds &&
+           other.fastest == context.fastest;
+  };
   ReadContext again;
   require(!decodeReadContext(encodeReadContext(context), again), "encoded context decodes");
-  require(again.vv == context.vv && again.fastest == context.fastest, "bytes round trip");
-  auto token = encodeContext(context.vv, context.fastest).token();
-  auto fromToken = decodeContext(Context::fromToken(token));
-  require(fromToken.vv == context.vv && fromToken.fastest == context.fastest,
-          "token round trip");
+  require(same(again), "bytes round trip");
+  auto token = encodeContext(context).token();
+  require(same(decodeContext(Context::fromToken(token))), "token round trip");
   return 0;
 }

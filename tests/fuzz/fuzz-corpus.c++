@@ -55,9 +55,10 @@ Object siblingsObject() {
   o.vv.set(Actor{1, 11}, 3, 1000);
   o.vv.set(Actor{2, 12}, 1, 1001);
   o.vv.set(Actor{3, 13}, 5, 900);
-  o.siblings.push_back(Sibling{Dot{Actor{1, 11}, 3}, 1000, std::string("cart: milk")});
-  o.siblings.push_back(Sibling{Dot{Actor{2, 12}, 1}, 1001, std::string("cart: eggs")});
+  o.siblings.push_back(Sibling{Dot{Actor{1, 11}, 3}, 1000, std::string("cart: milk"), 41});
+  o.siblings.push_back(Sibling{Dot{Actor{2, 12}, 1}, 1001, std::string("cart: eggs"), 42});
   o.siblings.push_back(Sibling{Dot{Actor{3, 13}, 5}, 900, std::nullopt});
+  o.superseded = {SupersededWrite{40, 990}, SupersededWrite{77, 995}};
   return o;
 }
 
@@ -96,10 +97,10 @@ void objects() {
 
 void contexts() {
   ReadContext empty;
-  ReadContext read{siblingsObject().vv, 2};
+  ReadContext read = contextOf(siblingsObject(), 2);
   write("context-fuzz", "bytes-empty-vv", selector(0, encodeReadContext(empty)));
   write("context-fuzz", "bytes", selector(0, encodeReadContext(read)));
-  write("context-fuzz", "token", selector(1, encodeContext(read.vv, read.fastest).token()));
+  write("context-fuzz", "token", selector(1, encodeContext(read).token()));
   write("context-fuzz", "token-not-base64", selector(1, "not a token!"));
   auto bytes = encodeReadContext(read);
   write("context-fuzz", "bytes-truncated", selector(0, bytes.substr(0, bytes.size() - 8)));

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "hash.h"
 #include "seeds.h"
 #include "simulated-cluster.h"
 
@@ -49,7 +50,7 @@ void workload(SimulatedCluster& cluster, History& history) {
     auto value = "v" + std::to_string(i);
     bool readFirst = cluster.rng()() % 2 == 0;
     cluster.at(when(cluster.rng()), [&cluster, &history, key, value, readFirst]() {
-      auto write = [&cluster, &history, key, value](VersionVector context, uint64_t fastest) {
+      auto write = [&cluster, &history, key, value](WriteContext context, uint64_t fastest) {
         history.writes++;
         cluster.put(key, value, std::move(context), fastest,
                     [&history, key, value](SimulatedCluster::WriteResult result) {
@@ -65,7 +66,7 @@ void workload(SimulatedCluster& cluster, History& history) {
       cluster.get(key, cluster.r, [&history, key, write](SimulatedCluster::ReadResult read) {
         if (!read.ok) return;
         for (auto& v : liveValues(read.merged)) history.observed[key].insert(v);
-        write(read.merged.vv, read.fastest);
+        write(WriteContext{read.merged.vv, writeIdsOf(read.merged)}, read.fastest);
       });
     });
   }
@@ -176,4 +177,45 @@ TEST_CASE("simulation: nodes crashing in the middle of writes lose no acknowledg
 }
 
 }  // namespace
+TEST_CASE("simulation: a delete that saw one coordinator's version removes its unanswered twin") {
+  // The client hears nothing from the key's first owner (a one-way partition): the owner mints
+  // the put, but its answer is lost, so the client has the next owner coordinate the same put
+  // again. A read then sees only the second version, and a delete supersedes what it saw. Once
+  // the partition heals, the first owner's version meets the delete: it must not come back.
+  auto seeds = seedsToRun();
+  uint64_t resurrected = 0, twins = 0;
+  std::string first;
+  for (uint64_t seed = seeds.first; seed < seeds.end(); seed++) {
+    SimulatedCluster cluster(seed, NODES, 3);
+    std::string key = "cart";
+    uint16_t owner = cluster.map().preferenceList(cluster.map().partitionOf(keyHash("", key)),
+                                                  3, NODES).nodes[0];
+    cluster.muffle({owner});
+    bool put = false, deleted = false;
+    cluster.put(key, std::string("milk"), WriteContext(), 0,
+                [&](SimulatedCluster::WriteResult r) { put = r.ok; });
+    cluster.runUntilIdle(cluster.now() + 1'000'000);
+    if (!put) continue;
+    twins += cluster.node(owner).data[key].siblings.empty() ? 0 : 1;
+    cluster.get(key, cluster.r, [&](SimulatedCluster::ReadResult read) {
+      if (!read.ok) return;
+      cluster.put(key, std::nullopt, WriteContext{read.merged.vv, writeIdsOf(read.merged)},
+                  read.fastest, [&](SimulatedCluster::WriteResult r) { deleted = r.ok; });
+    });
+    cluster.runUntilIdle(cluster.now() + 1'000'000);
+    if (!deleted) continue;
+    cluster.heal();
+    cluster.runUntilIdle(cluster.now() + 1'000'000);
+    for (int round = 0; round < 3; round++) cluster.deliverHints();
+    if (!liveValues(cluster.everyCopy(key)).empty()) {
+      if (resurrected++ == 0) first = " (first: DYNKV_SIM_SEED=" + std::to_string(seed) + ")";
+    }
+  }
+  std::cout << "one-way partition: " << seeds.count << " seeds, " << twins
+            << " unanswered twins minted, " << resurrected << " deletes undone" << first
+            << std::endl;
+  CHECK(twins > 0);  // the scenario did what it says
+  CHECK(resurrected == 0);
+}
+
 }  // namespace dynkv::sim

@@ -44,8 +44,12 @@ void SimulatedCluster::restart(uint16_t node) {
 void SimulatedCluster::cutOff(std::set<uint16_t> nodes) {
   cutOff_ = std::move(nodes);
 }
+void SimulatedCluster::muffle(std::set<uint16_t> nodes) {
+  muffled_ = std::move(nodes);
+}
 void SimulatedCluster::heal() {
   cutOff_.clear();
+  muffled_.clear();
 }
 bool SimulatedCluster::reachable(uint16_t node) const {
   return cutOff_.count(node) == 0;
@@ -101,7 +105,7 @@ void SimulatedCluster::call(uint16_t node, std::function<void()> atNode,
     }
     atNode();
     at(clock_.now() + delay(), [this, node, reply]() {
-      if (reachable(node)) reply();
+      if (reachable(node) && muffled_.count(node) == 0) reply();
     });
   });
 }
@@ -173,8 +177,9 @@ void SimulatedCluster::get(const std::string& key, uint32_t r,
 }
 
 void SimulatedCluster::put(const std::string& key, std::optional<std::string> value,
-                           VersionVector context, uint64_t fastest,
+                           WriteContext context, uint64_t fastest,
                            std::function<void(WriteResult)> done) {
+  uint64_t writeId = ++writeIds_;
   struct State {
     WriteCoordinator write;
     std::function<void(WriteResult)> done;
@@ -202,7 +207,7 @@ void SimulatedCluster::put(const std::string& key, std::optional<std::string> va
   auto apply = std::make_shared<std::function<void(WriteActions)>>();
   // The step holds itself weakly (holding itself would be a cycle that is never freed); the
   // replies and timeouts it schedules hold it while they are pending.
-  *apply = [this, state, key, value, context, report,
+  *apply = [this, state, key, value, context, writeId, report,
             self = std::weak_ptr(apply)](WriteActions actions) {
     auto apply = self.lock();
     auto track = [state](size_t slot) {
@@ -221,10 +226,11 @@ void SimulatedCluster::put(const std::string& key, std::optional<std::string> va
       auto minted = std::make_shared<Object>();
       call(
           node,
-          [this, node, key, value, context, minted]() {
+          [this, node, key, value, context, writeId, minted]() {
             // storaged's coordinatePut: mint a dot for this node over its own copy, store.
             auto& n = nodes_[node];
-            *minted = coordinatePut(n.data[key], Actor{n.id, 1}, context, value, clock_.now());
+            *minted = coordinatePut(n.data[key], Actor{n.id, 1}, context, value, clock_.now(),
+                                    0, writeId);
             n.data[key] = *minted;
           },
           [this, state, slot, node, minted, apply]() {

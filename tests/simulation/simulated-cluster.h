@@ -51,6 +51,7 @@ class SimulatedCluster {
   void crash(uint16_t node);              // down: every message to or from it is lost until restart
   void restart(uint16_t node);            // up again with its stored data
   void cutOff(std::set<uint16_t> nodes);  // the client cannot reach these, nor they the rest
+  void muffle(std::set<uint16_t> nodes);  // these get requests, but their replies are lost
   void heal();                            // every node reachable again (crashed ones stay down)
   bool reachable(uint16_t node) const;    // from the client (and from the other side)
 
@@ -72,8 +73,10 @@ class SimulatedCluster {
     uint64_t fastest = 0;
   };
 
-  void put(const std::string& key, std::optional<std::string> value, VersionVector context,
+  void put(const std::string& key, std::optional<std::string> value, WriteContext context,
            uint64_t fastest, std::function<void(WriteResult)> done);
+  // Every replica asked to coordinate the put mints its version under the put's one write id,
+  // as the SDK's request driver names them.
   void get(const std::string& key, uint32_t r, std::function<void(ReadResult)> done);
 
   // ---- Repair and inspection ----
@@ -93,6 +96,8 @@ class SimulatedCluster {
   PartitionMap map_;
   std::vector<SimNode> nodes_;
   std::set<uint16_t> cutOff_;
+  std::set<uint16_t> muffled_;
+  uint64_t writeIds_ = 0;  // handed out so far
   uint32_t n_;
   std::map<uint16_t, Micros> suspected_;  // the client's failure detector: node -> until when
   // A node that fails is suspected for SUSPICION after its last failure, as a detector that

@@ -25,16 +25,19 @@ class FakeReplicas final : public Replicas {
   std::vector<uint64_t> asked;         // node ids, in the order they were asked
   std::vector<uint64_t> gaveUp;        // node ids the driver gave up on (timedOut)
   std::map<uint64_t, uint64_t> hints;  // node id -> the owner a replicate asked it to hint for
+  std::vector<uint64_t> writeIds;      // each coordinatePut's, in the order they were asked
 
   kj::Promise<Reply<std::optional<Object>>> get(const NodeInfo& node, const ReplicaKey&) override {
     return respond(node, [this]() -> Reply<std::optional<Object>> { return stored; });
   }
 
   kj::Promise<Reply<Object>> coordinatePut(const NodeInfo& node, const ReplicaKey&,
-                                           const VersionVector& context,
-                                           const std::optional<std::string>& value) override {
-    return respond(node, [&node, &context, value]() -> Reply<Object> {
-      return dynkv::coordinatePut(Object{}, Actor{node.id, 1}, context, value, 10);
+                                           const WriteContext& context,
+                                           const std::optional<std::string>& value,
+                                           uint64_t writeId) override {
+    writeIds.push_back(writeId);
+    return respond(node, [&node, &context, value, writeId]() -> Reply<Object> {
+      return dynkv::coordinatePut(Object{}, Actor{node.id, 1}, context, value, 10, 0, writeId);
     });
   }
 
@@ -128,6 +131,31 @@ TEST_CASE("request driver: a write replaces an unreachable replica by a fallback
   CHECK(outcome.object.siblings[0].value == "milk");
   CHECK(f.replicas.hints == std::map<uint64_t, uint64_t>{{f.idAt(3), down}});
   CHECK(f.replicas.gaveUp.empty());  // refused at once: no timeout was needed
+}
+
+TEST_CASE("request driver: a coordinator that never answers is replaced, under the same name") {
+  Fixture f;
+  uint64_t silent = f.idAt(0);
+  f.replicas.behaviour[silent] = Behaviour::SILENT;
+
+  auto write = f.driver.write(f.call(), Write{std::string("milk"), {}, 0});
+  auto outcome = f.settle(write);
+
+  REQUIRE_FALSE(outcome.failure);
+  CHECK(outcome.coordinator == f.idAt(1));
+  // Both attempts carry one drawn name: should the silent one have minted its version, the
+  // two are twins, and whatever supersedes one supersedes both (dvv.h).
+  REQUIRE(f.replicas.writeIds.size() == 2);
+  CHECK(f.replicas.writeIds[0] != 0);
+  CHECK(f.replicas.writeIds[0] == f.replicas.writeIds[1]);
+  REQUIRE(outcome.object.siblings.size() == 1);
+  CHECK(outcome.object.siblings[0].writeId == f.replicas.writeIds[0]);
+
+  // The next write draws another.
+  auto next = f.driver.write(f.call(), Write{std::string("eggs"), {}, 0});
+  f.settle(next);
+  REQUIRE(f.replicas.writeIds.size() == 4);
+  CHECK(f.replicas.writeIds[2] != f.replicas.writeIds[0]);
 }
 
 TEST_CASE("request driver: the call's deadline fails a call nobody answers, with TIMEOUT") {
