@@ -147,6 +147,9 @@ const std::vector<Setting>& settings() {
       number("handshake-timeout-ms", "MS", "a connection that has not authenticated this "
              "long after connecting is closed", 100, 600000,
              [](auto& c) -> auto& { return c.connections.handshakeTimeoutMillis; }),
+      number("max-handshakes", "N", "connections that have spoken but not yet "
+             "authenticated; past it the oldest is closed", 16, 1000000,
+             [](auto& c) -> auto& { return c.connections.maxHandshakes; }),
       number("idle-timeout-ms", "MS", "a connection with no traffic this long is closed "
              "(0: never)", 0, DAY_MILLIS,
              [](auto& c) -> auto& { return c.connections.idleTimeoutMillis; }),

@@ -23,6 +23,7 @@ struct ConnectionLimits {
   uint32_t maxConnections = 10000;  // lowered at start to fit the descriptor limit
   uint32_t maxPerAddress = 1000;    // from one peer IP address; 0: no limit
   uint32_t handshakeTimeoutMillis = 10000;  // to authenticate after connecting
+  uint32_t maxHandshakes = 4096;    // spoken, not yet authenticated; past it the oldest closes
   uint32_t idleTimeoutMillis = 0;   // no traffic either way; 0: never closed for it
   uint64_t maxBufferedBytes = 4 << 20;  // answers unread by a peer before its requests wait
   uint32_t slowReaderTimeoutMillis = 30000;  // a peer throttled so long is cut off

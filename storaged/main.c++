@@ -230,6 +230,7 @@ int run(const Config& config) {
   accept.maxConnectionsPerAddress = bounds.maxPerAddress;
   accept.timer = &timer;
   accept.handshakeTimeout = bounds.handshakeTimeoutMillis * kj::MILLISECONDS;
+  accept.maxHandshakes = bounds.maxHandshakes;
   accept.idleTimeout = bounds.idleTimeoutMillis * kj::MILLISECONDS;
   accept.slowReaderTimeout = bounds.slowReaderTimeoutMillis * kj::MILLISECONDS;
   accept.maxWriteBacklog = bounds.maxBufferedBytes;

@@ -99,7 +99,7 @@ uint64_t Metrics::refusals(Refusal why) const {
     case Refusal::ACCEPT_FAILED:
       return n + rpcConnections.acceptFailures;
     case Refusal::HANDSHAKE_TIMEOUT:
-      return n + rpcConnections.handshakeTimeouts;
+      return n + rpcConnections.handshakeTimeouts + rpcConnections.handshakesEvicted;
     case Refusal::SLOW_READER:
       return n + rpcConnections.slowReadersCut;
     case Refusal::MESSAGE_TOO_LARGE:

@@ -65,7 +65,8 @@ enum class Refusal : uint8_t {
   TOO_LATE,        // a coordinated write taken back: its sender had stopped waiting for it
   CONNECTIONS_PER_ADDRESS,  // the limit of open RPC connections from one address was reached
   ACCEPT_FAILED,   // accepting a connection failed (no descriptor left, say); retried
-  HANDSHAKE_TIMEOUT,  // a connection closed: it did not authenticate in time
+  HANDSHAKE_TIMEOUT,  // a connection closed: not authenticated in time, or the oldest of too
+                      // many handshakes at once
   SLOW_READER,     // a connection cut: its peer left its answers unread too long
   MESSAGE_TOO_LARGE,  // a connection closed: a message declared more than allowed
 };

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <list>
 #include <string>
 #include <unordered_map>
 
@@ -75,6 +76,8 @@ struct Connection {
   kj::TimePoint lastActive;
   uint64_t throttleSeen = 0;  // the throttle episode being timed
   kj::TimePoint throttledAt = kj::origin<kj::TimePoint>();
+  kj::Maybe<std::list<Connection*>::iterator> handshaking;  // its place among the handshakes
+  kj::Own<kj::PromiseFulfiller<void>> evict;  // fulfilled: close it now
 };
 
 class Server final : private kj::TaskSet::ErrorHandler {
@@ -112,6 +115,8 @@ class Server final : private kj::TaskSet::ErrorHandler {
   uint64_t refused_ = 0;
   uint64_t acceptFailures_ = 0;
   std::unordered_map<std::string, uint32_t> perAddress_;  // open connections by peer address
+  std::list<Connection*> handshakes_;  // spoken, not yet authenticated: oldest first
+  uint64_t evicted_ = 0;
   kj::TaskSet tasks_;
 
   void refuse(uint64_t AcceptCounters::*counter, const char* why, const std::string& address) {
@@ -145,11 +150,14 @@ class Server final : private kj::TaskSet::ErrorHandler {
     auto now = options_.timer != nullptr ? options_.timer->now() : kj::origin<kj::TimePoint>();
     auto connection = kj::heap<Connection>(kj::mv(stream), options_, address, now);
     auto& c = *connection;
+    c.buffered.setReadAhead(false);  // until it authenticates: a 64 KiB buffer is no gift
     auto served = c.buffered.awaitData().then([this, &c](size_t got) -> kj::Promise<void> {
       if (got == 0) return kj::READY_NOW;  // hung up without a word
       return serveRpc(c);
     });
-    auto done = served.exclusiveJoin(watch(c));
+    auto evicted = kj::newPromiseAndFulfiller<void>();
+    c.evict = kj::mv(evicted.fulfiller);
+    auto done = served.exclusiveJoin(watch(c)).exclusiveJoin(kj::mv(evicted.promise));
     // The promises that use the connection are dropped first, then closed() counts it out.
     tasks_.add(done.attach(kj::defer([this, connection = kj::mv(connection)]() mutable {
       closed(*connection);
@@ -157,12 +165,34 @@ class Server final : private kj::TaskSet::ErrorHandler {
     })));
   }
 
+  void stopHandshake(Connection& c) {
+    KJ_IF_MAYBE(at, c.handshaking) {
+      handshakes_.erase(*at);
+      c.handshaking = nullptr;
+    }
+  }
+
   kj::Promise<void> serveRpc(Connection& c) {
+    if (options_.maxHandshakes != 0 && handshakes_.size() >= options_.maxHandshakes) {
+      Connection& oldest = *handshakes_.front();
+      stopHandshake(oldest);
+      if (options_.counters != nullptr) options_.counters->handshakesEvicted++;
+      if (evicted_++ % 1000 == 0) {
+        uint64_t evicted = evicted_;
+        uint32_t maxHandshakes = options_.maxHandshakes;
+        KJ_LOG(WARNING, "connection closed: too many handshakes at once, this one the oldest",
+               maxHandshakes, evicted);
+      }
+      oldest.evict->fulfill();
+    }
+    c.handshaking = handshakes_.insert(handshakes_.end(), &c);
     c.network = kj::heap<capnp::TwoPartyVatNetwork>(c.buffered, capnp::rpc::twoparty::Side::SERVER,
                                                      options_.reader);
     auto authenticated = [this, &c]() {
       c.authenticated = true;
+      stopHandshake(c);
       c.buffered.setFrameLimit(options_.reader.traversalLimitInWords);
+      c.buffered.setReadAhead(true);
     };
     c.rpcSystem = capnp::makeRpcServer(*c.network, bootstrapFor_(kj::mv(authenticated)));
     KJ_IF_MAYBE(rpc, c.rpcSystem) {
@@ -172,6 +202,7 @@ class Server final : private kj::TaskSet::ErrorHandler {
   }
 
   void closed(Connection& c) {
+    stopHandshake(c);
     open_--;
     if (options_.counters != nullptr) options_.counters->open--;
     auto at = perAddress_.find(c.address);

@@ -33,6 +33,7 @@ struct AcceptCounters {
   uint64_t idleClosed = 0;         // closed: no traffic for `idleTimeout`
   uint64_t slowReadersCut = 0;     // closed: left its answers unread for `slowReaderTimeout`
   uint64_t messagesTooLarge = 0;   // closed: a message declared more than allowed
+  uint64_t handshakesEvicted = 0;  // closed: the oldest of `maxHandshakes` handshakes
 };
 
 struct AcceptOptions {
@@ -46,6 +47,10 @@ struct AcceptOptions {
   uint64_t maxWriteBacklog = 0;  // bytes of answers buffered past which reading stops; 0: none
   uint64_t flowLimitWords = 0;   // words of requests in flight (RpcSystem::setFlowLimit); 0: none
   uint32_t maxSegments = 128;    // per message; capnp's own limit is 512
+  uint32_t maxHandshakes = 0;
+  // Connections whose peer has spoken but not yet authenticated (each holds an RPC system,
+  // ~10 KiB); past it the oldest is closed to make room, so a flood of half-open handshakes
+  // bounds memory yet cannot keep a client that authenticates at once out. 0: no limit.
   uint64_t handshakeMessageWords = 1024;
   // Largest message before the connection has authenticated: a peer that has shown no secret
   // makes the node hold 8 KiB at most, not the reader's traversal limit.

@@ -71,6 +71,9 @@ class BufferedStream final : public kj::AsyncIoStream {
 
   void setFrameLimit(uint64_t maxFrameWords) { limits_.maxFrameWords = maxFrameWords; }
   // From the next frame on (the accept loop raises it once a connection has authenticated).
+  void setReadAhead(bool on) { readAhead_ = on; }
+  // Whether reads fill the 64 KiB buffer (the default) or go straight to the reader, one
+  // system call each (the accept loop's choice until a connection has authenticated).
 
   uint64_t bytesMoved() const { return moved_; }
   // Bytes read and written so far: a connection that moves none for a while is idle.
@@ -122,6 +125,7 @@ class BufferedStream final : public kj::AsyncIoStream {
   StreamLimits limits_;
   kj::byte early_[8];  // awaitData()'s bytes, read before anything else
   size_t earlyBegin_ = 0, earlyEnd_ = 0;
+  bool readAhead_ = true;
   std::vector<kj::byte> readBuffer_;  // READ_BUFFER bytes while a burst is read, else empty
   size_t readBegin_ = 0, readEnd_ = 0;
   std::vector<kj::byte> pending_;  // written by the caller, not yet handed to the socket
@@ -239,11 +243,14 @@ class BufferedStream final : public kj::AsyncIoStream {
     done += n;
     if (done >= minBytes) return done;
     readBegin_ = readEnd_ = 0;
-    if (done == 0 && maxBytes <= 8) {
-      // Nothing buffered and the reader wants a frame's first word: an idle connection waits
-      // here, holding no buffer of its own.
+    if (!readAhead_ || maxBytes - done <= 8) {
+      // Nothing buffered and the reader wants a frame's first word, or reads ahead are off (a
+      // peer not yet trusted): read straight into the reader's memory. An idle connection waits
+      // here holding no buffer of its own, and one that sends a byte now and then cannot make
+      // the node hold 64 KiB for it.
       readBuffer_ = {};
-      return inner_.tryRead(out, minBytes, maxBytes);
+      return inner_.tryRead(out + done, minBytes - done, maxBytes - done)
+          .then([done](size_t got) { return done + got; });
     }
     if (readBuffer_.empty()) readBuffer_.resize(READ_BUFFER);
     return inner_.tryRead(readBuffer_.data(), 1, readBuffer_.size())

@@ -115,6 +115,7 @@ TEST_CASE("config: connection limits have defaults for a storage node, flags and
   CHECK(defaults.connections.maxConnections == 10000);
   CHECK(defaults.connections.maxPerAddress == 1000);
   CHECK(defaults.connections.handshakeTimeoutMillis == 10000);
+  CHECK(defaults.connections.maxHandshakes == 4096);
   CHECK(defaults.connections.idleTimeoutMillis == 0);
   CHECK(defaults.connections.maxBufferedBytes == 4 << 20);
   CHECK(defaults.connections.slowReaderTimeoutMillis == 30000);
