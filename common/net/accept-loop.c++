@@ -51,7 +51,30 @@ kj::String printable(const std::string& address) {
   return kj::str(text);
 }
 
-class Server;
+// A refused connection is told why for this long at most, and this many at once.
+constexpr kj::Duration NOTICE_TIME = 1 * kj::SECONDS;
+constexpr uint32_t MAX_NOTICES = 64;
+
+struct Notice {
+  // A refused connection's last moments: its bootstrap fails with OVERLOADED, saying which
+  // limit, under the handshake's message limits.
+  Notice(kj::Own<kj::AsyncIoStream> streamParam, const AcceptOptions& options, const char* why)
+      : stream(kj::mv(streamParam)),
+        buffered(*stream, StreamLimits{options.handshakeMessageWords, options.maxSegments,
+                                       options.maxWriteBacklog}),
+        network(buffered, capnp::rpc::twoparty::Side::SERVER, options.reader),
+        rpcSystem(capnp::makeRpcServer(
+            network, capnp::Capability::Client(kj::Exception(
+                         kj::Exception::Type::OVERLOADED, __FILE__, __LINE__,
+                         kj::str("connection refused: ", why, "; try again later"))))) {
+    buffered.setReadAhead(false);
+  }
+
+  kj::Own<kj::AsyncIoStream> stream;
+  BufferedStream buffered;
+  capnp::TwoPartyVatNetwork network;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpcSystem;
+};
 
 struct Connection {
   Connection(kj::Own<kj::AsyncIoStream> streamParam, const AcceptOptions& options,
@@ -117,11 +140,23 @@ class Server final : private kj::TaskSet::ErrorHandler {
   std::unordered_map<std::string, uint32_t> perAddress_;  // open connections by peer address
   std::list<Connection*> handshakes_;  // spoken, not yet authenticated: oldest first
   uint64_t evicted_ = 0;
+  uint32_t notices_ = 0;  // refused connections being told why
   kj::TaskSet tasks_;
 
-  void refuse(uint64_t AcceptCounters::*counter, const char* why, const std::string& address) {
-    // Dropping the stream closes it; the peer sees a disconnect and may retry later.
+  void refuse(uint64_t AcceptCounters::*counter, const char* why, const std::string& address,
+              kj::Own<kj::AsyncIoStream> stream) {
+    // The peer is told why, OVERLOADED, by a bootstrap that fails so (its client backs off) for
+    // a moment; past a few such notices at once (a flood) the stream is dropped at once, closing
+    // it, and the peer sees a disconnect.
     if (options_.counters != nullptr) options_.counters->*counter += 1;
+    if (notices_ < MAX_NOTICES && options_.timer != nullptr) {
+      notices_++;
+      auto notice = kj::heap<Notice>(kj::mv(stream), options_, why);
+      auto& network = notice->network;
+      tasks_.add(network.onDisconnect()
+                     .exclusiveJoin(options_.timer->afterDelay(NOTICE_TIME))
+                     .attach(kj::defer([this]() { notices_--; }), kj::mv(notice)));
+    }
     if (refused_++ % 1000 == 0) {
       uint64_t refused = refused_;
       kj::String peer = printable(address);
@@ -135,13 +170,14 @@ class Server final : private kj::TaskSet::ErrorHandler {
     auto address = addressOf(*stream);
     if (open_ >= options_.maxConnections) {
       return refuse(&AcceptCounters::refused, "the limit of open connections is reached",
-                    address);
+                    address, kj::mv(stream));
     }
     uint32_t& fromAddress = perAddress_[address];
     if (options_.maxConnectionsPerAddress != 0 &&
         fromAddress >= options_.maxConnectionsPerAddress) {
       return refuse(&AcceptCounters::refusedPerAddress,
-                    "the limit of open connections from one address is reached", address);
+                    "the limit of open connections from one address is reached", address,
+                    kj::mv(stream));
     }
     fromAddress++;
     open_++;

@@ -2,7 +2,8 @@
 // connection so that it can keep what it learns of that connection's sender), within bounds
 // on what a peer can make the node spend:
 // - connections: at most `maxConnections` open, at most `maxConnectionsPerAddress` from one
-//   peer address; past either a new connection is closed at once, counted and logged;
+//   peer address; past either a new connection is refused (its bootstrap fails OVERLOADED,
+//   naming the limit, or in a flood it is just closed), counted and logged;
 // - time: a connection that has not authenticated within `handshakeTimeout`, or that moves no
 //   byte for `idleTimeout`, is closed;
 // - memory: message size and segments (before capnp allocates for a message: checked from its

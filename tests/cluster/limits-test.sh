@@ -163,19 +163,24 @@ eval "exec ${HOLD[1]}>&-"
 wait "$HOLD_PID" 2>/dev/null
 wait_for "the half-open handshakes closed" 30 open_is 0
 
-# The per-address limit, on its own: 50 from one address, limit 20.
+# The per-address limit, on its own: 50 from the client's own address, limit 20. The client is
+# refused too, told why (OVERLOADED), until they go.
 kill "$NODE_PID"
 start_node per-address --max-connections-per-address 20 --handshake-timeout-ms 600000
-coproc HOLD { python3 "$WORK/hold.py" "$PORT" 50 0 127.0.0.2; }
+coproc HOLD { python3 "$WORK/hold.py" "$PORT" 50 0 127.0.0.1; }
 PIDS+=("$HOLD_PID")
 read -r -t 60 line <&"${HOLD[0]}" || fail "the connections were not opened"
-per_address_refused() { [[ $(refused connections_per_address) == 30 ]]; }
+per_address_refused() { (($(refused connections_per_address) >= 30)); }
 wait_for "30 connections from one address refused" 30 per_address_refused
 [[ $(metric dynkv_open_connections) == 20 ]] ||
   fail "open connections: $(metric dynkv_open_connections), expected 20"
-check_serving per-address-limit
+expect_exit "get past the per-address limit" 3 kv get k
+[[ $ERR == *"limit of open connections from one address"* ]] ||
+  fail "a client past the per-address limit was told: $ERR"
 eval "exec ${HOLD[1]}>&-"
 wait "$HOLD_PID" 2>/dev/null
+wait_for "the held connections closed" 30 open_is 0
+check_serving per-address-limit
 kill "$NODE_PID"
 
 # ---- 2. a peer that never reads its answers ----
