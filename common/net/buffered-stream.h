@@ -126,7 +126,9 @@ class BufferedStream final : public kj::AsyncIoStream {
   kj::byte early_[8];  // awaitData()'s bytes, read before anything else
   size_t earlyBegin_ = 0, earlyEnd_ = 0;
   bool readAhead_ = true;
-  std::vector<kj::byte> readBuffer_;  // READ_BUFFER bytes while a burst is read, else empty
+  // READ_BUFFER bytes while a burst is read, else empty; not zeroed (a connection that goes
+  // idle between bursts gives it back and takes a new one, at the cost of a malloc).
+  kj::Array<kj::byte> readBuffer_;
   size_t readBegin_ = 0, readEnd_ = 0;
   std::vector<kj::byte> pending_;  // written by the caller, not yet handed to the socket
   std::vector<kj::byte> sending_;  // being written to the socket
@@ -238,7 +240,7 @@ class BufferedStream final : public kj::AsyncIoStream {
       if (done >= minBytes) return done;
     }
     size_t n = kj::min(maxBytes - done, readEnd_ - readBegin_);
-    if (n > 0) memcpy(out + done, readBuffer_.data() + readBegin_, n);
+    if (n > 0) memcpy(out + done, readBuffer_.begin() + readBegin_, n);
     readBegin_ += n;
     done += n;
     if (done >= minBytes) return done;
@@ -248,12 +250,12 @@ class BufferedStream final : public kj::AsyncIoStream {
       // peer not yet trusted): read straight into the reader's memory. An idle connection waits
       // here holding no buffer of its own, and one that sends a byte now and then cannot make
       // the node hold 64 KiB for it.
-      readBuffer_ = {};
+      readBuffer_ = nullptr;
       return inner_.tryRead(out + done, minBytes - done, maxBytes - done)
           .then([done](size_t got) { return done + got; });
     }
-    if (readBuffer_.empty()) readBuffer_.resize(READ_BUFFER);
-    return inner_.tryRead(readBuffer_.data(), 1, readBuffer_.size())
+    if (readBuffer_.size() == 0) readBuffer_ = kj::heapArray<kj::byte>(READ_BUFFER);
+    return inner_.tryRead(readBuffer_.begin(), 1, readBuffer_.size())
         .then([this, out, minBytes, maxBytes, done](size_t got) -> kj::Promise<size_t> {
           if (got == 0) return done;  // end of stream
           readEnd_ = got;
