@@ -138,6 +138,31 @@ const std::vector<Setting>& settings() {
        [](Config& c, const Value& v) { c.admission.targetMicros = int64_t(numberOf(v)) * 1000; }},
       number("admission-max-slots", "N", "the most background operations at once",
                        1, 1024, [](auto& c) -> auto& { return c.admission.maxSlots; }),
+      number("max-connections", "N", "the most RPC connections open at once (lowered to "
+             "fit the process's descriptor limit)", 1, 1000000,
+             [](auto& c) -> auto& { return c.connections.maxConnections; }),
+      number("max-connections-per-address", "N", "the most RPC connections open at once "
+             "from one IP address (0: no limit)", 0, 1000000,
+             [](auto& c) -> auto& { return c.connections.maxPerAddress; }),
+      number("handshake-timeout-ms", "MS", "a connection that has not authenticated this "
+             "long after connecting is closed", 100, 600000,
+             [](auto& c) -> auto& { return c.connections.handshakeTimeoutMillis; }),
+      number("max-handshakes", "N", "connections that have spoken but not yet "
+             "authenticated; past it the oldest is closed", 16, 1000000,
+             [](auto& c) -> auto& { return c.connections.maxHandshakes; }),
+      number("idle-timeout-ms", "MS", "a connection with no traffic this long is closed "
+             "(0: never)", 0, DAY_MILLIS,
+             [](auto& c) -> auto& { return c.connections.idleTimeoutMillis; }),
+      number("max-buffered-bytes", "BYTES", "answers a peer leaves unread past which its "
+             "requests are no longer read", 64 << 10, uint64_t(1) << 30,
+             [](auto& c) -> auto& { return c.connections.maxBufferedBytes; }),
+      number("slow-reader-timeout-ms", "MS", "a peer whose requests wait this long for it "
+             "to read its answers is cut off", 100, DAY_MILLIS,
+             [](auto& c) -> auto& { return c.connections.slowReaderTimeoutMillis; }),
+      number("max-request-bytes-in-flight", "BYTES", "requests read from one connection "
+             "and not yet answered, past which no more are read", 1 << 20,
+             uint64_t(1) << 32,
+             [](auto& c) -> auto& { return c.connections.maxRequestBytesInFlight; }),
   };
   return all;
 }

@@ -18,6 +18,18 @@
 
 namespace dynkv::storaged {
 
+struct ConnectionLimits {
+  // Bounds on the RPC listener's connections; storaged keeps serving past them, refusing.
+  uint32_t maxConnections = 10000;  // lowered at start to fit the descriptor limit
+  uint32_t maxPerAddress = 1000;    // from one peer IP address; 0: no limit
+  uint32_t handshakeTimeoutMillis = 10000;  // to authenticate after connecting
+  uint32_t maxHandshakes = 4096;    // spoken, not yet authenticated; past it the oldest closes
+  uint32_t idleTimeoutMillis = 0;   // no traffic either way; 0: never closed for it
+  uint64_t maxBufferedBytes = 4 << 20;  // answers unread by a peer before its requests wait
+  uint32_t slowReaderTimeoutMillis = 30000;  // a peer throttled so long is cut off
+  uint64_t maxRequestBytesInFlight = 16 << 20;  // requests read and not yet answered
+};
+
 struct Config {
   std::string dataDir;               // required unless engine == "memory"
   std::string listen = "127.0.0.1:7400";
@@ -39,6 +51,7 @@ struct Config {
   uint32_t antiEntropyIntervalMillis = 10000;  // between two rounds of exchanges
   AdmissionOptions admission;         // background work's slots (storaged/admission.h)
   Limits limits;
+  ConnectionLimits connections;       // what peers may make the node spend (net/accept-loop.h)
 };
 
 struct ConfigError : std::invalid_argument {

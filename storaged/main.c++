@@ -8,6 +8,7 @@
 #include <kj/debug.h>
 #include <kj/main.h>
 #include <kj/time.h>
+#include <sys/resource.h>
 
 #include "admission.h"
 #include "anti-entropy.h"
@@ -32,6 +33,31 @@
 
 namespace dynkv::storaged {
 namespace {
+
+// Descriptors kept aside from the RPC listener's connections: LMDB's, the log's, the HTTP
+// port's, and the connections this node opens to its peers.
+constexpr uint64_t DESCRIPTOR_HEADROOM = 256;
+
+uint32_t connectionsThatFit(uint32_t wanted) {
+  // Raises the soft descriptor limit to the hard one, and returns `wanted`, or fewer if the
+  // limit leaves too few descriptors: a node that runs out mid-accept only refuses and retries
+  // (net/accept-loop.h), but its own files and peer connections would fail too.
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return wanted;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  if (limit.rlim_cur == RLIM_INFINITY) return wanted;
+  uint64_t room = limit.rlim_cur > 2 * DESCRIPTOR_HEADROOM ? limit.rlim_cur - DESCRIPTOR_HEADROOM
+                                                          : limit.rlim_cur / 2;
+  if (wanted <= room) return wanted;
+  uint64_t descriptors = limit.rlim_cur, maxConnections = room;
+  KJ_LOG(WARNING, "max-connections lowered to fit the descriptor limit (ulimit -n)", wanted,
+         maxConnections, descriptors);
+  return uint32_t(room);
+}
 
 int64_t wallClockMicros() {
   return (kj::systemPreciseCalendarClock().now() - kj::UNIX_EPOCH) / kj::MICROSECONDS;
@@ -199,8 +225,20 @@ int run(const Config& config) {
 
   AcceptOptions accept;
   accept.reader = readerOptionsFor(config.limits.maxValueBytes);
+  auto& bounds = config.connections;
+  accept.maxConnections = connectionsThatFit(bounds.maxConnections);
+  accept.maxConnectionsPerAddress = bounds.maxPerAddress;
+  accept.timer = &timer;
+  accept.handshakeTimeout = bounds.handshakeTimeoutMillis * kj::MILLISECONDS;
+  accept.maxHandshakes = bounds.maxHandshakes;
+  accept.idleTimeout = bounds.idleTimeoutMillis * kj::MILLISECONDS;
+  accept.slowReaderTimeout = bounds.slowReaderTimeoutMillis * kj::MILLISECONDS;
+  accept.maxWriteBacklog = bounds.maxBufferedBytes;
+  accept.flowLimitWords = bounds.maxRequestBytesInFlight / sizeof(capnp::word);
   accept.counters = &metrics.rpcConnections;
-  auto serving = serve(*listener, [&service]() { return service.connect(); }, accept);
+  auto serving = serveWithHandshake(
+      *listener, [&service](Authenticated done) { return service.connect(kj::mv(done)); },
+      kj::mv(accept));
 
   // The HTTP port (/metrics, the status page), if asked for: on this event loop, reading the
   // same state Admin.nodeStats and Admin.status answer from.

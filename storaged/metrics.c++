@@ -68,6 +68,16 @@ const char* refusalLabel(Refusal r) {
       return "http";
     case Refusal::TOO_LATE:
       return "too_late";
+    case Refusal::CONNECTIONS_PER_ADDRESS:
+      return "connections_per_address";
+    case Refusal::ACCEPT_FAILED:
+      return "accept_failed";
+    case Refusal::HANDSHAKE_TIMEOUT:
+      return "handshake_timeout";
+    case Refusal::SLOW_READER:
+      return "slow_reader";
+    case Refusal::MESSAGE_TOO_LARGE:
+      return "message_too_large";
   }
   return "unknown";
 }
@@ -80,8 +90,23 @@ void Metrics::recordRequest(Operation op, uint64_t micros, bool failed) {
 void Metrics::refused(Refusal why, uint64_t n) { refusals_[size_t(why)] += n; }
 
 uint64_t Metrics::refusals(Refusal why) const {
-  if (why == Refusal::CONNECTIONS) return refusals_[size_t(why)] + rpcConnections.refused;
-  return refusals_[size_t(why)];
+  uint64_t n = refusals_[size_t(why)];
+  switch (why) {
+    case Refusal::CONNECTIONS:
+      return n + rpcConnections.refused;
+    case Refusal::CONNECTIONS_PER_ADDRESS:
+      return n + rpcConnections.refusedPerAddress;
+    case Refusal::ACCEPT_FAILED:
+      return n + rpcConnections.acceptFailures;
+    case Refusal::HANDSHAKE_TIMEOUT:
+      return n + rpcConnections.handshakeTimeouts + rpcConnections.handshakesEvicted;
+    case Refusal::SLOW_READER:
+      return n + rpcConnections.slowReadersCut;
+    case Refusal::MESSAGE_TOO_LARGE:
+      return n + rpcConnections.messagesTooLarge;
+    default:
+      return n;
+  }
 }
 
 namespace {

@@ -63,10 +63,18 @@ enum class Refusal : uint8_t {
   CONNECTIONS,     // the limit of open RPC connections was reached
   HTTP,            // an HTTP request refused: bad method, too large, too many connections
   TOO_LATE,        // a coordinated write taken back: its sender had stopped waiting for it
+  CONNECTIONS_PER_ADDRESS,  // the limit of open RPC connections from one address was reached
+  ACCEPT_FAILED,   // accepting a connection failed (no descriptor left, say); retried
+  HANDSHAKE_TIMEOUT,  // a connection closed: not authenticated in time, or the oldest of too
+                      // many handshakes at once
+  SLOW_READER,     // a connection cut: its peer left its answers unread too long
+  MESSAGE_TOO_LARGE,  // a connection closed: a message declared more than allowed
 };
-constexpr size_t REFUSALS = 5;
+constexpr size_t REFUSALS = 10;
 
-const char* refusalLabel(Refusal r);  // stale | authentication | connections | http | too_late
+const char* refusalLabel(Refusal r);
+// stale | authentication | connections | http | too_late | connections_per_address |
+// accept_failed | handshake_timeout | slow_reader | message_too_large
 
 class Metrics {
   // The node's request registry. The service records into it; nothing here does I/O.
@@ -79,8 +87,8 @@ class Metrics {
   uint64_t refusals(Refusal why) const;
 
   AcceptCounters rpcConnections;
-  // The RPC listener's open connections and refusals (CONNECTIONS): the accept loop keeps them
-  // (AcceptOptions::counters).
+  // The RPC listener's open connections, the connections it refused and those it closed at a
+  // limit: the accept loop keeps them (AcceptOptions::counters).
 
  private:
   std::array<LatencyHistogram, OPERATIONS> latency_;

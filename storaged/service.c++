@@ -590,7 +590,8 @@ class GatewayImpl final : public wire::Gateway::Server {
   // One per connection, so that it holds that connection's failed authentications
   // (authentication.h).
  public:
-  explicit GatewayImpl(Service::Shared& shared) : shared_(shared) {}
+  GatewayImpl(Service::Shared& shared, kj::Maybe<kj::Function<void()>> authenticated)
+      : shared_(shared), authenticated_(kj::mv(authenticated)) {}
 
   kj::Promise<void> authenticate(AuthenticateContext context) override {
     auto params = context.getParams();
@@ -633,11 +634,13 @@ class GatewayImpl final : public wire::Gateway::Server {
     results.setNode(kj::heap<NodeImpl>(shared_.node, kj::addRef(*age)));
     results.setPeer(kj::heap<PeerImpl>(shared_.node, kj::mv(age), shared_.options.antiEntropy));
     results.setAdmin(shared_.admin);
+    KJ_IF_MAYBE(f, authenticated_) { (*f)(); }
     return kj::READY_NOW;
   }
 
  private:
   Service::Shared& shared_;
+  kj::Maybe<kj::Function<void()>> authenticated_;
   AuthenticationGuard guard_;
 
   void refusedAuthentication() {
@@ -661,7 +664,9 @@ Service::Service(VersionedStore& store, HintStore& hints, Membership& membership
 
 Service::~Service() noexcept(false) {}
 
-capnp::Capability::Client Service::connect() { return kj::heap<GatewayImpl>(*shared_); }
+capnp::Capability::Client Service::connect(kj::Maybe<kj::Function<void()>> authenticated) {
+  return kj::heap<GatewayImpl>(*shared_, kj::mv(authenticated));
+}
 
 void Service::nodeStats(wire::NodeStats::Builder out) {
   AdminImpl::fillNodeStats(shared_->store, shared_->hints, shared_->membership,

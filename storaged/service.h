@@ -4,6 +4,7 @@
 
 #include <capnp/capability.h>
 #include <kj/async.h>
+#include <kj/function.h>
 #include <kj/timer.h>
 #include <string>
 
@@ -55,8 +56,10 @@ class Service {
   ~Service() noexcept(false);
   KJ_DISALLOW_COPY(Service);
 
-  capnp::Capability::Client connect();
-  // The Gateway for one new connection (net/accept-loop.h serves one per connection). Its Node
+  capnp::Capability::Client connect(kj::Maybe<kj::Function<void()>> authenticated = nullptr);
+  // The Gateway for one new connection (net/accept-loop.h serves one per connection); it calls
+  // `authenticated`, if given, when the connection authenticates (lifting the accept loop's
+  // handshake limits for it). Its Node
   // is that connection's own, so that it can tell how long the connection's requests waited
   // (common/net/request-age.h); Peer and Admin are shared. Replication with hintFor set keeps
   // the object in `hints`; everything else is `store`'s.

@@ -110,6 +110,40 @@ TEST_CASE("config: admission control is on by default, with a 10 ms target and 8
   CHECK(set.admission.maxSlots == 32);
 }
 
+TEST_CASE("config: connection limits have defaults for a storage node, flags and ranges") {
+  auto defaults = parse({"--data-dir", "d"});
+  CHECK(defaults.connections.maxConnections == 10000);
+  CHECK(defaults.connections.maxPerAddress == 1000);
+  CHECK(defaults.connections.handshakeTimeoutMillis == 10000);
+  CHECK(defaults.connections.maxHandshakes == 4096);
+  CHECK(defaults.connections.idleTimeoutMillis == 0);
+  CHECK(defaults.connections.maxBufferedBytes == 4 << 20);
+  CHECK(defaults.connections.slowReaderTimeoutMillis == 30000);
+
+  auto set = parse({"--data-dir", "d", "--max-connections", "20000",
+                    "--max-connections-per-address", "0", "--handshake-timeout-ms", "500",
+                    "--idle-timeout-ms", "60000", "--max-buffered-bytes", "1048576",
+                    "--slow-reader-timeout-ms", "2000",
+                    "--max-request-bytes-in-flight", "2097152"});
+  CHECK(set.connections.maxConnections == 20000);
+  CHECK(set.connections.maxPerAddress == 0);
+  CHECK(set.connections.handshakeTimeoutMillis == 500);
+  CHECK(set.connections.idleTimeoutMillis == 60000);
+  CHECK(set.connections.maxBufferedBytes == 1 << 20);
+  CHECK(set.connections.slowReaderTimeoutMillis == 2000);
+  CHECK(set.connections.maxRequestBytesInFlight == 2 << 20);
+
+  CHECK_THAT(refused({"--data-dir", "d", "--max-connections", "0"}),
+             Catch::Contains("--max-connections: 0 is out of range"));
+  CHECK_THAT(refused({"--data-dir", "d", "--handshake-timeout-ms", "0"}),
+             Catch::Contains("--handshake-timeout-ms: 0 is out of range"));
+  CHECK_THAT(refused({"--data-dir", "d", "--max-buffered-bytes", "10"}),
+             Catch::Contains("--max-buffered-bytes: 10 is out of range"));
+  auto again = parseConfigToml(toTomlConfig(set), "printed");
+  CHECK(again.connections.maxConnections == 20000);
+  CHECK(again.connections.slowReaderTimeoutMillis == 2000);
+}
+
 TEST_CASE("config: an unknown or mistyped flag is a usage error that names it") {
   auto unknown = refused({"--data-dir", "d", "--colour", "blue"});
   CHECK_THAT(unknown, Catch::Contains("--colour"));
@@ -255,7 +289,10 @@ TEST_CASE("config: --help lists every flag with its meaning and default, --versi
                     "--max-key-bytes", "--max-value-bytes", "--zone", "--weight", "--replicas",
                     "--transfer-rate", "--gossip-interval-ms", "--anti-entropy-interval-ms",
                     "--admission", "--admission-target-ms", "--admission-max-slots",
-                    "--config", "--print-config", "--version"}) {
+                    "--max-connections", "--max-connections-per-address",
+                    "--handshake-timeout-ms", "--idle-timeout-ms", "--max-buffered-bytes",
+                    "--slow-reader-timeout-ms", "--max-request-bytes-in-flight", "--config",
+                    "--print-config", "--version"}) {
     CHECK_THAT(help, Catch::Contains(flag));
   }
   CHECK_THAT(help, Catch::Contains("how many nodes hold each key (1 to 64; default 3)"));
