@@ -75,12 +75,16 @@ struct Limits {
 interface Gateway {
   # The bootstrap capability. It grants nothing until the peer names the cluster it
   # expects to join (and, when the cluster has one, its shared secret).
-  authenticate @0 (cluster :Text, secret :Data, clock :UInt64)
-      -> (node :Node, peer :Peer, admin :Admin);
+  authenticate @0 (cluster :Text, secret :Data, clock :UInt64, protocol :UInt32)
+      -> (node :Node, peer :Peer, admin :Admin, protocol :UInt32);
   # `clock` names the sender's monotonic clock (a random number its process draws once; 0:
   # not said), the one its requests' sentAtMicros are read on: the node measures request ages
   # against the fastest request of any connection from that process, so that the first
   # request of a new connection is not taken as fresh however long it waited.
+  # `protocol` (both ways) is the sender's PROTOCOL_VERSION (common/protocol-version.h); 0, the
+  # field absent, is a build from before it was exchanged, which speaks protocol 1. A node
+  # refuses a caller whose protocol it does not speak (FAILED, "incompatible protocol: ..."
+  # naming both), and a caller refuses a node's answer the same way.
 }
 
 interface Node {

@@ -15,9 +15,12 @@
 #include "authentication.h"
 #include "codec.h"
 #include "hash-trees.h"
+#include "hash.h"
 #include "hint-policy.h"
+#include "limits.h"
 #include "local-replica.h"
 #include "metrics.h"
+#include "protocol-version.h"
 #include "request-age.h"
 #include "server-driven.h"
 #include "dynkv.capnp.h"
@@ -593,6 +596,13 @@ class GatewayImpl final : public wire::Gateway::Server {
   kj::Promise<void> authenticate(AuthenticateContext context) override {
     auto params = context.getParams();
     const ServiceOptions& options = shared_.options;
+    // First, so that a mismatch says what to upgrade rather than fail on whatever it changed.
+    // Version 0 (an older build, the field absent) is judged by protocol-version.h's rule.
+    auto mismatch = protocolMismatch(params.getProtocol(), "this node", "the client");
+    if (mismatch) {
+      kj::throwFatalException(
+          kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::str(*mismatch)));
+    }
     // The cluster's name is no secret; naming both tells an operator which config is wrong.
     KJ_REQUIRE(params.getCluster() == kj::StringPtr(options.cluster.c_str()),
                "wrong cluster: this node belongs to another cluster", options.cluster.c_str(),
@@ -631,6 +641,7 @@ class GatewayImpl final : public wire::Gateway::Server {
     results.setNode(kj::heap<NodeImpl>(shared_.node, kj::addRef(*age)));
     results.setPeer(kj::heap<PeerImpl>(shared_.node, kj::mv(age), shared_.options.antiEntropy));
     results.setAdmin(shared_.admin);
+    results.setProtocol(PROTOCOL_VERSION);
     return kj::READY_NOW;
   }
 

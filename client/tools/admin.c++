@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "codec.h"
+#include "exit-codes.h"
 #include "hash.h"
 #include "limits.h"
 #include "node-pool.h"
@@ -198,8 +199,7 @@ void AdminClient::joinWhenKnown(const std::string& address, std::chrono::millise
     } catch (const std::exception& e) {
       std::string what = e.what();
       // A seed that refuses us (another cluster, a wrong secret) will not change its mind.
-      if (what.find("authentication") != std::string::npos ||
-          what.find("wrong cluster") != std::string::npos) {
+      if (cli::saysRefused(what)) {
         throw;
       }
       seedView = "no seed answered (" + what + ")";

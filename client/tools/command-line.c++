@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "dynkv-version.h"
+#include "protocol-version.h"
 #include "exit-codes.h"
 
 namespace dynkv::cli {
@@ -13,7 +14,8 @@ namespace dynkv::cli {
 namespace {
 
 std::string versionText() {
-  return std::string("dynkv ") + DYNKV_VERSION + " (git " + DYNKV_GIT_REVISION + ")";
+  return std::string("dynkv ") + DYNKV_VERSION + " (git " + DYNKV_GIT_REVISION + ", " +
+         protocolText() + ")";
 }
 
 std::vector<std::string> splitCommas(const std::string& text) {

@@ -29,10 +29,7 @@ using dynkv::cli::userMessage;
 
 int code(ExitCode c) { return int(c); }
 
-bool saysRefused(const std::string& message) {
-  return message.find("authentication") != std::string::npos ||
-         message.find("wrong cluster") != std::string::npos;
-}
+using dynkv::cli::saysRefused;
 
 ExitCode exitCodeOf(const std::string& message) {
   // An admin call's failure, by what the node said: the admin client reports only text.
