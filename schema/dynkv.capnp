@@ -297,6 +297,19 @@ interface Admin {
   # compacted, into `dir` on the node's host while the node keeps serving; answers the copy's
   # size and the objects it holds. `dir` must be absolute and must not exist or be empty
   # ("invalid argument: ..." / "refused: ..." otherwise); one snapshot at a time per node.
+
+  inspect @7 (key :Key, replicas :UInt32)
+      -> (partition :UInt32, replica :Bool, copies :List(HeldCopy));
+  # Every copy of `key` this node holds, each apart (no merge, no read repair): its own
+  # store's, and each hint it keeps for another node. `replica`: this node is one of the first
+  # `replicas` (N) owners of the key's partition in its map, i.e. on the preference list.
+}
+
+struct HeldCopy {
+  standIn @0 :Bool;        # a hint kept for `owner` (sloppy quorum); false: its own store's
+  owner @1 :UInt64;        # the node a stand-in copy is for (0 for the store's copy)
+  ownerAddress @2 :Text;   # empty if that node is not in this node's map any more
+  object @3 :Object;
 }
 
 struct HintsHeld {

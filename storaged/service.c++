@@ -413,6 +413,41 @@ class AdminImpl final : public wire::Admin::Server {
     if (snapshotThread_.joinable()) snapshotThread_.join();
   }
 
+  kj::Promise<void> inspect(InspectContext context) override {
+    // The store's copy and each hint apart, so the operator sees which copy this node holds
+    // as a replica and which it keeps standing in for another (the paper's section 4.6).
+    auto params = context.getParams();
+    auto map = membership_.current();
+    KJ_REQUIRE(!map->empty(), "this node has no partition map yet");
+    auto ns = asStringView(params.getKey().getNamespace());
+    auto key = asStringView(params.getKey().getKey());
+    if (auto error = checkKey(store_.limits(), ns, key)) {
+      KJ_FAIL_REQUIRE("invalid argument", *error);
+    }
+    uint32_t partition = map->partitionOf(keyHash(ns, key));
+    uint32_t n = params.getReplicas() == 0 ? 3 : params.getReplicas();
+    auto list = map->preferenceList(partition, n, 0);
+    bool replica = false;
+    for (uint32_t i = 0; i < list.primaries; i++) {
+      replica |= map->nodes()[list.nodes[i]].id == store_.self().node;
+    }
+    auto held = store_.heldCopies(StorageKey{partition, std::string(ns), std::string(key)});
+    auto results = context.getResults();
+    results.setPartition(partition);
+    results.setReplica(replica);
+    auto copies = results.initCopies(uint32_t(held.hinted.size() + (held.own ? 1 : 0)));
+    uint32_t next = 0;
+    if (held.own) encodeObject(*held.own, copies[next++].initObject());
+    for (auto& [owner, object] : held.hinted) {
+      auto copy = copies[next++];
+      copy.setStandIn(true);
+      copy.setOwner(owner);
+      if (auto index = map->indexOf(owner)) copy.setOwnerAddress(map->nodes()[*index].address);
+      encodeObject(object, copy.initObject());
+    }
+    return kj::READY_NOW;
+  }
+
   kj::Promise<void> snapshot(SnapshotContext context) override {
     KJ_REQUIRE(engine_ != nullptr, "this node cannot take snapshots");
     std::string dir = context.getParams().getDir();
