@@ -36,8 +36,7 @@ inline constexpr char EXIT_CODE_TABLE[] =
     "  3  unavailable: no node reachable, quorum not met, deadline passed (retry later);\n"
     "     local up: a port it needs is taken\n"
     "  4  refused: wrong cluster name or secret, an incompatible protocol version, or a\n"
-    "     node rejected the write or an\n"
-    "     admin change (admin remove --force of a node it does not suspect, admin\n"
-    "     snapshot into a directory that is not empty)\n";
+    "     node rejected the write or an admin change (admin remove --force of a node\n"
+    "     it does not suspect, admin snapshot into a directory that is not empty)\n";
 
 }  // namespace dynkv::cli
