@@ -83,12 +83,16 @@ struct Limits {
 interface Gateway {
   # The bootstrap capability. It grants nothing until the peer names the cluster it
   # expects to join (and, when the cluster has one, its shared secret).
-  authenticate @0 (cluster :Text, secret :Data, clock :UInt64)
-      -> (node :Node, peer :Peer, admin :Admin);
+  authenticate @0 (cluster :Text, secret :Data, clock :UInt64, protocol :UInt32)
+      -> (node :Node, peer :Peer, admin :Admin, protocol :UInt32);
   # `clock` names the sender's monotonic clock (a random number its process draws once; 0:
   # not said), the one its requests' sentAtMicros are read on: the node measures request ages
   # against the fastest request of any connection from that process, so that the first
   # request of a new connection is not taken as fresh however long it waited.
+  # `protocol` (both ways) is the sender's PROTOCOL_VERSION (common/protocol-version.h); 0, the
+  # field absent, is a build from before it was exchanged, which speaks protocol 1. A node
+  # refuses a caller whose protocol it does not speak (FAILED, "incompatible protocol: ..."
+  # naming both), and a caller refuses a node's answer the same way.
 }
 
 interface Node {
@@ -304,6 +308,19 @@ interface Admin {
   # compacted, into `dir` on the node's host while the node keeps serving; answers the copy's
   # size and the objects it holds. `dir` must be absolute and must not exist or be empty
   # ("invalid argument: ..." / "refused: ..." otherwise); one snapshot at a time per node.
+
+  inspect @7 (key :Key, replicas :UInt32)
+      -> (partition :UInt32, replica :Bool, copies :List(HeldCopy));
+  # Every copy of `key` this node holds, each apart (no merge, no read repair): its own
+  # store's, and each hint it keeps for another node. `replica`: this node is one of the first
+  # `replicas` (N) owners of the key's partition in its map, i.e. on the preference list.
+}
+
+struct HeldCopy {
+  standIn @0 :Bool;        # a hint kept for `owner` (sloppy quorum); false: its own store's
+  owner @1 :UInt64;        # the node a stand-in copy is for (0 for the store's copy)
+  ownerAddress @2 :Text;   # empty if that node is not in this node's map any more
+  object @3 :Object;
 }
 
 struct HintsHeld {

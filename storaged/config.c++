@@ -17,6 +17,7 @@
 #include <toml++/toml.h>
 
 #include "dynkv-version.h"
+#include "protocol-version.h"
 
 namespace dynkv::storaged {
 
@@ -302,7 +303,8 @@ std::string where(std::string_view sourceName, const toml::source_region& at) {
 // ---- the command line ----
 
 std::string versionText() {
-  return std::string("storaged ") + DYNKV_VERSION + " (git " + DYNKV_GIT_REVISION + ")";
+  return std::string("storaged ") + DYNKV_VERSION + " (git " + DYNKV_GIT_REVISION + ", " +
+         protocolText() + ")";
 }
 
 struct CommandLine {

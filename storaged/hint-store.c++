@@ -253,4 +253,15 @@ void HintStore::mergeHeld(ReadTransaction& txn, const std::string& storageKey,
   }
 }
 
+std::vector<std::pair<uint64_t, Object>> HintStore::held(ReadTransaction& txn,
+                                                         const std::string& storageKey) const {
+  std::vector<std::pair<uint64_t, Object>> out;
+  for (auto& [owner, count] : counts_) {
+    KJ_IF_MAYBE(bytes, txn.get(Table::HINTS, bytesOf(hintKey(owner, storageKey)))) {
+      out.emplace_back(owner, objectFromBytes(*bytes, limits_));
+    }
+  }
+  return out;
+}
+
 }  // namespace dynkv::storaged

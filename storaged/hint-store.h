@@ -93,6 +93,11 @@ class HintStore {
   // per owner that has hints; usually none). A hint whose kind differs from `into`'s is left
   // out. For the versioned store's reads, in their transaction.
 
+  std::vector<std::pair<uint64_t, Object>> held(ReadTransaction& txn,
+                                                const std::string& storageKey) const;
+  // The hints held under the encoded storage key, each with the owner it is kept for, by
+  // owner id.
+
  private:
   GroupCommit& commits_;
   Limits limits_;

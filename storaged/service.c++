@@ -15,9 +15,12 @@
 #include "authentication.h"
 #include "codec.h"
 #include "hash-trees.h"
+#include "hash.h"
 #include "hint-policy.h"
+#include "limits.h"
 #include "local-replica.h"
 #include "metrics.h"
+#include "protocol-version.h"
 #include "request-age.h"
 #include "server-driven.h"
 #include "dynkv.capnp.h"
@@ -412,6 +415,41 @@ class AdminImpl final : public wire::Admin::Server {
     if (snapshotThread_.joinable()) snapshotThread_.join();
   }
 
+  kj::Promise<void> inspect(InspectContext context) override {
+    // The store's copy and each hint apart, so the operator sees which copy this node holds
+    // as a replica and which it keeps standing in for another (the paper's section 4.6).
+    auto params = context.getParams();
+    auto map = membership_.current();
+    KJ_REQUIRE(!map->empty(), "this node has no partition map yet");
+    auto ns = asStringView(params.getKey().getNamespace());
+    auto key = asStringView(params.getKey().getKey());
+    if (auto error = checkKey(store_.limits(), ns, key)) {
+      KJ_FAIL_REQUIRE("invalid argument", *error);
+    }
+    uint32_t partition = map->partitionOf(keyHash(ns, key));
+    uint32_t n = params.getReplicas() == 0 ? 3 : params.getReplicas();
+    auto list = map->preferenceList(partition, n, 0);
+    bool replica = false;
+    for (uint32_t i = 0; i < list.primaries; i++) {
+      replica |= map->nodes()[list.nodes[i]].id == store_.self().node;
+    }
+    auto held = store_.heldCopies(StorageKey{partition, std::string(ns), std::string(key)});
+    auto results = context.getResults();
+    results.setPartition(partition);
+    results.setReplica(replica);
+    auto copies = results.initCopies(uint32_t(held.hinted.size() + (held.own ? 1 : 0)));
+    uint32_t next = 0;
+    if (held.own) encodeObject(*held.own, copies[next++].initObject());
+    for (auto& [owner, object] : held.hinted) {
+      auto copy = copies[next++];
+      copy.setStandIn(true);
+      copy.setOwner(owner);
+      if (auto index = map->indexOf(owner)) copy.setOwnerAddress(map->nodes()[*index].address);
+      encodeObject(object, copy.initObject());
+    }
+    return kj::READY_NOW;
+  }
+
   kj::Promise<void> snapshot(SnapshotContext context) override {
     KJ_REQUIRE(engine_ != nullptr, "this node cannot take snapshots");
     std::string dir = context.getParams().getDir();
@@ -596,6 +634,13 @@ class GatewayImpl final : public wire::Gateway::Server {
   kj::Promise<void> authenticate(AuthenticateContext context) override {
     auto params = context.getParams();
     const ServiceOptions& options = shared_.options;
+    // First, so that a mismatch says what to upgrade rather than fail on whatever it changed.
+    // Version 0 (an older build, the field absent) is judged by protocol-version.h's rule.
+    auto mismatch = protocolMismatch(params.getProtocol(), "this node", "the client");
+    if (mismatch) {
+      kj::throwFatalException(
+          kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::str(*mismatch)));
+    }
     // The cluster's name is no secret; naming both tells an operator which config is wrong.
     KJ_REQUIRE(params.getCluster() == kj::StringPtr(options.cluster.c_str()),
                "wrong cluster: this node belongs to another cluster", options.cluster.c_str(),
@@ -634,6 +679,7 @@ class GatewayImpl final : public wire::Gateway::Server {
     results.setNode(kj::heap<NodeImpl>(shared_.node, kj::addRef(*age)));
     results.setPeer(kj::heap<PeerImpl>(shared_.node, kj::mv(age), shared_.options.antiEntropy));
     results.setAdmin(shared_.admin);
+    results.setProtocol(PROTOCOL_VERSION);
     KJ_IF_MAYBE(f, authenticated_) { (*f)(); }
     return kj::READY_NOW;
   }

@@ -2,6 +2,8 @@
 
 #include <map>
 
+#include "protocol-version.h"
+
 namespace dynkv::storaged {
 
 namespace {
@@ -164,6 +166,8 @@ nlohmann::json statusJson(const NodeReport& report) {
   }
   return {{"node", text(stats.getNode().getAddress())},
           {"reporter", text(report.status.getReporter())},
+          // The wire protocol it speaks and the oldest it accepts: a rolling upgrade's check.
+          {"protocol", {{"version", PROTOCOL_VERSION}, {"oldest", OLDEST_PROTOCOL_VERSION}}},
           {"map_version", report.status.getMapVersion()},
           {"partition_count", report.map != nullptr ? report.map->partitionCount() : 0},
           {"members", members},

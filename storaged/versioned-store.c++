@@ -81,6 +81,18 @@ std::optional<Object> VersionedStore::get(const StorageKey& key) {
   return result;
 }
 
+VersionedStore::HeldCopies VersionedStore::heldCopies(const StorageKey& key) {
+  HeldCopies held;
+  auto engineKey = encodeStorageKey(key);
+  commits_.engine().read([&](ReadTransaction& txn) {
+    KJ_IF_MAYBE(bytes, txn.get(Table::OBJECTS, bytesOf(engineKey))) {
+      held.own = objectFromBytes(*bytes, limits_);
+    }
+    held.hinted = hints_.held(txn, engineKey);
+  });
+  return held;
+}
+
 kj::Promise<Object> VersionedStore::coordinatePut(StorageKey key, Versioning kind,
                                                   WriteContext context,
                                                   std::optional<std::string> value,

@@ -35,6 +35,14 @@ class VersionedStore {
   HashTrees& trees() { return trees_; }
 
   std::optional<Object> get(const StorageKey& key);
+
+  struct HeldCopies {
+    std::optional<Object> own;                        // in this node's store
+    std::vector<std::pair<uint64_t, Object>> hinted;  // owner id, the hint kept for it
+  };
+  HeldCopies heldCopies(const StorageKey& key);
+  // Every copy of `key` held here, each apart and read in one transaction: what `get` merges.
+  // For `admin inspect`, which says which is which.
   // What this node knows of the key: its own copy synced with the hints it holds for other
   // owners of the key (a fallback's read answers with the writes it stands in for); nullopt
   // if none. Sees every committed write, none still queued.

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "codec.h"
+#include "exit-codes.h"
 #include "hash.h"
 #include "limits.h"
 #include "node-pool.h"
@@ -198,8 +199,7 @@ void AdminClient::joinWhenKnown(const std::string& address, std::chrono::millise
     } catch (const std::exception& e) {
       std::string what = e.what();
       // A seed that refuses us (another cluster, a wrong secret) will not change its mind.
-      if (what.find("authentication") != std::string::npos ||
-          what.find("wrong cluster") != std::string::npos) {
+      if (cli::saysRefused(what)) {
         throw;
       }
       seedView = "no seed answered (" + what + ")";
@@ -321,6 +321,26 @@ std::string digestOf(const Object& object) {
   return hex;
 }
 
+LocalCopy summarize(const Object& object) {
+  LocalCopy copy;
+  for (auto& s : object.siblings) {
+    if (s.value) {
+      copy.values.push_back(*s.value);
+    } else {
+      copy.tombstones++;
+    }
+  }
+  copy.digest = digestOf(object);
+  for (auto& e : object.vv.entries()) {
+    char entry[64];
+    snprintf(entry, sizeof(entry), "%s%llx.%llx:%llu", copy.versionVector.empty() ? "" : " ",
+             (unsigned long long)e.actor.node, (unsigned long long)e.actor.epoch,
+             (unsigned long long)e.counter);
+    copy.versionVector += entry;
+  }
+  return copy;
+}
+
 }  // namespace
 
 std::optional<LocalCopy> AdminClient::localCopy(const std::string& node, const std::string& key,
@@ -335,24 +355,48 @@ std::optional<LocalCopy> AdminClient::localCopy(const std::string& node, const s
           return request.send();
         }));
     if (!response.getFound()) return std::nullopt;
-    auto object = decodeObject(response.getObject(), Limits());
-    LocalCopy copy;
-    for (auto& s : object.siblings) {
-      if (s.value) {
-        copy.values.push_back(*s.value);
-      } else {
-        copy.tombstones++;
+    return summarize(decodeObject(response.getObject(), Limits()));
+  } catch (const kj::Exception& e) {
+    throw std::runtime_error(node + ": " + e.getDescription().cStr());
+  }
+}
+
+InspectReport AdminClient::inspect(const std::string& node, const std::string& key,
+                                   const std::string& ns, uint32_t n) {
+  try {
+    auto response = impl_->wait(impl_->pool.admin(node).then(
+        [&](wire::Admin::Client client)
+            -> kj::Promise<capnp::Response<wire::Admin::InspectResults>> {
+          auto request = client.inspectRequest();
+          auto k = request.initKey();
+          k.setNamespace(asData(ns));
+          k.setKey(asData(key));
+          request.setReplicas(n);
+          return request.send();
+        }));
+    InspectReport report;
+    report.partition = response.getPartition();
+    report.replica = response.getReplica();
+    std::optional<Object> merged;
+    for (auto copy : response.getCopies()) {
+      auto object = decodeObject(copy.getObject(), Limits());
+      HeldCopy held;
+      held.role = !copy.getStandIn() ? (report.replica ? HeldCopy::Role::REPLICA
+                                                       : HeldCopy::Role::HAND_OFF)
+                                     : HeldCopy::Role::STAND_IN;
+      held.owner = copy.getOwner();
+      held.ownerAddress = copy.getOwnerAddress();
+      held.copy = summarize(object);
+      report.copies.push_back(std::move(held));
+      // What a read of this node answers: every copy synced (VersionedStore::get).
+      if (!merged) {
+        merged = std::move(object);
+      } else if (merged->kind == object.kind) {
+        merged = sync(*merged, object);
       }
     }
-    copy.digest = digestOf(object);
-    for (auto& e : object.vv.entries()) {
-      char entry[64];
-      snprintf(entry, sizeof(entry), "%s%llx.%llx:%llu", copy.versionVector.empty() ? "" : " ",
-               (unsigned long long)e.actor.node, (unsigned long long)e.actor.epoch,
-               (unsigned long long)e.counter);
-      copy.versionVector += entry;
-    }
-    return copy;
+    if (merged) report.merged = summarize(*merged);
+    return report;
   } catch (const kj::Exception& e) {
     throw std::runtime_error(node + ": " + e.getDescription().cStr());
   }

@@ -43,6 +43,27 @@ struct LocalCopy {
   std::string versionVector;        // "NODE.EPOCH:COUNTER ..." (ids in hex), in actor order
 };
 
+struct HeldCopy {
+  // One copy of a key a node holds, and why it holds it.
+  enum class Role {
+    REPLICA,   // in its store, and the node is on the key's preference list
+    STAND_IN,  // a hint kept for `owner`, a replica that was down or slow (sloppy quorum)
+    HAND_OFF,  // in its store, but the node is no longer on the preference list: a former
+               // owner's copy, kept until the replicas have it
+  };
+  Role role = Role::REPLICA;
+  uint64_t owner = 0;        // STAND_IN: the node the hint is for
+  std::string ownerAddress;  // its address; empty if it has left the ring
+  LocalCopy copy;
+};
+
+struct InspectReport {
+  uint32_t partition = 0;
+  bool replica = false;                 // the node is on the key's preference list (first N)
+  std::vector<HeldCopy> copies;         // its store's copy first, then each hint
+  std::optional<LocalCopy> merged;      // every copy synced: what a read of the node answers
+};
+
 struct ClusterStatus {
   std::string reporter;
   uint64_t mapVersion = 0;
@@ -146,6 +167,13 @@ class AdminClient {
                                      const std::string& ns = "");
   // The same read, summarised whole: what a replica-convergence check compares. It triggers
   // no read repair.
+
+  InspectReport inspect(const std::string& node, const std::string& key,
+                        const std::string& ns = "", uint32_t n = 3);
+  // `admin inspect`: each copy of `key` the node holds, apart (Admin.inspect), marked as a
+  // replica's, a stand-in's (a hint for another node) or a former owner's. `n` is the N the
+  // preference list is taken with. Throws std::runtime_error naming the node if it does not
+  // answer or refuses.
 
   PartitionMap map(const std::string& node);
   // The partition map `node` routes by.

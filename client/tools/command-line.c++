@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "dynkv-version.h"
+#include "protocol-version.h"
 #include "exit-codes.h"
 
 namespace dynkv::cli {
@@ -13,7 +14,8 @@ namespace dynkv::cli {
 namespace {
 
 std::string versionText() {
-  return std::string("dynkv ") + DYNKV_VERSION + " (git " + DYNKV_GIT_REVISION + ")";
+  return std::string("dynkv ") + DYNKV_VERSION + " (git " + DYNKV_GIT_REVISION + ", " +
+         protocolText() + ")";
 }
 
 std::vector<std::string> splitCommas(const std::string& text) {
@@ -182,10 +184,14 @@ struct CommandLine {
     remove->add_flag("--even-if-alive", i.evenIfAlive,
                      "remove it even though the node asked does not suspect it is down");
     connection(remove);
-    auto* inspect = command(admin, "inspect", "what that one node holds for KEY (no quorum)");
+    auto* inspect = command(admin, "inspect",
+                            "what that one node holds for KEY (no quorum): each copy, as a "
+                            "replica or as a stand-in (a hint for another node)");
     inspect->add_option("HOST:PORT", i.address, "the node's address")->required();
     inspect->add_option("KEY", i.key, "the key")->required();
     keySpace(inspect);
+    number(inspect, "n", "N", "replicas of the key: the preference list's length (default 3)",
+           1, 64, [&i](int64_t v) { i.n = uint32_t(v); });
     connection(inspect);
     auto* repair = command(admin, "repair",
                            "run anti-entropy now, with progress every 0.5 s and a report");

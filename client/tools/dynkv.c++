@@ -29,10 +29,7 @@ using dynkv::cli::userMessage;
 
 int code(ExitCode c) { return int(c); }
 
-bool saysRefused(const std::string& message) {
-  return message.find("authentication") != std::string::npos ||
-         message.find("wrong cluster") != std::string::npos;
-}
+using dynkv::cli::saysRefused;
 
 ExitCode exitCodeOf(const std::string& message) {
   // An admin call's failure, by what the node said: the admin client reports only text.
@@ -465,20 +462,77 @@ int where(const Invocation& args, dynkv::AdminClient& admin) {
   return code(anyPrimaryAnswered ? ExitCode::OK : ExitCode::UNAVAILABLE);
 }
 
+std::string siblingsText(const dynkv::LocalCopy& copy) {
+  size_t siblings = copy.values.size() + copy.tombstones;
+  return std::to_string(siblings) + " sibling" + (siblings == 1 ? "" : "s") +
+         (copy.values.empty()  ? " (tombstone)"
+          : copy.tombstones ? " (" + std::to_string(copy.tombstones) + " tombstone" +
+                                  (copy.tombstones == 1 ? ")" : "s)")
+                            : "");
+}
+
 int inspect(const Invocation& args, dynkv::AdminClient& admin) {
-  auto values = admin.localValues(args.address, args.key, args.ns);
+  // Each copy apart, with why the node holds it: a replica's own, a stand-in's hint for a
+  // replica that was unreachable (to hand over when it is back), or a former owner's.
+  auto report = admin.inspect(args.address, args.key, args.ns, args.n.value_or(3));
+  auto roleOf = [](const dynkv::HeldCopy& held) -> std::string {
+    switch (held.role) {
+      case dynkv::HeldCopy::Role::REPLICA:
+        return "replica";
+      case dynkv::HeldCopy::Role::STAND_IN:
+        return "stand-in";
+      case dynkv::HeldCopy::Role::HAND_OFF:
+        return "hand-off";
+    }
+    return "replica";
+  };
+  auto forWhom = [](const dynkv::HeldCopy& held) {
+    if (!held.ownerAddress.empty()) return held.ownerAddress;
+    char id[32];
+    snprintf(id, sizeof(id), "node %llx", (unsigned long long)held.owner);
+    return std::string(id) + " (no longer in the ring)";
+  };
   if (args.json) {
-    nlohmann::ordered_json out = {{"node", args.address}, {"key", args.key},
-                                  {"found", values.has_value()}};
-    dynkv::cli::putValues(out, "values", values.value_or(std::vector<std::string>{}));
+    nlohmann::ordered_json out = {{"node", args.address},
+                                  {"key", args.key},
+                                  {"partition", report.partition},
+                                  {"replica", report.replica},
+                                  {"found", report.merged.has_value()}};
+    // "values": what a read of this node answers, every copy merged.
+    dynkv::cli::putValues(out, "values",
+                          report.merged ? report.merged->values : std::vector<std::string>{});
+    auto copies = nlohmann::ordered_json::array();
+    for (auto& held : report.copies) {
+      nlohmann::ordered_json copy = {{"role", roleOf(held)}};
+      if (held.role == dynkv::HeldCopy::Role::STAND_IN) copy["for"] = forWhom(held);
+      copy["siblings"] = held.copy.values.size() + held.copy.tombstones;
+      copy["tombstones"] = held.copy.tombstones;
+      dynkv::cli::putValues(copy, "values", held.copy.values);
+      copy["version_vector"] = held.copy.versionVector;
+      copy["digest"] = held.copy.digest;
+      copies.push_back(copy);
+    }
+    out["copies"] = copies;
     std::cout << dynkv::cli::spacedDump(out) << std::endl;
-  } else if (!values) {
-    std::cout << "(nothing)" << std::endl;
   } else {
-    for (auto& v : *values) std::cout << v << "\n";
+    std::cout << "partition " << report.partition << ": " << args.address
+              << (report.replica ? " is on the key's preference list"
+                                 : " is not on the key's preference list")
+              << "\n";
+    if (report.copies.empty()) std::cout << "(nothing)\n";
+    for (auto& held : report.copies) {
+      std::string head =
+          held.role == dynkv::HeldCopy::Role::REPLICA    ? "replica copy"
+          : held.role == dynkv::HeldCopy::Role::STAND_IN ? "stand-in copy for " + forWhom(held) +
+                                                               " (hinted handoff)"
+                                                         : "hand-off copy (a former owner's)";
+      std::cout << head << ": " << siblingsText(held.copy) << "  vv [" << held.copy.versionVector
+                << "]  digest " << held.copy.digest << "\n";
+      for (auto& v : held.copy.values) std::cout << "  " << v << "\n";
+    }
     std::cout << std::flush;
   }
-  return code(values ? ExitCode::OK : ExitCode::NOT_FOUND);
+  return code(report.merged ? ExitCode::OK : ExitCode::NOT_FOUND);
 }
 
 void leaveAdvice(dynkv::AdminClient& admin, const std::string& address) {

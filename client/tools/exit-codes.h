@@ -2,6 +2,8 @@
 // from a usage mistake from a cluster it cannot reach, whatever the command.
 #pragma once
 
+#include <string>
+
 namespace dynkv::cli {
 
 enum class ExitCode : int {
@@ -11,10 +13,19 @@ enum class ExitCode : int {
                     // context token, a value over the size limit
   UNAVAILABLE = 3,  // no node answered, the quorum was not met, or the deadline passed; trying
                     // again later may succeed. Also: a port `local up` needs is taken
-  REFUSED = 4,      // a node refused: wrong cluster name or secret, or it rejected the write
+  REFUSED = 4,      // a node refused: wrong cluster name or secret, a protocol version one side
+                    // does not speak (upgrade the older), or it rejected the write
                     // or an admin change (remove --force of a node it sees alive, a snapshot
                     // into a directory that is not empty)
 };
+
+inline bool saysRefused(const std::string& message) {
+  // A node's answer that trying again will not change: the wrong cluster or secret, or a
+  // protocol version one side does not speak (protocol-version.h). Exit code REFUSED.
+  return message.find("authentication") != std::string::npos ||
+         message.find("wrong cluster") != std::string::npos ||
+         message.find("incompatible protocol") != std::string::npos;
+}
 
 inline constexpr char EXIT_CODE_TABLE[] =
     "exit codes:\n"
@@ -24,8 +35,8 @@ inline constexpr char EXIT_CODE_TABLE[] =
     "     value over the size limit\n"
     "  3  unavailable: no node reachable, quorum not met, deadline passed (retry later);\n"
     "     local up: a port it needs is taken\n"
-    "  4  refused: wrong cluster name or secret, or a node rejected the write or an\n"
-    "     admin change (admin remove --force of a node it does not suspect, admin\n"
-    "     snapshot into a directory that is not empty)\n";
+    "  4  refused: wrong cluster name or secret, an incompatible protocol version, or a\n"
+    "     node rejected the write or an admin change (admin remove --force of a node\n"
+    "     it does not suspect, admin snapshot into a directory that is not empty)\n";
 
 }  // namespace dynkv::cli

@@ -5,6 +5,7 @@
 
 #include "buffered-stream.h"
 #include "codec.h"
+#include "protocol-version.h"
 #include "request-age.h"
 
 namespace dynkv {
@@ -65,6 +66,7 @@ NodePool::Entry& NodePool::entry(const std::string& address) {
           })
           .then([this, link = kj::addRef(*link), options, key = kj::str(key)](
                     kj::Own<kj::AsyncIoStream> stream) mutable {
+            auto nodeAddress = kj::str(key);  // for a refusal's message; `key` moves below
             link->stream = kj::mv(stream);
             auto buffered = kj::heap<BufferedStream>(*link->stream);
             auto network = kj::heap<capnp::TwoPartyVatNetwork>(
@@ -93,9 +95,19 @@ NodePool::Entry& NodePool::entry(const std::string& address) {
               request.setCluster(cluster_);
               request.setSecret(asData(secret_));
               request.setClock(monotonicClockId());
-              return request.send().then([](AuthResponse&& r) {
+              request.setProtocol(protocol_);
+              auto checked = [nodeAddress = kj::mv(nodeAddress)](AuthResponse&& r) {
+                // The node checked ours; check its, so that a node too old for this build
+                // (one that predates the check, too) is refused in the same words.
+                auto mismatch = protocolMismatch(r.getProtocol(), "this build",
+                                                 "the node at " + std::string(nodeAddress.cStr()));
+                if (mismatch) {
+                  kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__,
+                                                        __LINE__, kj::str(*mismatch)));
+                }
                 return Caps{r.getNode(), r.getPeer(), r.getAdmin()};
-              });
+              };
+              return request.send().then(kj::mv(checked));
             }
             KJ_UNREACHABLE;
           });

@@ -13,6 +13,7 @@
 
 #include "dynkv.capnp.h"
 #include "failure-detector.h"
+#include "protocol-version.h"
 
 namespace dynkv {
 
@@ -33,6 +34,10 @@ class NodePool final : private kj::TaskSet::ErrorHandler {
   kj::Promise<wire::Peer::Client> peer(const std::string& address);
   kj::Promise<wire::Admin::Client> admin(const std::string& address);
   // The node-to-node and admin capabilities granted on the same connection.
+
+  void claimProtocol(uint32_t protocol) { protocol_ = protocol; }
+  // For tests: the protocol version this pool's connections say they speak from now on
+  // (PROTOCOL_VERSION by default), to see a node refuse another one.
 
   void reportFailure(const std::string& address, const kj::Exception& exception);
   // A call to `address` failed: a broken connection is dropped, and the node is suspected
@@ -89,6 +94,7 @@ class NodePool final : private kj::TaskSet::ErrorHandler {
   std::string cluster_;
   std::string secret_;
   uint32_t maxValueBytes_;
+  uint32_t protocol_ = PROTOCOL_VERSION;
   kj::HashMap<kj::String, Entry> entries_;
   kj::TaskSet tasks_;
 

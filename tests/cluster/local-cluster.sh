@@ -68,21 +68,31 @@ stop_cluster() {
   fi
 }
 
-start_cluster() {
-  # start_cluster DYNKV NODES: tries random port ranges below the ephemeral range (outgoing
-  # connections take ports from there) until `dynkv local up` succeeds.
-  DYNKV_BIN=$1
-  local nodes=$2 attempt base p busy
-  trap stop_cluster EXIT
-  for attempt in 1 2 3 4 5; do
+pick_base_port() {
+  # pick_base_port NODES: prints a random port below the ephemeral range (outgoing connections
+  # take ports from there) such that NODES ports from it, and their HTTP ports 80 above (dynkv
+  # local up's default), have nothing listening.
+  local nodes=$1 base p busy
+  while :; do
     base=$((20000 + RANDOM % 12000))
     busy=
-    # The nodes' RPC ports, and their HTTP ports 80 above (dynkv local up's default).
     for ((p = base; p < base + nodes; p++)); do
       port_listening "$p" && busy=1
       port_listening "$((p + 80))" && busy=1
     done
-    [[ -n $busy ]] && continue
+    [[ -z $busy ]] && break
+  done
+  echo "$base"
+}
+
+start_cluster() {
+  # start_cluster DYNKV NODES: tries random port ranges below the ephemeral range (outgoing
+  # connections take ports from there) until `dynkv local up` succeeds.
+  DYNKV_BIN=$1
+  local nodes=$2 attempt base
+  trap stop_cluster EXIT
+  for attempt in 1 2 3 4 5; do
+    base=$(pick_base_port "$nodes")
     CLUSTER_DIR=$(mktemp -d /tmp/dynkv-script-test-XXXXXX)
     if SEEDS=$("$DYNKV_BIN" local up --nodes "$nodes" --dir "$CLUSTER_DIR" --base-port "$base" \
                  2>"$CLUSTER_DIR/up.err"); then

@@ -20,7 +20,9 @@ done
   fail "--help lacks meanings: $OUT"
 
 expect_exit "--version" 0 "$STORAGED" --version
-[[ $OUT =~ ^storaged\ [0-9]+\.[0-9]+\.[0-9]+\ \(git\ ([0-9a-f]+|unknown)\)$ ]] ||
+version_re='^storaged [0-9]+\.[0-9]+\.[0-9]+ \(git ([0-9a-f]+|unknown), protocol [0-9]+, '
+version_re+='accepts [0-9]+\.\.[0-9]+\)$'
+[[ $OUT =~ $version_re ]] ||
   fail "--version printed '$OUT'"
 
 expect_exit "a mistyped flag" 2 "$STORAGED" --data-dir "$WORK/data" --replica 3

@@ -8,6 +8,7 @@
 #include "command-line.h"
 #include "exit-codes.h"
 #include "json-output.h"
+#include "protocol-version.h"
 
 using namespace dynkv::cli;
 
@@ -210,6 +211,7 @@ TEST_CASE("dynkv: --help and --version answer on stdout with exit 0") {
   CHECK(version.code == 0);
   CHECK(contains(version.text, "dynkv "));
   CHECK(contains(version.text, "git "));
+  CHECK(contains(version.text, "protocol " + std::to_string(dynkv::PROTOCOL_VERSION)));
 }
 
 TEST_CASE("dynkv: usage errors name the flag and exit 2") {
@@ -287,4 +289,12 @@ TEST_CASE("dynkv: a node of another cluster, in the user's terms") {
                     "node belongs to another cluster; options.cluster.c_str() = dynkv; "
                     "params.getCluster() = wrong") ==
         "127.0.0.1:28711: wrong cluster: this node belongs to cluster 'dynkv', not 'wrong'");
+}
+
+TEST_CASE("dynkv: a node that speaks another protocol is a refusal, in the user's terms") {
+  auto refusal = *dynkv::protocolMismatch(2, "this node", "the client", {1, 1});
+  auto said = userMessage("127.0.0.1:7400: storaged/service.c++:601: failed: remote exception: " +
+                          refusal + "\nstack: 1234");
+  CHECK(said == "127.0.0.1:7400: " + refusal);
+  CHECK(dynkv::cli::saysRefused(said));
 }

@@ -11,6 +11,7 @@
 #include "codec.h"
 #include "driven-admission.h"
 #include "membership.h"
+#include "protocol-version.h"
 #include "request-age.h"
 #include "service.h"
 #include "hash-trees.h"
@@ -115,6 +116,24 @@ TEST_CASE("service: the gateway grants nothing without the right cluster and sec
   CHECK_FALSE(wrongSecret.poll(f.io.waitScope));
   f.servePenalty();
   CHECK_THAT(failureOf(wrongSecret, f.io.waitScope), Catch::Contains("wrong cluster secret"));
+}
+
+TEST_CASE("service: a caller of another protocol version is refused, naming both") {
+  Fixture f;
+  auto newer = f.gateway().authenticateRequest();
+  newer.setCluster("test");
+  newer.setSecret(asData("s3cret"));
+  newer.setProtocol(PROTOCOL_VERSION + 1);
+  auto refused = newer.send().ignoreResult();
+  CHECK_THAT(failureOf(refused, f.io.waitScope),
+             Catch::EndsWith(*protocolMismatch(PROTOCOL_VERSION + 1, "this node", "the client")));
+
+  // No version (an older build's request) is protocol 1; the answer names the node's.
+  auto unversioned = f.gateway().authenticateRequest();
+  unversioned.setCluster("test");
+  unversioned.setSecret(asData("s3cret"));
+  auto granted = unversioned.send().wait(f.io.waitScope);
+  CHECK(granted.getProtocol() == PROTOCOL_VERSION);
 }
 
 TEST_CASE("service: a wrong secret is answered only after the penalty, naming neither secret") {
