@@ -157,8 +157,8 @@ struct WriteContext {
   std::vector<uint64_t> writeIds;  // sorted, unique, no 0
 
   WriteContext() = default;
-  WriteContext(VersionVector vvParam, std::vector<uint64_t> ids = {})  // NOLINT: implicit
-      : vv(std::move(vvParam)), writeIds(std::move(ids)) {}
+  WriteContext(const VersionVector& vvParam, std::vector<uint64_t> ids = {})  // NOLINT: implicit
+      : vv(vvParam), writeIds(std::move(ids)) {}
 };
 
 std::vector<uint64_t> writeIdsOf(const Object& object);
