@@ -715,6 +715,18 @@ void AntiEntropy::answerRoots(wire::Peer::AeRootsParams::Reader in,
       }
     }
   }
+  auto now = timer_.now();
+  if (in.getDeferrable() && requester != 0) {
+    for (auto p : partitions) {
+      auto other = answering_.find(uint32_t(p));
+      if (other != answering_.end() && other->second.requester != requester &&
+          other->second.until > now) {
+        out.setBusy(true);
+        countSent(Call::ROOTS, bytesOf(out));
+        return;
+      }
+    }
+  }
   if (in.getDeferrable()) {
     auto mine = exchangingWith_.find(requester);
     // Of two exchanges between the same nodes, the one that got going first goes on: the other
@@ -737,6 +749,14 @@ void AntiEntropy::answerRoots(wire::Peer::AeRootsParams::Reader in,
   } else {
     auto list = out.initRoots(uint32_t(roots.size()));
     for (uint32_t i = 0; i < roots.size(); i++) list.set(i, roots[i]);
+    if (requester != 0) {
+      for (auto p : partitions) {
+        // Only the ring's partitions: a peer cannot grow the map past the ring's size.
+        if (!map->empty() && p < map->partitionCount()) {
+          answering_[uint32_t(p)] = Answering{requester, now + ANSWERING_LEASE};
+        }
+      }
+    }
   }
   countSent(Call::ROOTS, bytesOf(out));
 }

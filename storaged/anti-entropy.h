@@ -166,6 +166,15 @@ class AntiEntropy {
   uint64_t tombstonesReaped_ = 0;
   uint64_t partitionsDropped_ = 0;
   std::map<uint64_t, const Run*> exchangingWith_;  // peer -> this node's exchange with it now
+  struct Answering {
+    uint64_t requester = 0;
+    kj::TimePoint until = kj::origin<kj::TimePoint>();
+  };
+  std::map<uint32_t, Answering> answering_;
+  // partition -> the node whose exchange of it this node last answered with differing roots,
+  // for ANSWERING_LEASE: a round's exchange of the same partition from another node waits
+  // (busy), or both would find and repair the same keys here (a restarted node's peers).
+  static constexpr kj::Duration ANSWERING_LEASE = 2 * kj::SECONDS;
   std::map<uint32_t, kj::TimePoint> heldElsewhere_;  // partition -> when a node that is no
                                                      // replica of it last asked for its root
 
