@@ -365,6 +365,7 @@ struct NodeStats {
   admissionSlots @8 :UInt32;        # background slots the admission controller grants now
   admissionEnabled @9 :Bool;
   foregroundP99Micros @10 :Int64;   # what the controller last measured
+  engineBytes @11 :UInt64;          # the space the stored data takes (StorageEngine::bytesUsed)
 }
 
 struct RepairReport {

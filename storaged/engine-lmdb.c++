@@ -145,6 +145,13 @@ class LmdbEngine final : public StorageEngine {
   void write(kj::FunctionParam<void(WriteTransaction&)> body) override;
   void flush() override;
   Durability durability() const override { return mode; }
+
+  uint64_t bytesUsed() override {
+    MDB_envinfo info;
+    MDB_stat stat;
+    if (mdb_env_info(handle.env, &info) != 0 || mdb_env_stat(handle.env, &stat) != 0) return 0;
+    return (uint64_t(info.me_last_pgno) + 1) * stat.ms_psize;
+  }
   SnapshotInfo snapshot(kj::StringPtr directory) override;
 
   MDB_env* env() const { return handle.env; }

@@ -195,6 +195,14 @@ class MemoryEngine final : public StorageEngine {
 
   Durability durability() const override { return Durability::SYNC; }
 
+  uint64_t bytesUsed() override {
+    uint64_t bytes = 0;
+    for (auto& table : current->tables) {
+      for (auto& [key, value] : table) bytes += key.size() + value.size();
+    }
+    return bytes;
+  }
+
   SnapshotInfo snapshot(kj::StringPtr directory) override {
     kj::throwFatalException(KJ_EXCEPTION(
         FAILED, kj::str("refused: this node keeps its data in memory (engine \"memory\"): "

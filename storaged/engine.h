@@ -81,6 +81,10 @@ class StorageEngine {
 
   virtual Durability durability() const = 0;
 
+  virtual uint64_t bytesUsed() = 0;
+  // The space the data takes: LMDB's pages in use (its file may be larger: LMDB reuses freed
+  // pages rather than shrink it); the in-memory engine's keys and values. For /metrics.
+
   struct SnapshotInfo {
     uint64_t bytes = 0;  // the size of the copy's data file
     uint64_t keys = 0;   // objects stored (the OBJECTS table's entries) as the copy began

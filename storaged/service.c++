@@ -509,14 +509,14 @@ class AdminImpl final : public wire::Admin::Server {
   }
 
   kj::Promise<void> nodeStats(NodeStatsContext context) override {
-    fillNodeStats(store_, hints_, membership_, antiEntropy_, admission_,
+    fillNodeStats(store_, hints_, membership_, antiEntropy_, admission_, engine_,
                   context.getResults().initStats());
     return kj::READY_NOW;
   }
 
   static void fillNodeStats(VersionedStore& store, HintStore& hints, Membership& membership,
                             AntiEntropy* antiEntropy, BackgroundAdmission* admission,
-                            wire::NodeStats::Builder out) {
+                            StorageEngine* engine, wire::NodeStats::Builder out) {
     // Admin.nodeStats, and the HTTP port's report: one source for both.
     auto map = membership.current();
     if (auto index = map->indexOf(store.self().node)) {
@@ -541,6 +541,7 @@ class AdminImpl final : public wire::Admin::Server {
       out.setPartitionsDropped(antiEntropy->partitionsDropped());
     }
     out.setTombstones(store.trees().tombstones());
+    if (engine != nullptr) out.setEngineBytes(engine->bytesUsed());
     if (admission != nullptr) {
       auto stats = admission->stats();
       out.setAdmissionSlots(stats.slots);
@@ -716,7 +717,8 @@ capnp::Capability::Client Service::connect(kj::Maybe<kj::Function<void()>> authe
 
 void Service::nodeStats(wire::NodeStats::Builder out) {
   AdminImpl::fillNodeStats(shared_->store, shared_->hints, shared_->membership,
-                           shared_->options.antiEntropy, shared_->options.admission, out);
+                           shared_->options.antiEntropy, shared_->options.admission,
+                           shared_->options.engine, out);
 }
 
 void Service::status(wire::Admin::StatusResults::Builder out) {

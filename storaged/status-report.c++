@@ -80,6 +80,8 @@ std::vector<MetricFamily> nodeFamilies(const NodeReport& report) {
                        Type::GAUGE, double(stats.getAdmissionSlots())));
   out.push_back(single("dynkv_engine_keys", "Objects the storage engine holds, tombstones "
                        "included", Type::GAUGE, double(report.keys)));
+  out.push_back(single("dynkv_engine_bytes", "Bytes the stored data takes (LMDB: pages in use)",
+                       Type::GAUGE, double(stats.getEngineBytes())));
   out.push_back(single("dynkv_open_connections", "RPC connections being served",
                        Type::GAUGE, double(report.metrics->rpcConnections.open)));
   out.push_back(single("dynkv_partition_map_version", "The partition map version this node "
@@ -187,6 +189,7 @@ nlohmann::json statusJson(const NodeReport& report) {
           {"hints", hints},
           {"pending_transfers", report.pendingTransfers},
           {"keys", report.keys},
+          {"engine_bytes", stats.getEngineBytes()},
           {"tombstones", stats.getTombstones()}};
 }
 

@@ -120,6 +120,18 @@ TEMPLATE_TEST_CASE("a stored value reads back until it is removed", "[engine]", 
   CHECK(engine->durability() == Durability::SYNC);
 }
 
+TEMPLATE_TEST_CASE("the bytes the data takes grow with what is stored", "[engine]",
+                   MemoryFixture, LmdbFixture) {
+  TestType fixture;
+  auto engine = fixture.open();
+  uint64_t before = engine->bytesUsed();
+  std::string big(256 * 1024, 'x');
+  for (int i = 0; i < 4; i++) put(*engine, Table::OBJECTS, "k" + std::to_string(i), big);
+  uint64_t after = engine->bytesUsed();
+  CHECK(after >= before + 4 * big.size());
+  CHECK(after < before + 8 * big.size());  // pages in use, not the map size
+}
+
 TEMPLATE_TEST_CASE("empty keys are refused", "[engine]", MemoryFixture, LmdbFixture) {
   TestType fixture;
   auto engine = fixture.open();

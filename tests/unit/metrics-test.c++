@@ -105,6 +105,7 @@ struct ReportFixture {
     ae.setExchangesFinished(7);
     ae.setKeysRepaired(2);
     ae.setLastCompleteAgeMillis(-1);
+    stats.setEngineBytes(1 << 20);
     auto status = statusMessage.initRoot<wire::Admin::StatusResults>();
     status.setReporter("127.0.0.1:7400");
     status.setMapVersion(65537);
@@ -149,6 +150,7 @@ TEST_CASE("metrics: a node's /metrics has hints by owner, anti-entropy and membe
   CHECK_THAT(text, Catch::Contains("dynkv_anti_entropy_last_complete_age_seconds -1\n"));
   CHECK_THAT(text, Catch::Contains("dynkv_transfers_pending 1\n"));
   CHECK_THAT(text, Catch::Contains("dynkv_engine_keys 42\n"));
+  CHECK_THAT(text, Catch::Contains("dynkv_engine_bytes 1048576\n"));
   CHECK_THAT(text, Catch::Contains("dynkv_members{status=\"up\"} 2\n"));
   CHECK_THAT(text, Catch::Contains("dynkv_members{status=\"joining\"} 1\n"));
   CHECK_THAT(text, Catch::Contains("dynkv_requests_total{op=\"get\",role=\"replica\"} 1\n"));

@@ -67,6 +67,7 @@ class FaultyEngine final : public StorageEngine {
     flushed_.notify_all();
   }
   Durability durability() const override { return durability_.value_or(inner_->durability()); }
+  uint64_t bytesUsed() override { return inner_->bytesUsed(); }
   SnapshotInfo snapshot(kj::StringPtr directory) override { return inner_->snapshot(directory); }
 
   bool awaitFlushes(int n) {
