@@ -7,6 +7,7 @@
 #include "codec.h"
 #include "protocol-version.h"
 #include "request-age.h"
+#include "tls.h"
 
 namespace dynkv {
 
@@ -63,6 +64,13 @@ NodePool::Entry& NodePool::entry(const std::string& address) {
           .then([](kj::Own<kj::NetworkAddress> addr) {
             auto connecting = addr->connect();
             return connecting.attach(kj::mv(addr));
+          })
+          .then([this](kj::Own<kj::AsyncIoStream> stream)
+                    -> kj::Promise<kj::Own<kj::AsyncIoStream>> {
+            // Nodes are reached by address, so the name checked is the one every node's
+            // certificate carries (tls.h): a client's or an admin's cannot answer for a node.
+            if (tls_ == nullptr) return kj::mv(stream);
+            return tls_->wrapClient(kj::mv(stream), NODE_SERVER_NAME);
           })
           .then([this, link = kj::addRef(*link), options, key = kj::str(key)](
                     kj::Own<kj::AsyncIoStream> stream) mutable {
