@@ -383,6 +383,11 @@ std::string userMessage(std::string message) {
       {std::regex(R"(wrong cluster: this node belongs to another cluster; )"
                   R"(options\.cluster\.c_str\(\) = ([^;]*); params\.getCluster\(\) = ([^;]*))"),
        "wrong cluster: this node belongs to cluster '$1', not '$2'"},
+      // A node that refuses our certificate says so in a TLS alert, which OpenSSL reports on
+      // the next read: "OpenSSL error; message = error:0A000418:SSL routines::tlsv1 alert
+      // unknown ca".
+      {std::regex(R"(OpenSSL error; message = (error:[0-9A-Fa-f]+:[^:;]*::)?([^;]*))"),
+       "TLS failed: $2"},
       {std::regex(R"(; errors = )"), ": "},
       {std::regex(R"(expected [^;]*; )"), ""},
       {std::regex(R"(; [A-Za-z_][A-Za-z0-9_.()>-]* = [^;]*)"), ""},

@@ -27,6 +27,19 @@ struct NodePool::Link : public kj::Refcounted {
   }
 };
 
+namespace {
+
+kj::String tlsFailure(kj::StringPtr description) {
+  // kj says "OpenSSL error; message = error:0A000086:SSL routines::certificate verify failed";
+  // the reason is OpenSSL's last words, and the likely cause is a certificate of another CA.
+  kj::StringPtr reason = description;
+  KJ_IF_MAYBE(at, description.findLast(':')) { reason = description.slice(*at + 1); }
+  return kj::str("TLS handshake failed (", reason,
+                 "): are both certificates from the cluster's CA, and the node's a node's?");
+}
+
+}  // namespace
+
 NodePool::NodePool(kj::Network& network, kj::Timer& timer, FailureDetector& detector,
                    std::string cluster, std::string secret, uint32_t maxValueBytes)
     : network_(network),
@@ -70,7 +83,11 @@ NodePool::Entry& NodePool::entry(const std::string& address) {
             // Nodes are reached by address, so the name checked is the one every node's
             // certificate carries (tls.h): a client's or an admin's cannot answer for a node.
             if (tls_ == nullptr) return kj::mv(stream);
-            return tls_->wrapClient(kj::mv(stream), NODE_SERVER_NAME);
+            return tls_->wrapClient(kj::mv(stream), NODE_SERVER_NAME)
+                .catch_([](kj::Exception&& e) -> kj::Own<kj::AsyncIoStream> {
+                  kj::throwFatalException(kj::Exception(e.getType(), __FILE__, __LINE__,
+                                                        tlsFailure(e.getDescription())));
+                });
           })
           .then([this, link = kj::addRef(*link), options, key = kj::str(key)](
                     kj::Own<kj::AsyncIoStream> stream) mutable {
