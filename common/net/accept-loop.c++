@@ -231,11 +231,26 @@ class Server final : private kj::TaskSet::ErrorHandler {
     startHandshake(c);
     kj::AuthenticatedStream plain{kj::mv(c.stream), kj::UnknownPeerIdentity::newInstance()};
     return options_.tls->wrapServer(kj::mv(plain))
-        .then([this, &c](kj::AuthenticatedStream&& secured) {
-          c.stream = kj::mv(secured.stream);
-          c.certificateName = certificateName(*secured.peerIdentity);
-          c.startBuffering(options_);
-        });
+        .then(
+            [this, &c](kj::AuthenticatedStream&& secured) {
+              c.stream = kj::mv(secured.stream);
+              c.certificateName = certificateName(*secured.peerIdentity);
+              c.startBuffering(options_);
+            },
+            [this, &c](kj::Exception&& e) {
+              // Counted and logged now and then, not per connection: a scan of the port, or a
+              // client with the wrong files retrying, would otherwise fill the log.
+              if (options_.counters != nullptr) options_.counters->tlsHandshakesFailed++;
+              if (tlsFailures_++ % 1000 == 0) {
+                uint64_t failed = tlsFailures_;
+                kj::String peer = printable(c.address);
+                kj::String why = kj::str(e.getDescription());
+                KJ_LOG(WARNING, "connection closed: its TLS handshake failed", peer, why,
+                       failed);
+              }
+              // Closed now, as a hang-up is: quietly (taskFailed), having been logged here.
+              kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "TLS handshake failed"));
+            });
   }
 
   void startHandshake(Connection& c) {
@@ -362,6 +377,7 @@ class Server final : private kj::TaskSet::ErrorHandler {
   }
 
   uint64_t handshakeTimeouts_ = 0;
+  uint64_t tlsFailures_ = 0;
 
   void taskFailed(kj::Exception&& exception) override {
     // A peer that hangs up is no event; anything else ending a connection is.

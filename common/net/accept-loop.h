@@ -39,6 +39,7 @@ struct AcceptCounters {
   uint64_t slowReadersCut = 0;     // closed: left its answers unread for `slowReaderTimeout`
   uint64_t messagesTooLarge = 0;   // closed: a message declared more than allowed
   uint64_t handshakesEvicted = 0;  // closed: the oldest of `maxHandshakes` handshakes
+  uint64_t tlsHandshakesFailed = 0;  // closed: its TLS handshake failed (AcceptOptions::tls)
 };
 
 struct AcceptOptions {

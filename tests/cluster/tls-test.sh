@@ -33,6 +33,10 @@ admin=(env DYNKV_TLS_CA="$CERTS/ca.pem" DYNKV_TLS_CERT="$CERTS/admin.pem"
 # Plain TCP: the node wants a TLS handshake, and nothing is served without one.
 expect_exit "a plain-TCP ping" 3 "$PROBE" "$NODE" - - - ping
 expect_exit "a plain-TCP get" 3 "$DYNKV" get k --timeout 2000
+# ...each such connection counted in /metrics (the first node serves HTTP 80 above its port).
+refused=$(curl -sf "http://127.0.0.1:$((BASE_PORT + 80))/metrics" |
+            awk '$1 == "dynkv_refused_total{reason=\"tls_handshake\"}" { print $2 }')
+((${refused:-0} >= 2)) || fail "the failed handshakes should be counted: '$refused'"
 
 # A client certificate: data, and nothing else.
 expect_exit "put with a client certificate" 0 "${client[@]}" "$DYNKV" put k v1

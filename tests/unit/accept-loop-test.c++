@@ -180,6 +180,7 @@ TEST_CASE("accept loop: TLS hands the peer's certificate name to the bootstrap, 
   CHECK(names[0] == "client:app");
   authenticate[0]();
   CHECK(f.counters.open == 2);  // the plain one failed its handshake and is closed
+  CHECK(f.counters.tlsHandshakesFailed == 1);
   char byte;
   CHECK(plain->tryRead(&byte, 1, 1).wait(f.ws) == 0);
   f.advance(10 * kj::SECONDS);
