@@ -34,6 +34,7 @@
 #include "own-cluster.h"
 #include "report.h"
 #include "transport.h"
+#include "tls-cost.h"
 #include "workload.h"
 
 namespace dynkv::bench {
@@ -61,6 +62,7 @@ struct Options {
   std::string cluster = "dynkv", secret;
   bool keep = false;
   bool antiEntropy = false;  // --workload anti-entropy
+  bool tlsCost = false;      // --workload tls
   bool inflightGiven = false, durationGiven = false;
   uint32_t aeIntervalMillis = 1000;
   double convergeTimeout = 300;
@@ -135,9 +137,13 @@ std::variant<Options, Exit> parseOptions(int argc, char** argv) {
                  "get p99.9 idle, during anti-entropy's repair with and without admission "
                  "control, bytes exchanged and time to converge (takes --keys, --value-size, "
                  "--inflight, --duration, --durability, --timeout, --json, --keep, "
-                 "--ae-interval-ms, --converge-timeout)")
-      ->type_name("a|b|c|f|w|anti-entropy")
-      ->check(CLI::IsMember({"a", "b", "c", "f", "w", "A", "B", "C", "F", "W", "anti-entropy"}));
+                 "--ae-interval-ms, --converge-timeout); tls: what mutual TLS costs, gets "
+                 "and puts against a plain and a TLS local cluster in interleaved rounds, p50 "
+                 "and throughput of each (takes --nodes, --keys, --value-size, --inflight: "
+                 "callers, default 4, --duration: default 10, --durability, --keep)")
+      ->type_name("a|b|c|f|w|anti-entropy|tls")
+      ->check(CLI::IsMember(
+          {"a", "b", "c", "f", "w", "A", "B", "C", "F", "W", "anti-entropy", "tls"}));
   number("ae-interval-ms", "MS", o.aeIntervalMillis,
          "anti-entropy workload: its cluster's anti-entropy interval (default 1000)", 100,
          3600000);
@@ -198,7 +204,8 @@ std::variant<Options, Exit> parseOptions(int argc, char** argv) {
   o.durationGiven = duration->count() > 0;
   o.inflightGiven = inflight->count() > 0;
   o.antiEntropy = workload == "anti-entropy";
-  if (!o.antiEntropy) o.workload = Workload::parse(workload);
+  o.tlsCost = workload == "tls";
+  if (!o.antiEntropy && !o.tlsCost) o.workload = Workload::parse(workload);
   o.zipfian = dist == "zipfian";
   o.client = mode != "server";
   o.server = mode != "client";
@@ -665,6 +672,20 @@ int run(int argc, char** argv) {
   }
   const Options& o = std::get<Options>(parsed);
   if (o.antiEntropy) return runAntiEntropy(o, commandLine(argc, argv));
+  if (o.tlsCost) {
+    if (!o.seeds.empty()) {
+      throw std::invalid_argument("--workload tls starts its own two clusters: no --seeds");
+    }
+    TlsCostOptions t;
+    t.nodes = o.nodes;
+    t.keys = o.keys;
+    t.valueSize = o.valueSize;
+    t.threads = o.inflightGiven ? o.inflight : 4;
+    t.seconds = o.durationGiven ? o.duration : 10;
+    t.durability = o.durability;
+    t.keep = o.keep;
+    return runTlsCostBench(t);
+  }
   if (!o.plot.empty() && !gnuplotAvailable()) {
     // Say now, not after the run; the table and --json are written all the same.
     fprintf(stderr,

@@ -55,7 +55,8 @@ uint16_t pickBasePort(uint32_t count) {
 
 }  // namespace
 
-OwnCluster::OwnCluster(uint32_t nodes, std::vector<std::string> extraArgs, bool keep)
+OwnCluster::OwnCluster(uint32_t nodes, std::vector<std::string> extraArgs, bool keep,
+                       bool tls)
     : keep_(keep) {
   char dir[] = "/tmp/dynkv-bench-XXXXXX";
   if (mkdtemp(dir) == nullptr) throw std::runtime_error("cannot create a temporary directory");
@@ -65,6 +66,7 @@ OwnCluster::OwnCluster(uint32_t nodes, std::vector<std::string> extraArgs, bool 
   options.nodes = nodes;
   options.basePort = pickBasePort(nodes);
   options.extraArgs = std::move(extraArgs);
+  options.tls = tls;
   cluster_.emplace(options);
   cluster_->up();
 }

@@ -16,9 +16,10 @@ namespace dynkv::bench {
 
 class OwnCluster {
  public:
-  OwnCluster(uint32_t nodes, std::vector<std::string> extraArgs, bool keep);
+  OwnCluster(uint32_t nodes, std::vector<std::string> extraArgs, bool keep, bool tls = false);
   // Starts `nodes` storaged processes, each with `extraArgs`, and waits until they form one
   // ring (LocalCluster::up). `keep`: leave the directory (logs, data) behind at the end.
+  // `tls`: mutual TLS, as `dynkv local up --tls` (local().tlsFiles("client") for a client).
   ~OwnCluster();
 
   std::vector<std::string> seeds() const { return cluster_->seeds(); }

@@ -89,6 +89,12 @@ const std::vector<Setting>& settings() {
       text("cluster", "NAME", "the cluster's name; a node of another cluster is refused",
            &Config::cluster),
       text("secret", "SECRET", "the cluster's shared secret (default none)", &Config::secret),
+      text("tls-ca", "FILE", "the cluster CA's certificate (PEM): with --tls-cert and "
+           "--tls-key, every connection is mutual TLS (default none: plain TCP, warned)",
+           &Config::tlsCa),
+      text("tls-cert", "FILE", "this node's certificate (PEM, CN node:NAME; dynkv admin "
+           "certs)", &Config::tlsCert),
+      text("tls-key", "FILE", "this node's private key (PEM)", &Config::tlsKey),
       choice("engine", "storage engine (memory: nothing survives a restart; tests only)",
              {"lmdb", "memory"}, [](const Config& c) { return c.engine; },
              [](Config& c, const std::string& v) { c.engine = v; }),
@@ -506,6 +512,11 @@ std::variant<Config, Exit> parseCommandLine(int argc, const char* const* argv) {
       // It travels in the node's gossip record, whose fields are bounded (NodeInfo).
       throw ConfigError("--http: the address is " + std::to_string(config.http.size()) +
                         " bytes; the limit is 255");
+    }
+    int tlsFiles = !config.tlsCa.empty() + !config.tlsCert.empty() + !config.tlsKey.empty();
+    if (tlsFiles != 0 && tlsFiles != 3) {
+      throw ConfigError("--tls-ca, --tls-cert and --tls-key go together: name all three for "
+                        "TLS, or none for plain TCP");
     }
     if (config.engine == "lmdb" && config.dataDir.empty()) {
       throw ConfigError("--data-dir is required (the node's LMDB directory), unless "

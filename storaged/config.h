@@ -38,6 +38,9 @@ struct Config {
   std::string http;                  // HOST:PORT for /metrics and the status page; empty: none
   std::string cluster = "dynkv";
   std::string secret;
+  std::string tlsCa;                 // the three TLS files (net/tls.h); all empty: plain TCP
+  std::string tlsCert;
+  std::string tlsKey;
   std::string engine = "lmdb";       // lmdb | memory
   std::string logLevel = "info";     // info | warning | error: the least severe logged
   Durability durability = Durability::SYNC;

@@ -26,6 +26,8 @@
 #include "membership.h"
 #include "metrics.h"
 #include "net/accept-loop.h"
+#include "net/tls.h"
+#include "roles.h"
 #include "server-driven.h"
 #include "service.h"
 #include "transfer.h"
@@ -116,8 +118,22 @@ int run(const Config& config) {
   FailureDetector detector;
   // Peers are reached through one connection pool (common/net/, as the SDK reaches nodes):
   // gossip, handoff, transfer and server-driven coordination share its connections.
+  // Mutual TLS on both sides of every link when the three files are named (net/tls.h): the
+  // node presents its certificate to its peers and callers, and trusts the cluster's CA alone.
+  // Made before the pool, so that it outlives every connection.
+  kj::Own<Tls> tls;
+  if (!config.tlsCa.empty()) {
+    tls = kj::heap<Tls>(TlsFiles{config.tlsCa, config.tlsCert, config.tlsKey});
+  }
   NodePool peers(io.provider->getNetwork(), timer, detector, config.cluster, config.secret,
                  config.limits.maxValueBytes);
+  if (tls.get() != nullptr) {
+    peers.useTls(tls->context());
+  } else {
+    KJ_LOG(WARNING, "plain TCP: no --tls-ca, --tls-cert and --tls-key, so connections are "
+                    "neither encrypted nor authenticated by certificate; anyone who reaches "
+                    "the port with the cluster secret may call everything");
+  }
 
   // Background work (transfers, hint delivery; anti-entropy) runs under one admission
   // controller, fed by the foreground's storage latency (LocalReplica) and the loop's lag. It
@@ -236,8 +252,15 @@ int run(const Config& config) {
   accept.maxWriteBacklog = bounds.maxBufferedBytes;
   accept.flowLimitWords = bounds.maxRequestBytesInFlight / sizeof(capnp::word);
   accept.counters = &metrics.rpcConnections;
-  auto serving = serveWithHandshake(
-      *listener, [&service](Authenticated done) { return service.connect(kj::mv(done)); },
+  if (tls.get() != nullptr) accept.tls = &tls->context();
+  // Over TLS the certificate's name says the caller's role, and the role what it is granted.
+  auto serving = serveAuthenticated(
+      *listener,
+      [&service](Authenticated done, kj::Maybe<kj::StringPtr> certificate) {
+        kj::Maybe<Role> role;
+        KJ_IF_MAYBE(name, certificate) { role = roleOf(std::string_view(name->cStr())); }
+        return service.connect(kj::mv(done), role);
+      },
       kj::mv(accept));
 
   // The HTTP port (/metrics, the status page), if asked for: on this event loop, reading the

@@ -78,6 +78,8 @@ const char* refusalLabel(Refusal r) {
       return "slow_reader";
     case Refusal::MESSAGE_TOO_LARGE:
       return "message_too_large";
+    case Refusal::TLS_HANDSHAKE:
+      return "tls_handshake";
   }
   return "unknown";
 }
@@ -104,6 +106,8 @@ uint64_t Metrics::refusals(Refusal why) const {
       return n + rpcConnections.slowReadersCut;
     case Refusal::MESSAGE_TOO_LARGE:
       return n + rpcConnections.messagesTooLarge;
+    case Refusal::TLS_HANDSHAKE:
+      return n + rpcConnections.tlsHandshakesFailed;
     default:
       return n;
   }

@@ -69,12 +69,13 @@ enum class Refusal : uint8_t {
                       // many handshakes at once
   SLOW_READER,     // a connection cut: its peer left its answers unread too long
   MESSAGE_TOO_LARGE,  // a connection closed: a message declared more than allowed
+  TLS_HANDSHAKE,   // a connection closed: its TLS handshake failed (no certificate of the CA)
 };
-constexpr size_t REFUSALS = 10;
+constexpr size_t REFUSALS = 11;
 
 const char* refusalLabel(Refusal r);
 // stale | authentication | connections | http | too_late | connections_per_address |
-// accept_failed | handshake_timeout | slow_reader | message_too_large
+// accept_failed | handshake_timeout | slow_reader | message_too_large | tls_handshake
 
 class Metrics {
   // The node's request registry. The service records into it; nothing here does I/O.

@@ -629,8 +629,9 @@ class GatewayImpl final : public wire::Gateway::Server {
   // One per connection, so that it holds that connection's failed authentications
   // (authentication.h).
  public:
-  GatewayImpl(Service::Shared& shared, kj::Maybe<kj::Function<void()>> authenticated)
-      : shared_(shared), authenticated_(kj::mv(authenticated)) {}
+  GatewayImpl(Service::Shared& shared, kj::Maybe<kj::Function<void()>> authenticated,
+              kj::Maybe<Role> role)
+      : shared_(shared), authenticated_(kj::mv(authenticated)), role_(role) {}
 
   kj::Promise<void> authenticate(AuthenticateContext context) override {
     auto params = context.getParams();
@@ -674,12 +675,35 @@ class GatewayImpl final : public wire::Gateway::Server {
             KJ_FAIL_REQUIRE("authentication failed: wrong cluster secret");
           });
     }
+    // Over TLS the certificate says what the caller may reach (roles.h); a capability it is
+    // not granted is one that refuses every call, naming the role it would take. Over plain
+    // TCP the secret is all there is, and it grants everything.
+    Grants grants{true, true, true};
+    KJ_IF_MAYBE(role, role_) {
+      grants = grantsOf(*role);
+      if (*role == Role::NONE) {
+        refusedAuthentication();
+        KJ_FAIL_REQUIRE(
+            "permission denied: the certificate's common name names no role (client:NAME, "
+            "node:NAME or admin:NAME)");
+      }
+    }
     auto results = context.getResults();
     // Both measure request ages on the sender's clock, with its other connections'.
     auto age = shared_.node.senderAges.forClock(params.getClock());
     results.setNode(kj::heap<NodeImpl>(shared_.node, kj::addRef(*age)));
-    results.setPeer(kj::heap<PeerImpl>(shared_.node, kj::mv(age), shared_.options.antiEntropy));
-    results.setAdmin(shared_.admin);
+    if (grants.peer) {
+      results.setPeer(
+          kj::heap<PeerImpl>(shared_.node, kj::mv(age), shared_.options.antiEntropy));
+    } else {
+      results.setPeer(denied("node-to-node calls (gossip, transfer, anti-entropy)", "node")
+                          .castAs<wire::Peer>());
+    }
+    if (grants.admin) {
+      results.setAdmin(shared_.admin);
+    } else {
+      results.setAdmin(denied("admin commands", "admin").castAs<wire::Admin>());
+    }
     results.setProtocol(PROTOCOL_VERSION);
     KJ_IF_MAYBE(f, authenticated_) { (*f)(); }
     return kj::READY_NOW;
@@ -688,7 +712,17 @@ class GatewayImpl final : public wire::Gateway::Server {
  private:
   Service::Shared& shared_;
   kj::Maybe<kj::Function<void()>> authenticated_;
+  kj::Maybe<Role> role_;  // from the TLS certificate; null over plain TCP
   AuthenticationGuard guard_;
+
+  capnp::Capability::Client denied(const char* what, const char* needed) {
+    const char* role = "none";
+    KJ_IF_MAYBE(r, role_) { role = roleName(*r); }
+    return capnp::Capability::Client(kj::Exception(
+        kj::Exception::Type::FAILED, __FILE__, __LINE__,
+        kj::str("permission denied: ", what, " need a certificate with role ", needed,
+                "; this caller's role is ", role)));
+  }
 
   void refusedAuthentication() {
     if (shared_.options.metrics != nullptr) {
@@ -711,8 +745,9 @@ Service::Service(VersionedStore& store, HintStore& hints, Membership& membership
 
 Service::~Service() noexcept(false) {}
 
-capnp::Capability::Client Service::connect(kj::Maybe<kj::Function<void()>> authenticated) {
-  return kj::heap<GatewayImpl>(*shared_, kj::mv(authenticated));
+capnp::Capability::Client Service::connect(kj::Maybe<kj::Function<void()>> authenticated,
+                                           kj::Maybe<Role> role) {
+  return kj::heap<GatewayImpl>(*shared_, kj::mv(authenticated), role);
 }
 
 void Service::nodeStats(wire::NodeStats::Builder out) {

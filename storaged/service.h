@@ -10,6 +10,7 @@
 
 #include "hint-store.h"
 #include "membership.h"
+#include "roles.h"
 #include "versioned-store.h"
 #include "dynkv.capnp.h"
 
@@ -56,10 +57,14 @@ class Service {
   ~Service() noexcept(false);
   KJ_DISALLOW_COPY(Service);
 
-  capnp::Capability::Client connect(kj::Maybe<kj::Function<void()>> authenticated = nullptr);
+  capnp::Capability::Client connect(kj::Maybe<kj::Function<void()>> authenticated = nullptr,
+                                    kj::Maybe<Role> role = nullptr);
   // The Gateway for one new connection (net/accept-loop.h serves one per connection); it calls
   // `authenticated`, if given, when the connection authenticates (lifting the accept loop's
-  // handshake limits for it). Its Node
+  // handshake limits for it). `role`, set for a TLS connection from its certificate, limits
+  // what the Gateway grants (roles.h: a client gets Node, a node Node and Peer, an admin Node
+  // and Admin; the rest refuse every call, saying which role they need); null (plain TCP):
+  // everything, to whoever has the secret. Its Node
   // is that connection's own, so that it can tell how long the connection's requests waited
   // (common/net/request-age.h); Peer and Admin are shared. Replication with hintFor set keeps
   // the object in `hints`; everything else is `store`'s.

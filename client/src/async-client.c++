@@ -16,6 +16,7 @@
 #include "node-pool.h"
 #include "replicas.h"
 #include "request-driver.h"
+#include "tls.h"
 
 namespace dynkv {
 
@@ -66,16 +67,24 @@ Result<Context> toContext(WriteOutcome outcome, const PartitionMap& map) {
   return encodeContext(contextOf(outcome.object, outcome.coordinator));
 }
 
+kj::Own<Tls> tlsFor(const ClientOptions& options) {
+  TlsFiles files{options.tlsCa, options.tlsCert, options.tlsKey};
+  if (!files.any()) return {};
+  return kj::heap<Tls>(files);
+}
+
 class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHandler {
  public:
   AsyncClientImpl(kj::Network& network, kj::Timer& timer, ClientOptions options)
       : options_(kj::mv(options)),
         timer_(timer),
+        tls_(tlsFor(options_)),
         pool_(network, timer, detector_, options_.cluster, options_.secret, limits_.maxValueBytes),
         replicas_(pool_, limits_, [this](uint64_t version) { noteVersion(version); }),
         driver_(replicas_, timer),
         rng_(std::random_device{}()),
         tasks_(*this) {
+    if (tls_.get() != nullptr) pool_.useTls(tls_->context());
     tasks_.add(refreshLoop());
   }
 
@@ -129,6 +138,7 @@ class AsyncClientImpl final : public AsyncClient, private kj::TaskSet::ErrorHand
   Limits limits_;  // as the cluster announced them with its view
   kj::Timer& timer_;
   FailureDetector detector_;  // this client's: it has no heartbeats, only its calls
+  kj::Own<Tls> tls_;          // null: plain TCP; before the pool, so that it outlives it
   NodePool pool_;
   PooledReplicas replicas_;
   RequestDriver driver_;

@@ -28,12 +28,21 @@ struct AdminClient::Impl {
   kj::AsyncIoContext io = kj::setupAsyncIo();
   std::vector<std::string> seeds;
   FailureDetector detector;
+  kj::Own<Tls> tls;  // null: plain TCP; before the pool, so that it outlives the connections
   NodePool pool;
 
-  Impl(std::vector<std::string> seedList, std::string cluster, std::string secret)
+  Impl(std::vector<std::string> seedList, std::string cluster, std::string secret,
+       const TlsFiles& tlsFiles)
       : seeds(std::move(seedList)),
         pool(io.provider->getNetwork(), io.provider->getTimer(), detector, std::move(cluster),
-             std::move(secret), Limits().maxValueBytes) {}
+             std::move(secret), Limits().maxValueBytes) {
+    if (tlsFiles.any()) {
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { tls = kj::heap<Tls>(tlsFiles); })) {
+        throw std::invalid_argument(e->getDescription().cStr());
+      }
+      pool.useTls(tls->context());
+    }
+  }
 
   template <typename Func>
   auto onFirstSeed(Func&& func) -> decltype(func(std::string())) {
@@ -138,8 +147,10 @@ uint64_t NodeStats::hintsHeld() const {
   return sum;
 }
 
-AdminClient::AdminClient(std::vector<std::string> seeds, std::string cluster, std::string secret)
-    : impl_(std::make_unique<Impl>(std::move(seeds), std::move(cluster), std::move(secret))) {}
+AdminClient::AdminClient(std::vector<std::string> seeds, std::string cluster, std::string secret,
+                         const TlsFiles& tls)
+    : impl_(std::make_unique<Impl>(std::move(seeds), std::move(cluster), std::move(secret),
+                                   tls)) {}
 
 AdminClient::~AdminClient() = default;
 
@@ -475,10 +486,10 @@ SnapshotReport AdminClient::snapshot(const std::string& node, const std::string&
 
 void joinToRing(const std::vector<std::string>& seeds, const std::string& cluster,
                 const std::vector<std::string>& addresses,
-                std::chrono::steady_clock::time_point deadline) {
+                std::chrono::steady_clock::time_point deadline, const TlsFiles& tls) {
   // A node is known to the others only once it has gossiped, so an "unknown node" refusal is
   // retried until the deadline.
-  AdminClient admin(seeds, cluster);
+  AdminClient admin(seeds, cluster, "", tls);
   for (auto& address : addresses) {
     for (;;) {
       std::string problem;
@@ -502,9 +513,9 @@ void joinToRing(const std::vector<std::string>& seeds, const std::string& cluste
 }
 
 void waitSettled(const std::vector<std::string>& addresses, const std::string& cluster,
-                 std::chrono::milliseconds timeout) {
+                 std::chrono::milliseconds timeout, const TlsFiles& tls) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  AdminClient admin(addresses, cluster);
+  AdminClient admin(addresses, cluster, "", tls);
   std::string lastProblem;
   for (;;) {
     bool settled = true;

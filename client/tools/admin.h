@@ -14,8 +14,18 @@
 #include <vector>
 
 #include "partition-map.h"
+#include "tls.h"
 
 namespace dynkv {
+
+void writeCertificates(const std::string& dir, const std::vector<std::string>& nodes,
+                       const std::string& client, const std::string& admin, uint32_t days);
+// `dynkv admin certs`: creates DIR (0700) if needed and writes into it a new CA (ca.pem, ca.key)
+// and, issued by it, a certificate and key for each node (node-NAME.pem/.key, common name
+// node:NAME and the DNS name every node's carries, net/tls.h), for the client (client.pem/.key,
+// client:NAME) and the admin (admin.pem/.key, admin:NAME): ECDSA P-256, valid `days` days. Keys
+// are written 0600. Refuses (std::runtime_error naming the file) to overwrite an existing CA
+// key, so that certificates already handed out keep working.
 
 struct MemberView {
   uint64_t id = 0;
@@ -134,7 +144,9 @@ struct SnapshotReport {
 class AdminClient {
  public:
   AdminClient(std::vector<std::string> seeds, std::string cluster = "dynkv",
-              std::string secret = "");
+              std::string secret = "", const TlsFiles& tls = {});
+  // `tls`: the CA, certificate and key to connect with (mutual TLS; an admin:NAME certificate
+  // for the admin calls); none named: plain TCP. Throws naming a file that cannot be used.
   ~AdminClient();
 
   void join(const std::string& address);
@@ -209,15 +221,15 @@ class AdminClient {
 
 void joinToRing(const std::vector<std::string>& seeds, const std::string& cluster,
                 const std::vector<std::string>& addresses,
-                std::chrono::steady_clock::time_point deadline);
+                std::chrono::steady_clock::time_point deadline, const TlsFiles& tls = {});
 // Joins each of `addresses` that is not up in the ring yet (`dynkv admin join`), through
 // the first of `seeds` that answers. Throws std::runtime_error naming the node it could not
 // join by the deadline.
 
 void waitSettled(const std::vector<std::string>& addresses, const std::string& cluster,
-                 std::chrono::milliseconds timeout);
+                 std::chrono::milliseconds timeout, const TlsFiles& tls = {});
 // Until each of `addresses` reports exactly those nodes up, all on one map version, with no
 // transfer pending. Throws std::runtime_error saying which node has not settled when
-// `timeout` passes.
+// `timeout` passes. Both connect with `tls` (an admin's files) when it names any.
 
 }  // namespace dynkv

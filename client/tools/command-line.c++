@@ -72,6 +72,15 @@ struct CommandLine {
           },
           "the cluster's shared secret (default $DYNKV_SECRET, else none); never printed")
         ->type_name("SECRET");
+    to->add_option("--tls-ca", i.tlsCa, "the cluster CA's certificate: with --tls-cert and "
+                   "--tls-key, connect over mutual TLS (default $DYNKV_TLS_CA, else none: "
+                   "plain TCP)")
+        ->type_name("FILE");
+    to->add_option("--tls-cert", i.tlsCert, "this caller's certificate (client:NAME, or "
+                   "admin:NAME for admin commands; default $DYNKV_TLS_CERT)")
+        ->type_name("FILE");
+    to->add_option("--tls-key", i.tlsKey, "its private key (default $DYNKV_TLS_KEY)")
+        ->type_name("FILE");
     number(to, "timeout", "MS", timeoutMeaning, 1, 3600000, [this](int64_t v) {
              invocation.timeoutMillis = uint32_t(v);
              invocation.timeoutGiven = true;
@@ -117,6 +126,9 @@ struct CommandLine {
                "\nenvironment:\n"
                "  DYNKV_SEEDS   nodes to contact when --seeds is not given\n"
                "  DYNKV_SECRET  the cluster secret when --secret is not given\n"
+               "  DYNKV_TLS_CA, DYNKV_TLS_CERT, DYNKV_TLS_KEY\n"
+               "                the TLS files when --tls-ca, --tls-cert, --tls-key are not\n"
+               "                given (`dynkv local up --tls` prints them)\n"
                "\n`dynkv COMMAND --help` shows each command's arguments and flags.");
 
     auto* get = command(&app, "get", "print each sibling on a line, then the context");
@@ -212,6 +224,22 @@ struct CommandLine {
         ->required();
     connection(snapshot, "how long to wait for the copy, in milliseconds (default 600000)");
 
+    auto* certs = command(admin, "certs",
+                          "write a new cluster CA and certificates issued by it into DIR: "
+                          "for each node, a client and an admin (an existing CA is kept)");
+    certs->add_option("DIR", i.certsDir, "the directory to write them into")->required();
+    certs->add_option("--nodes", i.certNodes, "a certificate for each node named (node:NAME)")
+        ->type_name("NAME,...")
+        ->delimiter(',');
+    certs->add_option("--client", i.certClient, "the client certificate's name (client:NAME; "
+                      "default app; empty: none)")
+        ->type_name("NAME");
+    certs->add_option("--admin", i.certAdmin, "the admin certificate's name (admin:NAME; "
+                      "default admin; empty: none)")
+        ->type_name("NAME");
+    number(certs, "days", "DAYS", "how long they are valid (default 825)", 1, 36500,
+           [&i](int64_t v) { i.certDays = uint32_t(v); });
+
     auto* local = command(&app, "local", "run a cluster of storaged processes on loopback");
     local->require_subcommand(1);
     auto* up = command(local, "up", "start (or restart) the cluster; print its seeds");
@@ -230,6 +258,9 @@ struct CommandLine {
                    "sync: fsync before each ack; buffered: ack from memory (default sync)")
         ->type_name("sync|buffered")
         ->check(CLI::IsMember({"sync", "buffered"}));
+    up->add_flag("--tls", i.tls, "mutual TLS: write a CA and certificates into DIR/certs "
+                 "(dynkv admin certs) and start the nodes with them; prints the client's "
+                 "settings");
     auto* down = command(local, "down", "stop the cluster");
     down->add_option("--dir", i.dir, "the cluster's directory")->type_name("DIR")->required();
   }
@@ -289,6 +320,11 @@ std::variant<Invocation, Exit> parseCommandLine(int argc, const char* const* arg
     return usageError("--seeds (or $DYNKV_SEEDS) names no node", invocation.command);
   }
   if (!commandLine.secretGiven) invocation.secret = fromEnvironment("DYNKV_SECRET").value_or("");
+  if (invocation.tlsCa.empty()) invocation.tlsCa = fromEnvironment("DYNKV_TLS_CA").value_or("");
+  if (invocation.tlsCert.empty()) {
+    invocation.tlsCert = fromEnvironment("DYNKV_TLS_CERT").value_or("");
+  }
+  if (invocation.tlsKey.empty()) invocation.tlsKey = fromEnvironment("DYNKV_TLS_KEY").value_or("");
   auto& command = invocation.command;
   if (command == "admin remove" && !invocation.force) {
     return usageError("admin remove takes a node out without a hand-off and needs --force "
@@ -347,6 +383,11 @@ std::string userMessage(std::string message) {
       {std::regex(R"(wrong cluster: this node belongs to another cluster; )"
                   R"(options\.cluster\.c_str\(\) = ([^;]*); params\.getCluster\(\) = ([^;]*))"),
        "wrong cluster: this node belongs to cluster '$1', not '$2'"},
+      // A node that refuses our certificate says so in a TLS alert, which OpenSSL reports on
+      // the next read: "OpenSSL error; message = error:0A000418:SSL routines::tlsv1 alert
+      // unknown ca".
+      {std::regex(R"(OpenSSL error; message = (error:[0-9A-Fa-f]+:[^:;]*::)?([^;]*))"),
+       "TLS failed: $2"},
       {std::regex(R"(; errors = )"), ": "},
       {std::regex(R"(expected [^;]*; )"), ""},
       {std::regex(R"(; [A-Za-z_][A-Za-z0-9_.()>-]* = [^;]*)"), ""},

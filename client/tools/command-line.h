@@ -15,7 +15,7 @@ namespace dynkv::cli {
 struct Invocation {
   std::string command;  // "get", "put", "del", "ring", "status", "admin join", "admin leave",
                         // "admin remove", "admin inspect", "admin repair",
-                        // "admin snapshot", "where", "local up",
+                        // "admin snapshot", "admin certs", "where", "local up",
                         // "local down"
   std::string key;      // get, put, del, admin inspect, where
   std::string value;    // put; "-": read standard input
@@ -27,6 +27,9 @@ struct Invocation {
   std::vector<std::string> seeds;  // --seeds, else $DYNKV_SEEDS, else 127.0.0.1:7400
   std::string cluster = "dynkv";
   std::string secret;              // --secret, else $DYNKV_SECRET; never printed
+  std::string tlsCa;               // --tls-ca, else $DYNKV_TLS_CA; likewise the other two.
+  std::string tlsCert;             // All empty: plain TCP
+  std::string tlsKey;
   std::string ns;
   bool lww = false;
   std::optional<uint32_t> n, r, w;  // absent: the SDK's defaults
@@ -40,7 +43,14 @@ struct Invocation {
   std::string snapshotDir;          // admin snapshot: absolute, on the node's host
   std::optional<uint32_t> partition;  // admin repair
 
+  std::string certsDir;             // admin certs: where to write them
+  std::vector<std::string> certNodes;  // admin certs: a certificate for each node named
+  std::string certClient = "app";   // admin certs: the client certificate's name
+  std::string certAdmin = "admin";  // admin certs: the admin certificate's name
+  uint32_t certDays = 825;          // admin certs: validity
+
   std::string dir;                  // local up, local down
+  bool tls = false;                 // local up: mutual TLS, certificates in DIR/certs
   uint32_t nodes = 3;
   std::string host = "127.0.0.1";   // local up: --listen, the address the nodes bind
   uint16_t basePort = 7400;

@@ -68,6 +68,7 @@ int local(const Invocation& args) {
   uint32_t http = args.httpBasePort ? *args.httpBasePort : uint32_t(args.basePort) + 80;
   options.httpBasePort = http + args.nodes <= 65536 ? uint16_t(http) : 0;
   if (!args.durability.empty()) options.extraArgs = {"--durability", args.durability};
+  options.tls = args.tls;
   dynkv::LocalCluster cluster(options);
   if (args.command == "local up") {
     size_t started = 0;
@@ -81,6 +82,14 @@ int local(const Invocation& args) {
     std::cerr << "dynkv: " << cluster.size() << " nodes running in " << cluster.dir() << " ("
               << started << " started)" << std::endl;
     std::cout << cluster.seedList() << std::endl;
+    if (cluster.tls()) {
+      // Paths only: what the client needs to be told, never what the files hold.
+      auto client = cluster.tlsFiles("client"), admin = cluster.tlsFiles("admin");
+      std::cerr << "dynkv: mutual TLS; as a client:\n  export DYNKV_TLS_CA=" << client.ca
+                << " DYNKV_TLS_CERT=" << client.certificate << " DYNKV_TLS_KEY=" << client.key
+                << "\ndynkv: for admin commands: DYNKV_TLS_CERT=" << admin.certificate
+                << " DYNKV_TLS_KEY=" << admin.key << std::endl;
+    }
     return 0;
   }
   cluster.down();
@@ -551,8 +560,21 @@ void leaveAdvice(dynkv::AdminClient& admin, const std::string& address) {
   }
 }
 
+dynkv::TlsFiles tlsFilesOf(const Invocation& args) {
+  return {args.tlsCa, args.tlsCert, args.tlsKey};
+}
+
+int certs(const Invocation& args) {
+  dynkv::writeCertificates(args.certsDir, args.certNodes, args.certClient, args.certAdmin,
+                           args.certDays);
+  std::cout << "ok: certificates in " << args.certsDir << " (keys readable by you only)"
+            << std::endl;
+  return 0;
+}
+
 int admin(const Invocation& args) {
-  dynkv::AdminClient admin(args.seeds, args.cluster, args.secret);
+  if (args.command == "admin certs") return certs(args);
+  dynkv::AdminClient admin(args.seeds, args.cluster, args.secret, tlsFilesOf(args));
   if (args.command == "status") return status(args, admin);
   if (args.command == "admin repair") return repair(args, admin);
   if (args.command == "admin inspect") return inspect(args, admin);
@@ -584,6 +606,9 @@ int data(const Invocation& args) {
   options.seeds = args.seeds;
   options.cluster = args.cluster;
   options.secret = args.secret;
+  options.tlsCa = args.tlsCa;
+  options.tlsCert = args.tlsCert;
+  options.tlsKey = args.tlsKey;
   if (args.lww) options.namespaces[args.ns] = dynkv::NamespaceKind::LAST_WRITE_WINS;
 
   dynkv::CallOptions call;

@@ -13,16 +13,19 @@ enum class ExitCode : int {
                     // context token, a value over the size limit
   UNAVAILABLE = 3,  // no node answered, the quorum was not met, or the deadline passed; trying
                     // again later may succeed. Also: a port `local up` needs is taken
-  REFUSED = 4,      // a node refused: wrong cluster name or secret, a protocol version one side
+  REFUSED = 4,      // a node refused: wrong cluster name or secret, a certificate whose role may
+                    // not make the call (permission denied), a protocol version one side
                     // does not speak (upgrade the older), or it rejected the write
                     // or an admin change (remove --force of a node it sees alive, a snapshot
                     // into a directory that is not empty)
 };
 
 inline bool saysRefused(const std::string& message) {
-  // A node's answer that trying again will not change: the wrong cluster or secret, or a
-  // protocol version one side does not speak (protocol-version.h). Exit code REFUSED.
+  // A node's answer that trying again will not change: the wrong cluster or secret, a role
+  // that may not make the call (roles.h), or a protocol version one side does not speak
+  // (protocol-version.h). Exit code REFUSED.
   return message.find("authentication") != std::string::npos ||
+         message.find("permission denied") != std::string::npos ||
          message.find("wrong cluster") != std::string::npos ||
          message.find("incompatible protocol") != std::string::npos;
 }

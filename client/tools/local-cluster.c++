@@ -126,6 +126,7 @@ LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(opt
       if (name == "http-base-port") options_.httpBasePort = uint16_t(std::stoul(value));
       if (name == "arg") extra.push_back(value);
       if (name == "cluster") options_.cluster = value;
+      if (name == "tls") options_.tls = value == "1";
     }
     options_.extraArgs = extra;
   } else {
@@ -137,10 +138,22 @@ LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(opt
     out << "nodes=" << options_.nodes << "\nhost=" << options_.host
         << "\nbase-port=" << options_.basePort
         << "\nhttp-base-port=" << options_.httpBasePort
-        << "\ncluster=" << options_.cluster << "\n";
+        << "\ncluster=" << options_.cluster << "\ntls=" << (options_.tls ? 1 : 0) << "\n";
     for (auto& a : options_.extraArgs) out << "arg=" << a << "\n";
     if (!out) throw std::runtime_error("cannot write " + conf);
   }
+  if (options_.tls) {
+    // Every start: certificates of nodes added since are issued by the CA already there.
+    std::vector<std::string> names;
+    for (uint32_t i = 0; i < options_.nodes; i++) names.push_back("n" + std::to_string(i + 1));
+    writeCertificates(options_.dir + "/certs", names, "app", "admin", 825);
+  }
+}
+
+TlsFiles LocalCluster::tlsFiles(const std::string& who) const {
+  if (!options_.tls) return {};
+  auto certs = options_.dir + "/certs/";
+  return {certs + "ca.pem", certs + who + ".pem", certs + who + ".key"};
 }
 
 std::string LocalCluster::findStoraged() {
@@ -212,6 +225,11 @@ void LocalCluster::start(size_t node, const std::vector<std::string>& moreArgs) 
                                    "--cluster", options_.cluster};
   if (options_.httpBasePort != 0) {
     args.insert(args.end(), {"--http", httpAddresses()[node]});
+  }
+  if (options_.tls) {
+    auto files = tlsFiles("node-n" + std::to_string(node + 1));
+    args.insert(args.end(), {"--tls-ca", files.ca, "--tls-cert", files.certificate,
+                             "--tls-key", files.key});
   }
   args.insert(args.end(), options_.extraArgs.begin(), options_.extraArgs.end());
   args.insert(args.end(), moreArgs.begin(), moreArgs.end());
@@ -295,7 +313,7 @@ size_t LocalCluster::up(std::chrono::milliseconds timeout) {
   for (size_t i = 0; i < options_.nodes; i++) waitListening(i, timeout);
 
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  joinToRing(seeds(), options_.cluster, seeds(), deadline);
+  joinToRing(seeds(), options_.cluster, seeds(), deadline, tlsFiles("admin"));
   waitSettled(std::chrono::duration_cast<std::chrono::milliseconds>(
       deadline - std::chrono::steady_clock::now()));
   return started;
@@ -307,7 +325,7 @@ void LocalCluster::waitSettled(std::chrono::milliseconds timeout, std::vector<si
   }
   std::vector<std::string> addresses;
   for (size_t i : nodes) addresses.push_back(seeds().at(i));
-  dynkv::waitSettled(addresses, options_.cluster, timeout);
+  dynkv::waitSettled(addresses, options_.cluster, timeout, tlsFiles("admin"));
 }
 
 void LocalCluster::kill(size_t node, int signal) {

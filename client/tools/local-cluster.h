@@ -10,6 +10,8 @@
 #include <sys/types.h>
 #include <vector>
 
+#include "tls.h"
+
 namespace dynkv {
 
 struct LocalClusterOptions {
@@ -23,6 +25,8 @@ struct LocalClusterOptions {
   std::vector<std::string> extraArgs;  // passed to every storaged (e.g. --durability buffered)
   std::string cluster = "dynkv";       // cluster name: tests give each cluster its own, so a
                                        // node of one can never gossip its way into another
+  bool tls = false;                    // mutual TLS, with certificates in DIR/certs (written
+                                       // by writeCertificates: nodes n1..nN, client, admin)
 };
 
 class PortInUse : public std::runtime_error {
@@ -49,6 +53,10 @@ class LocalCluster {
   size_t size() const { return options_.nodes; }
   const std::string& dir() const { return options_.dir; }
   const std::string& clusterName() const { return options_.cluster; }
+  bool tls() const { return options_.tls; }
+  TlsFiles tlsFiles(const std::string& who) const;
+  // The CA, certificate and key of "client", "admin" or "node-nK" in DIR/certs; all empty
+  // when the cluster is plain TCP.
 
   size_t up(std::chrono::milliseconds timeout = std::chrono::seconds(30));
   // First checks, by binding each, that every port a node not running needs (RPC and HTTP) is

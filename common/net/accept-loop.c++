@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "buffered-stream.h"
+#include "tls.h"
 
 namespace dynkv {
 
@@ -77,17 +78,23 @@ struct Notice {
 };
 
 struct Connection {
-  Connection(kj::Own<kj::AsyncIoStream> streamParam, const AcceptOptions& options,
-             std::string addressParam, kj::TimePoint now)
-      : stream(kj::mv(streamParam)),
-        buffered(*stream, StreamLimits{options.handshakeMessageWords, options.maxSegments,
-                                       options.maxWriteBacklog}),
-        address(kj::mv(addressParam)),
-        openedAt(now),
+  Connection(kj::Own<kj::AsyncIoStream> streamParam, std::string addressParam,
+             kj::TimePoint now)
+      : stream(kj::mv(streamParam)), address(kj::mv(addressParam)), openedAt(now),
         lastActive(now) {}
 
-  kj::Own<kj::AsyncIoStream> stream;
-  BufferedStream buffered;  // batches the RPC system's reads and writes; checks each frame
+  void startBuffering(const AcceptOptions& options) {
+    buffered = kj::heap<BufferedStream>(
+        *stream, StreamLimits{options.handshakeMessageWords, options.maxSegments,
+                              options.maxWriteBacklog});
+    buffered->setReadAhead(false);  // until it authenticates: a 64 KiB buffer is no gift
+  }
+
+  kj::Own<kj::AsyncIoStream> stream;  // with TLS, the decrypted stream once the handshake is done
+  // Batches the RPC system's reads and writes and checks each frame; null while a TLS
+  // handshake is under way.
+  kj::Own<BufferedStream> buffered;
+  kj::Maybe<kj::String> certificateName;  // the TLS peer's, once its handshake is done
   // Built once the peer has sent its first bytes: a connection that only sits there costs its
   // socket and one pending read, not an RPC system (20,000 idle ones would cost ~250 MB).
   kj::Own<capnp::TwoPartyVatNetwork> network;
@@ -105,8 +112,7 @@ struct Connection {
 
 class Server final : private kj::TaskSet::ErrorHandler {
  public:
-  Server(kj::Function<capnp::Capability::Client(Authenticated)> bootstrapFor,
-         AcceptOptions options)
+  Server(BootstrapFor bootstrapFor, AcceptOptions options)
       : bootstrapFor_(kj::mv(bootstrapFor)), options_(kj::mv(options)), tasks_(*this) {}
 
   kj::Promise<void> acceptLoop(kj::ConnectionReceiver& listener) {
@@ -132,7 +138,7 @@ class Server final : private kj::TaskSet::ErrorHandler {
   }
 
  private:
-  kj::Function<capnp::Capability::Client(Authenticated)> bootstrapFor_;
+  BootstrapFor bootstrapFor_;
   AcceptOptions options_;
   uint32_t open_ = 0;
   uint64_t refused_ = 0;
@@ -149,7 +155,9 @@ class Server final : private kj::TaskSet::ErrorHandler {
     // a moment; past a few such notices at once (a flood) the stream is dropped at once, closing
     // it, and the peer sees a disconnect.
     if (options_.counters != nullptr) options_.counters->*counter += 1;
-    if (notices_ < MAX_NOTICES && options_.timer != nullptr) {
+    // Over TLS the notice would have to wait for a handshake, which is what the limit spares
+    // the node: the connection is just closed.
+    if (notices_ < MAX_NOTICES && options_.timer != nullptr && options_.tls == nullptr) {
       notices_++;
       auto notice = kj::heap<Notice>(kj::mv(stream), options_, why);
       auto& network = notice->network;
@@ -184,13 +192,20 @@ class Server final : private kj::TaskSet::ErrorHandler {
     if (options_.counters != nullptr) options_.counters->open++;
 
     auto now = options_.timer != nullptr ? options_.timer->now() : kj::origin<kj::TimePoint>();
-    auto connection = kj::heap<Connection>(kj::mv(stream), options_, address, now);
+    auto connection = kj::heap<Connection>(kj::mv(stream), address, now);
     auto& c = *connection;
-    c.buffered.setReadAhead(false);  // until it authenticates: a 64 KiB buffer is no gift
-    auto served = c.buffered.awaitData().then([this, &c](size_t got) -> kj::Promise<void> {
-      if (got == 0) return kj::READY_NOW;  // hung up without a word
-      return serveRpc(c);
-    });
+    kj::Promise<void> ready = nullptr;
+    if (options_.tls != nullptr) {
+      ready = handshakeTls(c);
+    } else {
+      c.startBuffering(options_);
+      ready = kj::READY_NOW;
+    }
+    auto served = ready.then([&c]() { return c.buffered->awaitData(); })
+                      .then([this, &c](size_t got) -> kj::Promise<void> {
+                        if (got == 0) return kj::READY_NOW;  // hung up without a word
+                        return serveRpc(c);
+                      });
     auto evicted = kj::newPromiseAndFulfiller<void>();
     c.evict = kj::mv(evicted.fulfiller);
     auto done = served.exclusiveJoin(watch(c)).exclusiveJoin(kj::mv(evicted.promise));
@@ -208,7 +223,38 @@ class Server final : private kj::TaskSet::ErrorHandler {
     }
   }
 
-  kj::Promise<void> serveRpc(Connection& c) {
+  kj::Promise<void> handshakeTls(Connection& c) {
+    // The TLS handshake is the first part of the connection's handshake: it counts against
+    // `handshakeTimeout` (watch() closes a connection not authenticated in time) and among
+    // `maxHandshakes`. A peer without a certificate from the cluster's CA fails it, and is
+    // never served an RPC system.
+    startHandshake(c);
+    kj::AuthenticatedStream plain{kj::mv(c.stream), kj::UnknownPeerIdentity::newInstance()};
+    return options_.tls->wrapServer(kj::mv(plain))
+        .then(
+            [this, &c](kj::AuthenticatedStream&& secured) {
+              c.stream = kj::mv(secured.stream);
+              c.certificateName = certificateName(*secured.peerIdentity);
+              c.startBuffering(options_);
+            },
+            [this, &c](kj::Exception&& e) {
+              // Counted and logged now and then, not per connection: a scan of the port, or a
+              // client with the wrong files retrying, would otherwise fill the log.
+              if (options_.counters != nullptr) options_.counters->tlsHandshakesFailed++;
+              if (tlsFailures_++ % 1000 == 0) {
+                uint64_t failed = tlsFailures_;
+                kj::String peer = printable(c.address);
+                kj::String why = kj::str(e.getDescription());
+                KJ_LOG(WARNING, "connection closed: its TLS handshake failed", peer, why,
+                       failed);
+              }
+              // Closed now, as a hang-up is: quietly (taskFailed), having been logged here.
+              kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "TLS handshake failed"));
+            });
+  }
+
+  void startHandshake(Connection& c) {
+    if (c.handshaking != nullptr) return;  // already counted (since its TLS handshake)
     if (options_.maxHandshakes != 0 && handshakes_.size() >= options_.maxHandshakes) {
       Connection& oldest = *handshakes_.front();
       stopHandshake(oldest);
@@ -222,15 +268,21 @@ class Server final : private kj::TaskSet::ErrorHandler {
       oldest.evict->fulfill();
     }
     c.handshaking = handshakes_.insert(handshakes_.end(), &c);
-    c.network = kj::heap<capnp::TwoPartyVatNetwork>(c.buffered, capnp::rpc::twoparty::Side::SERVER,
-                                                     options_.reader);
+  }
+
+  kj::Promise<void> serveRpc(Connection& c) {
+    startHandshake(c);
+    c.network = kj::heap<capnp::TwoPartyVatNetwork>(
+        *c.buffered, capnp::rpc::twoparty::Side::SERVER, options_.reader);
     auto authenticated = [this, &c]() {
       c.authenticated = true;
       stopHandshake(c);
-      c.buffered.setFrameLimit(options_.reader.traversalLimitInWords);
-      c.buffered.setReadAhead(true);
+      c.buffered->setFrameLimit(options_.reader.traversalLimitInWords);
+      c.buffered->setReadAhead(true);
     };
-    c.rpcSystem = capnp::makeRpcServer(*c.network, bootstrapFor_(kj::mv(authenticated)));
+    kj::Maybe<kj::StringPtr> name;
+    KJ_IF_MAYBE(n, c.certificateName) { name = kj::StringPtr(*n); }
+    c.rpcSystem = capnp::makeRpcServer(*c.network, bootstrapFor_(kj::mv(authenticated), name));
     KJ_IF_MAYBE(rpc, c.rpcSystem) {
       if (options_.flowLimitWords != 0) rpc->setFlowLimit(options_.flowLimitWords);
     }
@@ -243,7 +295,7 @@ class Server final : private kj::TaskSet::ErrorHandler {
     if (options_.counters != nullptr) options_.counters->open--;
     auto at = perAddress_.find(c.address);
     if (at != perAddress_.end() && --at->second == 0) perAddress_.erase(at);
-    if (c.buffered.messageRefused()) {
+    if (c.buffered.get() != nullptr && c.buffered->messageRefused()) {
       if (options_.counters != nullptr) options_.counters->messagesTooLarge++;
       kj::String peer = printable(c.address);
       KJ_LOG(WARNING, "connection closed: a message larger than allowed", peer);
@@ -269,9 +321,12 @@ class Server final : private kj::TaskSet::ErrorHandler {
       if (now >= deadline) return close(c, Closed::HANDSHAKE);
       consider(deadline);
     }
-    if (c.buffered.throttled() && options_.slowReaderTimeout > 0 * kj::SECONDS) {
-      if (c.throttleSeen != c.buffered.throttleEpisodes()) {
-        c.throttleSeen = c.buffered.throttleEpisodes();
+    // While a TLS handshake is under way there is no buffered stream yet: only the handshake
+    // and idle deadlines apply.
+    bool buffering = c.buffered.get() != nullptr;
+    if (buffering && c.buffered->throttled() && options_.slowReaderTimeout > 0 * kj::SECONDS) {
+      if (c.throttleSeen != c.buffered->throttleEpisodes()) {
+        c.throttleSeen = c.buffered->throttleEpisodes();
         c.throttledAt = now;
       }
       auto deadline = c.throttledAt + options_.slowReaderTimeout;
@@ -281,8 +336,9 @@ class Server final : private kj::TaskSet::ErrorHandler {
     if (options_.idleTimeout > 0 * kj::SECONDS) {
       // Idle: no byte either way since the last look (so closed after the timeout, and before
       // twice that), and nothing waiting to be written.
-      if (c.buffered.bytesMoved() != c.lastMoved || c.buffered.writeBacklog() > 0) {
-        c.lastMoved = c.buffered.bytesMoved();
+      if (buffering &&
+          (c.buffered->bytesMoved() != c.lastMoved || c.buffered->writeBacklog() > 0)) {
+        c.lastMoved = c.buffered->bytesMoved();
         c.lastActive = now;
       }
       auto deadline = c.lastActive + options_.idleTimeout;
@@ -291,8 +347,8 @@ class Server final : private kj::TaskSet::ErrorHandler {
     }
     kj::Promise<void> wake = kj::NEVER_DONE;
     KJ_IF_MAYBE(n, next) { wake = timer.atTime(*n); }
-    if (!c.buffered.throttled() && options_.slowReaderTimeout > 0 * kj::SECONDS) {
-      wake = wake.exclusiveJoin(c.buffered.whenThrottled());
+    if (buffering && !c.buffered->throttled() && options_.slowReaderTimeout > 0 * kj::SECONDS) {
+      wake = wake.exclusiveJoin(c.buffered->whenThrottled());
     }
     return wake.then([this, &c]() { return watch(c); });
   }
@@ -312,7 +368,7 @@ class Server final : private kj::TaskSet::ErrorHandler {
         break;
       case Closed::SLOW_READER: {
         if (options_.counters != nullptr) options_.counters->slowReadersCut++;
-        uint64_t unread = c.buffered.writeBacklog();
+        uint64_t unread = c.buffered->writeBacklog();
         KJ_LOG(WARNING, "connection cut: its peer leaves the answers unread", peer, unread);
         break;
       }
@@ -321,6 +377,7 @@ class Server final : private kj::TaskSet::ErrorHandler {
   }
 
   uint64_t handshakeTimeouts_ = 0;
+  uint64_t tlsFailures_ = 0;
 
   void taskFailed(kj::Exception&& exception) override {
     // A peer that hangs up is no event; anything else ending a connection is.
@@ -331,12 +388,23 @@ class Server final : private kj::TaskSet::ErrorHandler {
 
 }  // namespace
 
-kj::Promise<void> serveWithHandshake(
-    kj::ConnectionReceiver& listener,
-    kj::Function<capnp::Capability::Client(Authenticated)> bootstrapFor, AcceptOptions options) {
+kj::Promise<void> serveAuthenticated(kj::ConnectionReceiver& listener, BootstrapFor bootstrapFor,
+                                     AcceptOptions options) {
   auto server = kj::heap<Server>(kj::mv(bootstrapFor), kj::mv(options));
   auto& ref = *server;
   return ref.acceptLoop(listener).attach(kj::mv(server));
+}
+
+kj::Promise<void> serveWithHandshake(
+    kj::ConnectionReceiver& listener,
+    kj::Function<capnp::Capability::Client(Authenticated)> bootstrapFor, AcceptOptions options) {
+  return serveAuthenticated(
+      listener,
+      [bootstrapFor = kj::mv(bootstrapFor)](Authenticated authenticated,
+                                            kj::Maybe<kj::StringPtr>) mutable {
+        return bootstrapFor(kj::mv(authenticated));
+      },
+      kj::mv(options));
 }
 
 kj::Promise<void> serve(kj::ConnectionReceiver& listener,

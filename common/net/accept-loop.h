@@ -22,6 +22,10 @@
 #include <kj/function.h>
 #include <kj/timer.h>
 
+namespace kj {
+class TlsContext;
+}
+
 namespace dynkv {
 
 struct AcceptCounters {
@@ -35,6 +39,7 @@ struct AcceptCounters {
   uint64_t slowReadersCut = 0;     // closed: left its answers unread for `slowReaderTimeout`
   uint64_t messagesTooLarge = 0;   // closed: a message declared more than allowed
   uint64_t handshakesEvicted = 0;  // closed: the oldest of `maxHandshakes` handshakes
+  uint64_t tlsHandshakesFailed = 0;  // closed: its TLS handshake failed (AcceptOptions::tls)
 };
 
 struct AcceptOptions {
@@ -56,17 +61,32 @@ struct AcceptOptions {
   // Largest message before the connection has authenticated: a peer that has shown no secret
   // makes the node hold 8 KiB at most, not the reader's traversal limit.
   AcceptCounters* counters = nullptr;  // kept up to date if set; must outlive the loop
+  kj::TlsContext* tls = nullptr;
+  // Set: every connection is TLS (tls.h), its handshake part of the connection's handshake
+  // (bounded by `handshakeTimeout` and `maxHandshakes`), and a peer that presents no certificate
+  // of the context's CA is closed before it is served anything. A connection refused at a limit
+  // is closed without a notice. Null: plain TCP. Must outlive the loop.
 };
 
 using Authenticated = kj::Function<void()>;
 // Called by a connection's bootstrap capability once its peer has authenticated: lifts the
 // handshake's time and message-size limits for that connection. Valid while the connection is.
 
+using BootstrapFor =
+    kj::Function<capnp::Capability::Client(Authenticated, kj::Maybe<kj::StringPtr>)>;
+// The bootstrap capability for one connection, given its Authenticated callback and the common
+// name of the certificate its peer presented (null over plain TCP).
+
+kj::Promise<void> serveAuthenticated(kj::ConnectionReceiver& listener, BootstrapFor bootstrapFor,
+                                     AcceptOptions options);
+// Runs until the promise is dropped; each connection lives until its peer disconnects or a
+// limit closes it, and is served the capability bootstrapFor() returns for it (after the TLS
+// handshake, with `options.tls`).
+
 kj::Promise<void> serveWithHandshake(
     kj::ConnectionReceiver& listener,
     kj::Function<capnp::Capability::Client(Authenticated)> bootstrapFor, AcceptOptions options);
-// Runs until the promise is dropped; each connection lives until its peer disconnects or a
-// limit closes it, and is served the capability bootstrapFor() returns for it.
+// serveAuthenticated() for a bootstrap that does not ask who the peer is.
 
 kj::Promise<void> serve(kj::ConnectionReceiver& listener,
                         kj::Function<capnp::Capability::Client()> bootstrapFor,

@@ -7,6 +7,7 @@
 #include "codec.h"
 #include "protocol-version.h"
 #include "request-age.h"
+#include "tls.h"
 
 namespace dynkv {
 
@@ -25,6 +26,19 @@ struct NodePool::Link : public kj::Refcounted {
     buffered = nullptr;
   }
 };
+
+namespace {
+
+kj::String tlsFailure(kj::StringPtr description) {
+  // kj says "OpenSSL error; message = error:0A000086:SSL routines::certificate verify failed";
+  // the reason is OpenSSL's last words, and the likely cause is a certificate of another CA.
+  kj::StringPtr reason = description;
+  KJ_IF_MAYBE(at, description.findLast(':')) { reason = description.slice(*at + 1); }
+  return kj::str("TLS handshake failed (", reason,
+                 "): are both certificates from the cluster's CA, and the node's a node's?");
+}
+
+}  // namespace
 
 NodePool::NodePool(kj::Network& network, kj::Timer& timer, FailureDetector& detector,
                    std::string cluster, std::string secret, uint32_t maxValueBytes)
@@ -63,6 +77,17 @@ NodePool::Entry& NodePool::entry(const std::string& address) {
           .then([](kj::Own<kj::NetworkAddress> addr) {
             auto connecting = addr->connect();
             return connecting.attach(kj::mv(addr));
+          })
+          .then([this](kj::Own<kj::AsyncIoStream> stream)
+                    -> kj::Promise<kj::Own<kj::AsyncIoStream>> {
+            // Nodes are reached by address, so the name checked is the one every node's
+            // certificate carries (tls.h): a client's or an admin's cannot answer for a node.
+            if (tls_ == nullptr) return kj::mv(stream);
+            return tls_->wrapClient(kj::mv(stream), NODE_SERVER_NAME)
+                .catch_([](kj::Exception&& e) -> kj::Own<kj::AsyncIoStream> {
+                  kj::throwFatalException(kj::Exception(e.getType(), __FILE__, __LINE__,
+                                                        tlsFailure(e.getDescription())));
+                });
           })
           .then([this, link = kj::addRef(*link), options, key = kj::str(key)](
                     kj::Own<kj::AsyncIoStream> stream) mutable {

@@ -15,6 +15,10 @@
 #include "failure-detector.h"
 #include "protocol-version.h"
 
+namespace kj {
+class TlsContext;
+}
+
 namespace dynkv {
 
 class NodePool final : private kj::TaskSet::ErrorHandler {
@@ -34,6 +38,11 @@ class NodePool final : private kj::TaskSet::ErrorHandler {
   kj::Promise<wire::Peer::Client> peer(const std::string& address);
   kj::Promise<wire::Admin::Client> admin(const std::string& address);
   // The node-to-node and admin capabilities granted on the same connection.
+
+  void useTls(kj::TlsContext& tls) { tls_ = &tls; }
+  // Connections made from now on speak TLS with `tls` (tls.h): this process's certificate is
+  // presented, and a node is trusted only if its certificate is from the cluster's CA and names
+  // it a node. `tls` must outlive the pool.
 
   void claimProtocol(uint32_t protocol) { protocol_ = protocol; }
   // For tests: the protocol version this pool's connections say they speak from now on
@@ -95,6 +104,7 @@ class NodePool final : private kj::TaskSet::ErrorHandler {
   std::string secret_;
   uint32_t maxValueBytes_;
   uint32_t protocol_ = PROTOCOL_VERSION;
+  kj::TlsContext* tls_ = nullptr;
   kj::HashMap<kj::String, Entry> entries_;
   kj::TaskSet tasks_;
 

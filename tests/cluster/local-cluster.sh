@@ -87,7 +87,8 @@ pick_base_port() {
 
 start_cluster() {
   # start_cluster DYNKV NODES: tries random port ranges below the ephemeral range (outgoing
-  # connections take ports from there) until `dynkv local up` succeeds.
+  # connections take ports from there) until `dynkv local up` succeeds. The array
+  # LOCAL_UP_ARGS, if set, is passed to `local up` too (e.g. --tls).
   DYNKV_BIN=$1
   local nodes=$2 attempt base
   trap stop_cluster EXIT
@@ -95,7 +96,7 @@ start_cluster() {
     base=$(pick_base_port "$nodes")
     CLUSTER_DIR=$(mktemp -d /tmp/dynkv-script-test-XXXXXX)
     if SEEDS=$("$DYNKV_BIN" local up --nodes "$nodes" --dir "$CLUSTER_DIR" --base-port "$base" \
-                 2>"$CLUSTER_DIR/up.err"); then
+                 ${LOCAL_UP_ARGS[@]+"${LOCAL_UP_ARGS[@]}"} 2>"$CLUSTER_DIR/up.err"); then
       BASE_PORT=$base
       return 0
     fi

@@ -6,7 +6,11 @@
 #include <kj/async-io.h>
 #include <kj/timer.h>
 
+#include <filesystem>
+
 #include "accept-loop.h"
+#include "admin.h"
+#include "tls.h"
 
 namespace dynkv {
 namespace {
@@ -126,6 +130,63 @@ TEST_CASE("accept loop: past max-handshakes the oldest unauthenticated connectio
   CHECK(f.counters.open == 2);
   char byte;
   CHECK(clients[0]->tryRead(&byte, 1, 1).wait(f.ws) == 0);
+}
+
+struct Certificates {
+  // A CA and certificates from `dynkv admin certs`, in a directory of their own.
+  Certificates() {
+    char name[] = "/tmp/accept-loop-test-XXXXXX";
+    REQUIRE(mkdtemp(name) != nullptr);
+    dir = name;
+    writeCertificates(dir, {"n1"}, "app", "admin", 1);
+  }
+  ~Certificates() { std::filesystem::remove_all(dir); }
+  TlsFiles of(const std::string& who) const {
+    return {dir + "/ca.pem", dir + "/" + who + ".pem", dir + "/" + who + ".key"};
+  }
+  std::string dir;
+};
+
+TEST_CASE("accept loop: TLS hands the peer's certificate name to the bootstrap, in time") {
+  Certificates certificates;
+  Tls node(certificates.of("node-n1")), client(certificates.of("client"));
+  Fixture f;
+  auto options = f.options();
+  options.tls = &node.context();
+  options.handshakeTimeout = 10 * kj::SECONDS;
+  kj::Vector<Authenticated> authenticate;
+  kj::Vector<kj::String> names;
+  auto serving = serveAuthenticated(
+      f.listener,
+      [&](Authenticated done, kj::Maybe<kj::StringPtr> name) {
+        authenticate.add(kj::mv(done));
+        names.add(kj::str(KJ_ASSERT_NONNULL(name)));
+        return nothing();
+      },
+      options);
+  f.loop.run();
+  // One that never starts its TLS handshake, one that speaks plain bytes, one with a client
+  // certificate of the cluster's CA.
+  auto silent = f.listener.connect();
+  f.loop.run();
+  auto plain = f.listener.connect();
+  plain->write("\0\0\0\0\0\0\0\0", 8).wait(f.ws);
+  f.loop.run();
+  auto raw = f.listener.connect();
+  auto secured = client.context().wrapClient(kj::mv(raw), NODE_SERVER_NAME).wait(f.ws);
+  secured->write("\0\0\0\0", 4).wait(f.ws);
+  f.loop.run();
+  REQUIRE(names.size() == 1);
+  CHECK(names[0] == "client:app");
+  authenticate[0]();
+  CHECK(f.counters.open == 2);  // the plain one failed its handshake and is closed
+  CHECK(f.counters.tlsHandshakesFailed == 1);
+  char byte;
+  CHECK(plain->tryRead(&byte, 1, 1).wait(f.ws) == 0);
+  f.advance(10 * kj::SECONDS);
+  CHECK(f.counters.open == 1);  // the silent one counted against the handshake timeout
+  CHECK(f.counters.handshakeTimeouts == 1);
+  CHECK(silent->tryRead(&byte, 1, 1).wait(f.ws) == 0);
 }
 
 }  // namespace

@@ -308,6 +308,19 @@ TEST_CASE("config: the example config file in docs/ is accepted") {
   CHECK(config.http == "10.0.0.1:7480");
 }
 
+TEST_CASE("config: the TLS files go together, from flags or the file") {
+  auto config = parse({"--data-dir", "d", "--tls-ca", "ca.pem", "--tls-cert", "n1.pem",
+                       "--tls-key", "n1.key"});
+  CHECK(config.tlsCa == "ca.pem");
+  CHECK(config.tlsCert == "n1.pem");
+  CHECK(config.tlsKey == "n1.key");
+  CHECK(parse({"--data-dir", "d"}).tlsCa.empty());  // none: plain TCP
+  CHECK_THAT(refused({"--data-dir", "d", "--tls-ca", "ca.pem", "--tls-cert", "n1.pem"}),
+             Catch::Contains("--tls-ca, --tls-cert and --tls-key go together"));
+  auto fromFile = parseConfigToml("tls-ca = \"a\"\ntls-cert = \"b\"\ntls-key = \"c\"\n", "x");
+  CHECK(fromFile.tlsKey == "c");
+}
+
 TEST_CASE("config: an --http address longer than a gossip record's field is refused") {
   CHECK_THAT(refused({"--data-dir", "d", "--http", std::string(256, 'h') + ":1"}),
              Catch::Contains("--http") && Catch::Contains("the limit is 255"));

@@ -283,6 +283,14 @@ TEST_CASE("dynkv: errors in the user's terms, without kj internals") {
         "h:1: authentication failed: wrong cluster secret");
 }
 
+TEST_CASE("dynkv: a node that refuses our certificate, in the user's terms") {
+  CHECK(userMessage("no node answered: 127.0.0.1:7400: kj/compat/tls.c++:80: failed: OpenSSL "
+                    "error; message = error:0A000418:SSL routines::tlsv1 alert unknown ca; ") ==
+        "no node answered: 127.0.0.1:7400: TLS failed: tlsv1 alert unknown ca");
+  CHECK(dynkv::cli::saysRefused("h:1: permission denied: admin commands need a certificate with "
+                                "role admin; this caller's role is client"));
+}
+
 TEST_CASE("dynkv: a node of another cluster, in the user's terms") {
   CHECK(userMessage("127.0.0.1:28711: expected params.getCluster() == "
                     "kj::StringPtr(options.cluster.c_str()) [wrong == dynkv]; wrong cluster: this "

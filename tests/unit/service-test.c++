@@ -94,6 +94,27 @@ struct OtherConnection {
   capnp::TwoPartyClient client;
 };
 
+struct RoleConnection {
+  // A connection whose TLS certificate said `role` (the accept loop reads it; roles.h).
+  RoleConnection(Fixture& f, Role role)
+      : serverNetwork(*pipe.ends[0], capnp::rpc::twoparty::Side::SERVER,
+                      readerOptionsFor(f.limits.maxValueBytes)),
+        server(capnp::makeRpcServer(serverNetwork, f.service.connect(nullptr, role))),
+        client(*pipe.ends[1]) {}
+
+  capnp::Response<wire::Gateway::AuthenticateResults> authenticate(kj::WaitScope& waitScope) {
+    auto req = client.bootstrap().castAs<wire::Gateway>().authenticateRequest();
+    req.setCluster("test");
+    req.setSecret(asData("s3cret"));
+    return req.send().wait(waitScope);
+  }
+
+  kj::TwoWayPipe pipe = kj::newTwoWayPipe();
+  capnp::TwoPartyVatNetwork serverNetwork;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> server;
+  capnp::TwoPartyClient client;
+};
+
 std::string failureOf(kj::Promise<void>& promise, kj::WaitScope& waitScope) {
   // The description of the error `promise` fails with; fails the test if it succeeds.
   try {
@@ -116,6 +137,33 @@ TEST_CASE("service: the gateway grants nothing without the right cluster and sec
   CHECK_FALSE(wrongSecret.poll(f.io.waitScope));
   f.servePenalty();
   CHECK_THAT(failureOf(wrongSecret, f.io.waitScope), Catch::Contains("wrong cluster secret"));
+}
+
+TEST_CASE("service: over TLS a certificate's role decides the capabilities handed out") {
+  Fixture f;
+  auto& ws = f.io.waitScope;
+  RoleConnection client(f, Role::CLIENT);
+  auto granted = client.authenticate(ws);
+  granted.getNode().getViewRequest().send().wait(ws);  // data: yes
+  auto gossip = granted.getPeer().gossipRequest().send().ignoreResult();
+  CHECK_THAT(failureOf(gossip, ws),
+             Catch::Contains("permission denied: node-to-node calls") &&
+                 Catch::Contains("need a certificate with role node; this caller's role is "
+                                 "client"));
+  auto status = granted.getAdmin().statusRequest().send().ignoreResult();
+  CHECK_THAT(failureOf(status, ws), Catch::Contains("role admin; this caller's role is client"));
+
+  RoleConnection admin(f, Role::ADMIN);
+  auto operatorCaps = admin.authenticate(ws);
+  operatorCaps.getAdmin().nodeStatsRequest().send().wait(ws);
+  operatorCaps.getNode().getViewRequest().send().wait(ws);
+  auto adminGossip = operatorCaps.getPeer().gossipRequest().send().ignoreResult();
+  CHECK_THAT(failureOf(adminGossip, ws), Catch::Contains("this caller's role is admin"));
+
+  RoleConnection nobody(f, Role::NONE);
+  CHECK_THROWS_WITH(nobody.authenticate(ws),
+                    Catch::Contains("permission denied: the certificate's common name names "
+                                    "no role"));
 }
 
 TEST_CASE("service: a caller of another protocol version is refused, naming both") {

@@ -144,6 +144,13 @@ struct ClientOptions {
   std::vector<std::string> seeds;  // HOST:PORT of one or more nodes; the rest is learned
   std::string cluster = "dynkv";   // must match the nodes' cluster name
   std::string secret;              // the cluster's shared secret, if it has one
+  // Mutual TLS: the cluster CA's certificate, this client's certificate (common name
+  // client:NAME, or admin:NAME) and its private key, PEM files as `dynkv admin certs` writes
+  // them. All three, or none for plain TCP (a node with TLS refuses it). A file that cannot be
+  // read makes the client's creation fail, naming the file.
+  std::string tlsCa;
+  std::string tlsCert;
+  std::string tlsKey;
   uint32_t n = 3;                  // replicas per key
   uint32_t r = 2;                  // replies a get waits for
   uint32_t w = 2;                  // acks a put waits for
