@@ -30,6 +30,7 @@
 #include <CLI/CLI.hpp>
 
 #include "anti-entropy.h"
+#include "command-line-parse.h"
 #include "dynkv-version.h"
 #include "own-cluster.h"
 #include "report.h"
@@ -181,24 +182,16 @@ std::variant<Options, Exit> parseOptions(int argc, char** argv) {
       ->type_name("SECRET");
   app.add_flag("--keep", o.keep, "leave the local cluster's directory (logs) behind");
   app.footer("exit codes: 0 done, 1 a failure (cluster, plot), 2 usage, 130 interrupted");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    return Exit{0, app.help()};
-  } catch (const CLI::CallForVersion&) {
-    return Exit{0, versionText() + "\n"};
-  } catch (const CLI::ExtrasError&) {
-    // Name the unknown flags but not what follows them: a mistyped --secret's value is the
-    // secret.
-    std::string flags, strays;
-    for (auto& arg : app.remaining(true)) {
-      auto& list = arg.size() > 1 && arg[0] == '-' ? flags : strays;
-      list += (list.empty() ? "" : " ") + arg;
-    }
-    return usageError(flags.empty() ? "unexpected argument: " + strays
-                                    : "unknown flag: " + flags);
-  } catch (const CLI::ParseError& e) {
-    return usageError(e.what());
+  auto parsed = parseArguments(app, argc, argv);
+  switch (parsed.outcome) {
+    case ParsedArguments::Outcome::PARSED:
+      break;
+    case ParsedArguments::Outcome::HELP:
+      return Exit{0, parsed.text};
+    case ParsedArguments::Outcome::VERSION:
+      return Exit{0, versionText() + "\n"};
+    case ParsedArguments::Outcome::USAGE:
+      return usageError(parsed.text);
   }
   o.seeds = splitList(seeds);
   o.durationGiven = duration->count() > 0;

@@ -16,6 +16,7 @@
 #endif
 #include <toml++/toml.h>
 
+#include "command-line-parse.h"
 #include "dynkv-version.h"
 #include "protocol-version.h"
 
@@ -472,20 +473,16 @@ std::string usage() {
 std::variant<Config, Exit> parseCommandLine(int argc, const char* const* argv) {
   CommandLine commandLine;
   auto& app = commandLine.app;
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    return Exit{0, app.help()};
-  } catch (const CLI::CallForVersion&) {
-    return Exit{0, versionText() + "\n"};
-  } catch (const CLI::ExtrasError&) {
-    // CLI11's own message lists them in reverse order; the user's order reads better.
-    std::string given;
-    for (auto& arg : app.remaining()) given += (given.empty() ? "" : " ") + arg;
-    return usageError("unknown flag or stray argument: " + given +
-                      flagSuggestion(app.remaining()));
-  } catch (const CLI::ParseError& e) {
-    return usageError(e.what());
+  auto parsed = parseArguments(app, argc, argv);
+  switch (parsed.outcome) {
+    case ParsedArguments::Outcome::PARSED:
+      break;
+    case ParsedArguments::Outcome::HELP:
+      return Exit{0, parsed.text};
+    case ParsedArguments::Outcome::VERSION:
+      return Exit{0, versionText() + "\n"};
+    case ParsedArguments::Outcome::USAGE:
+      return usageError(parsed.text + flagSuggestion(parsed.unknownFlags));
   }
 
   Config config;

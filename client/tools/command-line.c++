@@ -5,6 +5,7 @@
 #include <regex>
 #include <sstream>
 
+#include "command-line-parse.h"
 #include "dynkv-version.h"
 #include "protocol-version.h"
 #include "exit-codes.h"
@@ -287,25 +288,16 @@ std::variant<Invocation, Exit> parseCommandLine(int argc, const char* const* arg
                                                 const Environment& environment) {
   CommandLine commandLine;
   auto& app = commandLine.app;
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    return Exit{0, app.help()};
-  } catch (const CLI::CallForVersion&) {
-    return Exit{0, versionText() + "\n"};
-  } catch (const CLI::ExtrasError&) {
-    // Name the unknown flags but not what follows them: a mistyped --secret's value is the
-    // secret. Arguments only when no flag is among them.
-    std::string flags, strays;
-    for (auto& arg : app.remaining(true)) {
-      auto& list = arg.size() > 1 && arg[0] == '-' ? flags : strays;
-      list += (list.empty() ? "" : " ") + arg;
-    }
-    return usageError(flags.empty() ? "unexpected argument: " + strays
-                                    : "unknown flag: " + flags,
-                      commandLine.commandName());
-  } catch (const CLI::ParseError& e) {
-    return usageError(e.what(), commandLine.commandName());
+  auto parsed = parseArguments(app, argc, argv);
+  switch (parsed.outcome) {
+    case ParsedArguments::Outcome::PARSED:
+      break;
+    case ParsedArguments::Outcome::HELP:
+      return Exit{0, parsed.text};
+    case ParsedArguments::Outcome::VERSION:
+      return Exit{0, versionText() + "\n"};
+    case ParsedArguments::Outcome::USAGE:
+      return usageError(parsed.text, commandLine.commandName());
   }
   auto invocation = commandLine.invocation;
   invocation.command = commandLine.commandName();

@@ -27,8 +27,12 @@ version_re+='accepts [0-9]+\.\.[0-9]+\)$'
 
 expect_exit "a mistyped flag" 2 "$STORAGED" --data-dir "$WORK/data" --replica 3
 [[ -z $OUT ]] || fail "a usage error wrote to stdout: $OUT"
-[[ $ERR == *"--replica 3"*"did you mean --replicas?"* ]] || fail "a mistyped flag gave '$ERR'"
+[[ $ERR == *"unknown flag: --replica"*"did you mean --replicas?"* ]] ||
+  fail "a mistyped flag gave '$ERR'"
 [[ ! -e $WORK/data ]] || fail "a refused command line created the data directory"
+
+expect_exit "a mistyped --secret" 2 "$STORAGED" --data-dir "$WORK/data" --secrt hunter2
+[[ $ERR == *"--secrt"* && $ERR != *hunter2* ]] || fail "a mistyped --secret gave '$ERR'"
 
 expect_exit "a negative number" 2 "$STORAGED" --data-dir "$WORK/data" --replicas -1
 [[ $ERR == *"--replicas: -1 is out of range; it must be 1 to 64"* ]] || fail "got '$ERR'"

@@ -150,7 +150,14 @@ TEST_CASE("config: an unknown or mistyped flag is a usage error that names it") 
   CHECK_THAT(unknown, Catch::Contains("storaged --help"));
 
   CHECK_THAT(refused({"--data-dir", "d", "--replica", "3"}),
-             Catch::Contains("--replica 3") && Catch::Contains("did you mean --replicas?"));
+             Catch::Contains("unknown flag: --replica") &&
+                 Catch::Contains("did you mean --replicas?"));
+  // What follows a mistyped flag may be its value, and a mistyped --secret's value is the
+  // secret: it is never echoed.
+  auto secret = refused({"--data-dir", "d", "--secrt", "hunter2"});
+  CHECK_THAT(secret, Catch::Contains("--secrt") && Catch::Contains("did you mean --secret?"));
+  CHECK_THAT(secret, !Catch::Contains("hunter2"));
+  CHECK_THAT(refused({"--data-dir", "d", "--secrt=hunter2"}), !Catch::Contains("hunter2"));
   CHECK_THAT(refused({"--data-dir", "d", "--tansfer-rate=1"}),
              Catch::Contains("did you mean --transfer-rate?"));
   CHECK_THAT(refused({"--data-dir", "d", "stray"}), Catch::Contains("stray"));
