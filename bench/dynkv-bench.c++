@@ -182,17 +182,9 @@ std::variant<Options, Exit> parseOptions(int argc, char** argv) {
       ->type_name("SECRET");
   app.add_flag("--keep", o.keep, "leave the local cluster's directory (logs) behind");
   app.footer("exit codes: 0 done, 1 a failure (cluster, plot), 2 usage, 130 interrupted");
-  auto parsed = parseArguments(app, argc, argv);
-  switch (parsed.outcome) {
-    case ParsedArguments::Outcome::PARSED:
-      break;
-    case ParsedArguments::Outcome::HELP:
-      return Exit{0, parsed.text};
-    case ParsedArguments::Outcome::VERSION:
-      return Exit{0, versionText() + "\n"};
-    case ParsedArguments::Outcome::USAGE:
-      return usageError(parsed.text);
-  }
+  auto parsed = parseArguments(app, argc, argv, versionText());
+  if (parsed.done()) return Exit{0, parsed.text};
+  if (parsed.outcome == ParsedArguments::Outcome::USAGE) return usageError(parsed.text);
   o.seeds = splitList(seeds);
   o.durationGiven = duration->count() > 0;
   o.inflightGiven = inflight->count() > 0;

@@ -15,15 +15,19 @@ struct ParsedArguments {
   enum class Outcome {
     PARSED,   // go on: the app's options are set
     HELP,     // print `text` (the help of the command asked about) and exit 0
-    VERSION,  // print the version and exit 0
+    VERSION,  // print `text` (the version) and exit 0
     USAGE,    // print `text`, what the user did wrong, and exit with the usage code
   };
+  bool done() const { return outcome == Outcome::HELP || outcome == Outcome::VERSION; }
+  // Nothing went wrong, and there is nothing left to do but print `text`.
   Outcome outcome = Outcome::PARSED;
   std::string text;
   std::vector<std::string> unknownFlags;  // USAGE from flags CLI11 does not know (suggestions)
 };
 
-inline ParsedArguments parseArguments(CLI::App& app, int argc, const char* const* argv) {
+inline ParsedArguments parseArguments(CLI::App& app, int argc, const char* const* argv,
+                                      const std::string& version) {
+  // `version` is what --version prints (a line of its own).
   ParsedArguments out;
   try {
     app.parse(argc, argv);
@@ -32,6 +36,7 @@ inline ParsedArguments parseArguments(CLI::App& app, int argc, const char* const
     out.text = app.help();
   } catch (const CLI::CallForVersion&) {
     out.outcome = ParsedArguments::Outcome::VERSION;
+    out.text = version + "\n";
   } catch (const CLI::ExtrasError&) {
     // Names the unknown flags but not what follows them: a mistyped --secret's value is the
     // secret. Stray arguments are named only when no flag is among them.

@@ -288,16 +288,10 @@ std::variant<Invocation, Exit> parseCommandLine(int argc, const char* const* arg
                                                 const Environment& environment) {
   CommandLine commandLine;
   auto& app = commandLine.app;
-  auto parsed = parseArguments(app, argc, argv);
-  switch (parsed.outcome) {
-    case ParsedArguments::Outcome::PARSED:
-      break;
-    case ParsedArguments::Outcome::HELP:
-      return Exit{0, parsed.text};
-    case ParsedArguments::Outcome::VERSION:
-      return Exit{0, versionText() + "\n"};
-    case ParsedArguments::Outcome::USAGE:
-      return usageError(parsed.text, commandLine.commandName());
+  auto parsed = parseArguments(app, argc, argv, versionText());
+  if (parsed.done()) return Exit{0, parsed.text};
+  if (parsed.outcome == ParsedArguments::Outcome::USAGE) {
+    return usageError(parsed.text, commandLine.commandName());
   }
   auto invocation = commandLine.invocation;
   invocation.command = commandLine.commandName();
